@@ -1,0 +1,158 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/resilientclient/resilient/messages"
+)
+
+// Snapshot is an immutable view of the current token, published by the token actor so that the hot
+// path (a valid token) costs one atomic load instead of a message round trip. Only the token actor
+// ever stores one; every change of credentials still goes through its mailbox.
+type Snapshot struct {
+	Header string    // the Authorization header value, "Bearer " + token
+	Gen    uint64    // the token's generation
+	Expiry time.Time // zero when unknown
+}
+
+// usableAt reports whether the token may still be sent at now.
+func (s *Snapshot) usableAt(now time.Time) bool {
+	return s.Expiry.IsZero() || now.Before(s.Expiry)
+}
+
+// Grant is a token handed to one request: the header value to send and its generation, which the
+// request reports back if the API rejects it.
+type Grant struct {
+	Header string
+	Gen    uint64
+}
+
+// TokenHandle is how requests talk to a running token actor. It is safe for concurrent use.
+type TokenHandle struct {
+	root *actor.RootContext
+	pid  *actor.PID
+	snap atomic.Pointer[Snapshot]
+	ids  atomic.Uint64
+
+	background sync.WaitGroup // refresh goroutines and armed timers, waited for by Stop
+	stopOnce   sync.Once
+}
+
+// SpawnToken starts a token actor in system with cfg. Defaults: a discarding logger and a one-minute
+// refresh timeout when cfg leaves them unset.
+func SpawnToken(system *actor.ActorSystem, cfg TokenConfig) (*TokenHandle, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RefreshTimeout <= 0 {
+		cfg.RefreshTimeout = time.Minute
+	}
+	h := &TokenHandle{root: system.Root}
+	props := actor.PropsFromProducer(func() actor.Actor { return newTokenActor(cfg, h) })
+	pid, err := system.Root.SpawnNamed(props, "token")
+	if err != nil {
+		return nil, err
+	}
+	h.pid = pid
+	return h, nil
+}
+
+// Acquire returns the token to send: from the published snapshot when it is valid (no message),
+// else from the token actor, parking until a refresh ends if one must run. It returns early with
+// context.Cause(ctx) when ctx ends, after withdrawing from the queue.
+func (h *TokenHandle) Acquire(ctx context.Context) (Grant, error) {
+	if s := h.snap.Load(); s != nil && s.usableAt(time.Now()) {
+		return Grant{Header: s.Header, Gen: s.Gen}, nil
+	}
+	return h.ask(ctx, func(id uint64, r chan<- messages.TokenReply) any {
+		return messages.NeedToken{ID: id, Reply: r}
+	})
+}
+
+// AcquireByMessage is Acquire without the snapshot: always a NeedToken round trip through the
+// mailbox. It exists to measure what the snapshot saves.
+func (h *TokenHandle) AcquireByMessage(ctx context.Context) (Grant, error) {
+	return h.ask(ctx, func(id uint64, r chan<- messages.TokenReply) any {
+		return messages.NeedToken{ID: id, Reply: r}
+	})
+}
+
+// Rejected reports that the API answered 401 to a request sent with generation gen, and returns the
+// token to retry with: the current one if gen was already replaced, else the one a refresh brings.
+func (h *TokenHandle) Rejected(ctx context.Context, gen uint64) (Grant, error) {
+	return h.ask(ctx, func(id uint64, r chan<- messages.TokenReply) any {
+		return messages.TokenRejected{ID: id, Gen: gen, Reply: r}
+	})
+}
+
+// ReportRejected reports a 401 for generation gen without waiting for a new token (for a request
+// that cannot be resent).
+func (h *TokenHandle) ReportRejected(gen uint64) {
+	h.root.Send(h.pid, messages.TokenRejected{ID: h.ids.Add(1), Gen: gen})
+}
+
+// ask sends the message made by mk and waits for the reply or for ctx to end.
+func (h *TokenHandle) ask(ctx context.Context, mk func(uint64, chan<- messages.TokenReply) any) (Grant, error) {
+	if err := ctx.Err(); err != nil {
+		return Grant{}, context.Cause(ctx)
+	}
+	id := h.ids.Add(1)
+	r := make(chan messages.TokenReply, 1)
+	h.root.Send(h.pid, mk(id, r))
+	select {
+	case rep := <-r:
+		if rep.Err != nil {
+			return Grant{}, rep.Err
+		}
+		return Grant{Header: "Bearer " + rep.Token, Gen: rep.Gen}, nil
+	case <-ctx.Done():
+		h.root.Send(h.pid, messages.CancelWait{ID: id})
+		return Grant{}, context.Cause(ctx)
+	}
+}
+
+// Set replaces the credentials (a new login) and waits until they are in force.
+func (h *TokenHandle) Set(ctx context.Context, t messages.Tokens) error {
+	done := make(chan error, 1)
+	h.root.Send(h.pid, messages.SetTokens{Tokens: t, Done: done})
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// Stop answers every parked requester with ErrClosed, stops the actor, and waits for its refresh and
+// timers to finish (a running refresh is cancelled). It is safe to call more than once.
+func (h *TokenHandle) Stop(ctx context.Context) error {
+	var err error
+	h.stopOnce.Do(func() {
+		done := make(chan struct{})
+		h.root.Send(h.pid, messages.Shutdown{Done: done})
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = context.Cause(ctx)
+		}
+		stopErr := h.root.StopFuture(h.pid).Wait()
+		waited := make(chan struct{})
+		go func() { h.background.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-ctx.Done():
+			err = errors.Join(err, context.Cause(ctx))
+		}
+		if stopErr != nil {
+			err = errors.Join(err, stopErr)
+		}
+	})
+	return err
+}

@@ -1,0 +1,136 @@
+package actors
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/resilientclient/resilient/messages"
+)
+
+// inflightShards spreads the registry's lock over this many mutexes so concurrent requests rarely
+// meet on one.
+const inflightShards = 32
+
+// Inflight tracks every logical request from its start until its response body is done, so that
+// Close can cancel them all (parked, sending, or streaming a body) with ErrClosed. It is safe for
+// concurrent use; the zero value is ready.
+type Inflight struct {
+	shards  [inflightShards]inflightShard
+	running atomic.Int64 // RoundTrip calls that have not returned yet
+	closed  atomic.Bool
+}
+
+type inflightShard struct {
+	mu     sync.Mutex // guards closed and the list
+	closed bool
+	head   *call
+}
+
+// call is one tracked logical request. It also wraps the response body, so that finishing the body
+// (EOF or Close) ends the call and releases its context; one allocation serves both.
+type call struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	shard  *inflightShard
+	prev   *call
+	next   *call
+	linked bool
+	body   io.ReadCloser
+}
+
+// begin registers a logical request and derives its context, which ends when parent ends or when
+// the registry closes (with cause ErrClosed). It fails with ErrClosed once closed.
+func (f *Inflight) begin(parent context.Context) (*call, error) {
+	f.running.Add(1)
+	if f.closed.Load() {
+		f.running.Add(-1)
+		return nil, messages.ErrClosed
+	}
+	ctx, cancel := context.WithCancelCause(parent)
+	c := &call{ctx: ctx, cancel: cancel, shard: &f.shards[rand.N(uint32(inflightShards))]}
+	s := c.shard
+	s.mu.Lock()
+	if s.closed { // Close swept this shard already: this request must not start
+		s.mu.Unlock()
+		cancel(messages.ErrClosed)
+		f.running.Add(-1)
+		return nil, messages.ErrClosed
+	}
+	c.next = s.head
+	if s.head != nil {
+		s.head.prev = c
+	}
+	s.head, c.linked = c, true
+	s.mu.Unlock()
+	return c, nil
+}
+
+// returned marks the RoundTrip of a call as returned (its body may live on).
+func (f *Inflight) returned() { f.running.Add(-1) }
+
+// end unregisters c and releases its context. It is idempotent.
+func (c *call) end() {
+	s := c.shard
+	s.mu.Lock()
+	if c.linked {
+		if c.prev != nil {
+			c.prev.next = c.next
+		} else {
+			s.head = c.next
+		}
+		if c.next != nil {
+			c.next.prev = c.prev
+		}
+		c.prev, c.next, c.linked = nil, nil, false
+	}
+	s.mu.Unlock()
+	c.cancel(nil)
+}
+
+// Read reads the response body; at EOF the call ends.
+func (c *call) Read(p []byte) (int, error) {
+	n, err := c.body.Read(p)
+	if err == io.EOF {
+		c.end()
+	}
+	return n, err
+}
+
+// Close closes the response body and ends the call.
+func (c *call) Close() error {
+	err := c.body.Close()
+	c.end()
+	return err
+}
+
+// Close refuses new requests, cancels every tracked one with cause ErrClosed, and waits until every
+// RoundTrip has returned or ctx ends. Response bodies still held by callers fail their next read.
+func (f *Inflight) Close(ctx context.Context) error {
+	f.closed.Store(true)
+	for i := range f.shards {
+		s := &f.shards[i]
+		s.mu.Lock()
+		s.closed = true
+		for c := s.head; c != nil; c = c.next {
+			c.cancel(messages.ErrClosed)
+		}
+		s.mu.Unlock()
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for f.running.Load() > 0 {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	return nil
+}
+
+// Running says how many RoundTrip calls have not returned.
+func (f *Inflight) Running() int64 { return f.running.Load() }

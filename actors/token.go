@@ -1,0 +1,433 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/resilientclient/resilient/internal/tokenwire"
+	"github.com/resilientclient/resilient/messages"
+)
+
+// RefreshFunc trades the current credentials for new ones. ctx carries the refresh timeout and ends
+// when the engine closes, never because the request that triggered the refresh went away.
+//
+// An error ends the session (every waiting request gets ErrSessionExpired) when it wraps
+// messages.ErrSessionExpired, is a *tokenwire.EndpointError for a definitive 4xx, or wraps
+// tokenwire.ErrMalformed. Any other error is taken as passing: the waiting requests get
+// ErrRefreshFailed, the credentials are kept, and the next request tries again.
+type RefreshFunc func(ctx context.Context, current messages.Tokens) (messages.Tokens, error)
+
+// TokenConfig configures the token actor.
+type TokenConfig struct {
+	Tokens  messages.Tokens // the credentials to start with
+	Refresh RefreshFunc     // nil: no refresh; a rejected or expired token ends the session
+	// RequiresRefreshToken: Refresh cannot work without Tokens.Refresh (true for the built-in
+	// formats), so a session without one expires instead of calling it.
+	RequiresRefreshToken bool
+	RefreshTimeout       time.Duration                                      // bounds one refresh call; must be > 0
+	Skew                 time.Duration                                      // refresh this long before expiry (at most half the token's lifetime); ≤ 0: never proactively
+	Save                 func(ctx context.Context, t messages.Tokens) error // optional; persists a refreshed pair before anyone is released
+	Publish              func(event any)                                    // receives events; must not block
+	Logger               *slog.Logger
+}
+
+// tokenActor is the only writer of credentials. Its behaviour is one of three states, switched with
+// protoactor's Become: valid, refreshing and expired (plus closed after Shutdown).
+type tokenActor struct {
+	cfg      TokenConfig
+	h        *TokenHandle
+	behavior actor.Behavior
+
+	creds    messages.Tokens
+	gen      uint64 // generation of creds.Access; grows by one per installed token
+	rejected bool   // the API answered 401 to creds.Access
+	ended    error  // why the session expired (wraps ErrSessionExpired), in the expired state
+
+	parked map[uint64]chan<- messages.TokenReply // requesters waiting for the refresh, by ticket
+	order  []uint64                              // the same tickets, first come first served
+
+	seq       uint64 // numbers refreshes; a RefreshDone/Failed for another seq is stale
+	proactive bool
+	started   time.Time
+	cancel    context.CancelFunc // ends the running refresh
+
+	timer *time.Timer // the proactive refresh of the current generation
+
+	life context.Context // ends on Shutdown; parent of every refresh
+	stop context.CancelFunc
+}
+
+func newTokenActor(cfg TokenConfig, h *TokenHandle) *tokenActor {
+	a := &tokenActor{cfg: cfg, h: h, behavior: actor.NewBehavior(), parked: map[uint64]chan<- messages.TokenReply{}}
+	a.life, a.stop = context.WithCancel(context.Background())
+	a.behavior.Become(a.valid)
+	return a
+}
+
+// Receive handles what every state handles alike, then hands the message to the current state.
+func (a *tokenActor) Receive(c actor.Context) {
+	defer a.recoverPanic(c)
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		a.install(c, a.cfg.Tokens)
+		return
+	case messages.CancelWait:
+		delete(a.parked, m.ID)
+		return
+	case messages.Shutdown:
+		a.shutdown()
+		close(m.Done)
+		return
+	case *actor.Stopping:
+		a.shutdown()
+		return
+	}
+	a.behavior.Receive(c)
+}
+
+// valid: a token is held (it may still turn out rejected or past its expiry, which starts a refresh).
+func (a *tokenActor) valid(c actor.Context) {
+	switch m := c.Message().(type) {
+	case messages.NeedToken:
+		a.serve(c, m.ID, m.Reply)
+	case messages.TokenRejected:
+		if m.Gen == a.gen {
+			a.reject()
+		}
+		a.serve(c, m.ID, m.Reply)
+	case messages.RefreshDue:
+		if m.Gen == a.gen && a.canRefresh() {
+			a.startRefresh(c, true)
+		}
+	case messages.SetTokens:
+		a.replace(c, m)
+	}
+}
+
+// refreshing: one refresh runs outside the mailbox; requesters park until it reports back. During a
+// proactive refresh the old token has not expired, so it is still handed out.
+func (a *tokenActor) refreshing(c actor.Context) {
+	switch m := c.Message().(type) {
+	case messages.NeedToken:
+		if a.proactive && a.usable() {
+			a.grant(m.Reply)
+			return
+		}
+		a.park(m.ID, m.Reply)
+	case messages.TokenRejected:
+		if m.Gen == a.gen {
+			a.reject()
+		}
+		if m.Gen < a.gen && a.usable() { // a 401 for a token already replaced: answer with the new one
+			a.grant(m.Reply)
+			return
+		}
+		a.park(m.ID, m.Reply)
+	case messages.RefreshDone:
+		if m.Seq == a.seq {
+			a.refreshed(c, m.Tokens)
+		}
+	case messages.RefreshFailed:
+		if m.Seq == a.seq {
+			a.refreshFailed(c, m)
+		}
+	case messages.SetTokens:
+		a.abandonRefresh()
+		a.replace(c, m)
+	}
+}
+
+// expired: the session is over; everything fails fast until the application sets new tokens.
+func (a *tokenActor) expired(c actor.Context) {
+	switch m := c.Message().(type) {
+	case messages.NeedToken:
+		reply(m.Reply, messages.TokenReply{Err: a.ended})
+	case messages.TokenRejected:
+		reply(m.Reply, messages.TokenReply{Err: a.ended})
+	case messages.SetTokens:
+		a.replace(c, m)
+	}
+}
+
+// closed: after Shutdown nothing is granted any more.
+func (a *tokenActor) closed(c actor.Context) {
+	switch m := c.Message().(type) {
+	case messages.NeedToken:
+		reply(m.Reply, messages.TokenReply{Err: messages.ErrClosed})
+	case messages.TokenRejected:
+		reply(m.Reply, messages.TokenReply{Err: messages.ErrClosed})
+	case messages.SetTokens:
+		if m.Done != nil {
+			m.Done <- messages.ErrClosed
+		}
+	}
+}
+
+// serve answers a requester in the valid state: now if the token is usable, else after a refresh.
+func (a *tokenActor) serve(c actor.Context, id uint64, r chan<- messages.TokenReply) {
+	switch {
+	case a.usable():
+		a.grant(r)
+	case a.canRefresh():
+		a.park(id, r)
+		a.startRefresh(c, false)
+	default:
+		a.park(id, r)
+		a.expire(errors.New("no refresh token"))
+	}
+}
+
+func (a *tokenActor) usable() bool {
+	return a.creds.Access != "" && !a.rejected && (a.creds.Expiry.IsZero() || time.Now().Before(a.creds.Expiry))
+}
+
+func (a *tokenActor) canRefresh() bool {
+	return a.cfg.Refresh != nil && (!a.cfg.RequiresRefreshToken || a.creds.Refresh != "")
+}
+
+func (a *tokenActor) grant(r chan<- messages.TokenReply) {
+	reply(r, messages.TokenReply{Token: a.creds.Access, Gen: a.gen})
+}
+
+// reject marks the current token as refused by the API: nobody is handed it again.
+func (a *tokenActor) reject() {
+	a.rejected = true
+	a.h.snap.Store(nil)
+}
+
+func (a *tokenActor) park(id uint64, r chan<- messages.TokenReply) {
+	if r == nil {
+		return
+	}
+	a.parked[id] = r
+	a.order = append(a.order, id)
+}
+
+// releaseAll answers every parked requester with rep, in arrival order, and empties the queue.
+func (a *tokenActor) releaseAll(rep messages.TokenReply) int {
+	n := 0
+	for _, id := range a.order {
+		if r, ok := a.parked[id]; ok {
+			reply(r, rep)
+			n++
+		}
+	}
+	clear(a.parked)
+	a.order = a.order[:0]
+	return n
+}
+
+// install makes t the current credentials under a new generation, publishes the snapshot that
+// requests read without a message, and schedules the proactive refresh.
+func (a *tokenActor) install(c actor.Context, t messages.Tokens) {
+	a.stopTimer()
+	a.creds = t
+	a.gen++
+	a.rejected = false
+	if t.Access == "" {
+		a.h.snap.Store(nil)
+		return
+	}
+	a.h.snap.Store(&Snapshot{Header: "Bearer " + t.Access, Gen: a.gen, Expiry: t.Expiry})
+	a.schedule(c, 0)
+}
+
+// schedule arms the proactive refresh: Skew before expiry, but never earlier than half-way through
+// the token's remaining life, so short-lived tokens are not refreshed in a loop.
+// A wait shorter than minWait is not armed (a failed proactive refresh retries only while there is
+// time; once the token expires, the next request refreshes reactively).
+func (a *tokenActor) schedule(c actor.Context, minWait time.Duration) {
+	if a.creds.Expiry.IsZero() || a.cfg.Refresh == nil || a.cfg.Skew <= 0 {
+		return
+	}
+	life := time.Until(a.creds.Expiry)
+	if life <= 0 {
+		return
+	}
+	lead := min(a.cfg.Skew, life/2)
+	if life-lead < minWait {
+		return
+	}
+	gen, self, root := a.gen, c.Self(), c.ActorSystem().Root
+	a.h.background.Add(1)
+	a.timer = time.AfterFunc(life-lead, func() {
+		defer a.h.background.Done()
+		root.Send(self, messages.RefreshDue{Gen: gen})
+	})
+}
+
+func (a *tokenActor) stopTimer() {
+	if a.timer != nil && a.timer.Stop() {
+		a.h.background.Done() // the callback will never run
+	}
+	a.timer = nil
+}
+
+// startRefresh runs one refresh outside the mailbox and switches to refreshing. The refresh is bound
+// to the actor's life and the refresh timeout, not to any requester's context.
+func (a *tokenActor) startRefresh(c actor.Context, proactive bool) {
+	a.seq++
+	a.proactive, a.started = proactive, time.Now()
+	if !proactive {
+		a.h.snap.Store(nil)
+	}
+	ctx, cancel := context.WithTimeout(a.life, a.cfg.RefreshTimeout)
+	a.cancel = cancel
+	a.behavior.Become(a.refreshing)
+
+	seq, current, self, root := a.seq, a.creds, c.Self(), c.ActorSystem().Root
+	refresh, save, timeout := a.cfg.Refresh, a.cfg.Save, a.cfg.RefreshTimeout
+	a.h.background.Add(1)
+	go func() {
+		defer a.h.background.Done()
+		defer cancel()
+		t, err := callRefresh(ctx, refresh, current)
+		if err != nil {
+			root.Send(self, messages.RefreshFailed{Seq: seq, Err: err, Permanent: permanent(err)})
+			return
+		}
+		if save != nil && ctx.Err() == nil {
+			// Persist the rotated pair before anyone is released: the old refresh token is spent.
+			sctx, scancel := context.WithTimeout(a.life, timeout)
+			if serr := save(sctx, t); serr != nil {
+				a.cfg.Logger.Warn("token store: saving the refreshed tokens failed", "error", serr)
+			}
+			scancel()
+		}
+		root.Send(self, messages.RefreshDone{Seq: seq, Tokens: t})
+	}()
+}
+
+// callRefresh runs the refresh function, turning a panic into an error.
+func callRefresh(ctx context.Context, f RefreshFunc, current messages.Tokens) (t messages.Tokens, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("refresh function panicked: %v", r)
+		}
+	}()
+	return f(ctx, current)
+}
+
+// permanent reports whether a refresh error ends the session rather than passing.
+func permanent(err error) bool {
+	var ee *tokenwire.EndpointError
+	switch {
+	case errors.Is(err, messages.ErrSessionExpired), errors.Is(err, tokenwire.ErrMalformed):
+		return true
+	case errors.As(err, &ee):
+		return ee.Permanent()
+	default:
+		return false
+	}
+}
+
+func (a *tokenActor) abandonRefresh() {
+	a.seq++ // whatever it reports is now stale
+	if a.cancel != nil {
+		a.cancel()
+		a.cancel = nil
+	}
+}
+
+func (a *tokenActor) refreshed(c actor.Context, t messages.Tokens) {
+	a.cancel = nil
+	proactive, took := a.proactive, time.Since(a.started)
+	a.install(c, t)
+	a.behavior.Become(a.valid)
+	n := a.releaseAll(messages.TokenReply{Token: t.Access, Gen: a.gen})
+	a.publish(messages.TokenRefreshed{Gen: a.gen, Expiry: t.Expiry, Proactive: proactive, Released: n, Duration: took})
+}
+
+func (a *tokenActor) refreshFailed(c actor.Context, m messages.RefreshFailed) {
+	a.cancel = nil
+	if m.Permanent {
+		a.expire(m.Err)
+		return
+	}
+	a.cfg.Logger.Warn("token refresh failed; credentials kept", "error", m.Err)
+	a.behavior.Become(a.valid)
+	a.releaseAll(messages.TokenReply{Err: fmt.Errorf("%w: %w", messages.ErrRefreshFailed, m.Err)})
+	if a.proactive && a.usable() {
+		// The old token still works; try again half-way to its expiry rather than waiting for it.
+		a.schedule(c, time.Second)
+	}
+}
+
+// expire ends the session: credentials cleared, every parked requester failed, one event.
+func (a *tokenActor) expire(cause error) {
+	a.stopTimer()
+	a.creds = messages.Tokens{}
+	a.h.snap.Store(nil)
+	a.ended = fmt.Errorf("%w: %w", messages.ErrSessionExpired, cause)
+	a.behavior.Become(a.expired)
+	n := a.releaseAll(messages.TokenReply{Err: a.ended})
+	a.cfg.Logger.Warn("session expired", "error", a.ended, "failed_requests", n)
+	a.publish(messages.SessionExpired{Err: a.ended, Failed: n})
+}
+
+// replace installs credentials given by the application and answers everyone parked with them.
+func (a *tokenActor) replace(c actor.Context, m messages.SetTokens) {
+	a.ended = nil
+	a.install(c, m.Tokens)
+	a.behavior.Become(a.valid)
+	if a.usable() {
+		a.releaseAll(messages.TokenReply{Token: a.creds.Access, Gen: a.gen})
+	} else if len(a.parked) > 0 {
+		a.serve(c, 0, nil) // starts the refresh the parked requesters are waiting for
+	}
+	a.publish(messages.TokensReplaced{Gen: a.gen})
+	if m.Done != nil {
+		m.Done <- nil
+	}
+}
+
+func (a *tokenActor) shutdown() {
+	a.stop()
+	a.stopTimer()
+	a.h.snap.Store(nil)
+	a.releaseAll(messages.TokenReply{Err: messages.ErrClosed})
+	a.behavior.Become(a.closed)
+}
+
+func (a *tokenActor) publish(ev any) {
+	if a.cfg.Publish != nil {
+		a.cfg.Publish(ev)
+	}
+}
+
+// recoverPanic keeps a bug in a handler from losing the actor's state (protoactor would restart it
+// empty) and answers the requester of the failed message instead of leaving it waiting.
+func (a *tokenActor) recoverPanic(c actor.Context) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	err := fmt.Errorf("engine: internal error in the token actor: %v", r)
+	a.cfg.Logger.Error("token actor panicked", "error", err)
+	switch m := c.Message().(type) {
+	case messages.NeedToken:
+		reply(m.Reply, messages.TokenReply{Err: err})
+	case messages.TokenRejected:
+		reply(m.Reply, messages.TokenReply{Err: err})
+	case messages.SetTokens:
+		if m.Done != nil {
+			m.Done <- err
+		}
+	}
+}
+
+// reply sends without blocking: reply channels are buffered and answered at most once.
+func reply(r chan<- messages.TokenReply, rep messages.TokenReply) {
+	if r == nil {
+		return
+	}
+	select {
+	case r <- rep:
+	default:
+	}
+}

@@ -1,0 +1,19 @@
+// Package engine is a resilient client for token-protected REST APIs, for Go services that call them
+// from thousands of goroutines at once.
+//
+// Give it the API's base URL and credentials, then use it as any http.RoundTripper or *http.Client,
+// or through the typed helpers (GetJSON, PostJSON, ...):
+//   - the access token goes only to the API's origin (scheme, host and port);
+//   - when the token expires or the API answers 401, exactly one refresh runs, however many requests
+//     noticed; they all wait for it (each within its own context) and are resent once with the new
+//     token. A 401 for a token that was already replaced starts no second refresh;
+//   - a token whose expiry is known is refreshed ahead of time, so steady traffic meets no 401;
+//   - rotating refresh tokens are replaced (and saved with a TokenStore) before anyone is released;
+//   - a refused refresh fails every waiting request with ErrSessionExpired at once, publishes a
+//     SessionExpired event, and later requests fail fast until SetTokens;
+//   - Close cancels everything still running and leaves no goroutine behind.
+//
+// Inside, a token actor (protoactor-go) owns the credentials and serializes refreshes; requests talk
+// to it in messages and, while the token is valid, read an immutable snapshot it publishes. Users
+// never import protoactor.
+package engine

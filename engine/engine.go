@@ -1,0 +1,232 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/resilientclient/resilient/actors"
+	"github.com/resilientclient/resilient/internal/tokenwire"
+	"github.com/resilientclient/resilient/messages"
+)
+
+// Tokens is one credential pair: the access token, the refresh token, and the access token's expiry
+// (zero when unknown). Printing a Tokens value, with fmt or log/slog, never shows the secrets.
+type Tokens = messages.Tokens
+
+// Engine is a resilient API client: an http.RoundTripper and *http.Client that attach the access
+// token to requests for the API's origin, refresh it once however many requests find it expired, and
+// resend what a 401 interrupted. Create one with New (authenticated) or NewPublic, share it, and Close
+// it when done. An Engine is safe for concurrent use.
+type Engine struct {
+	base      *url.URL // nil for a public engine without WithBaseURL
+	maxErrors int64
+	logger    *slog.Logger
+
+	system    *actor.ActorSystem
+	token     *actors.TokenHandle // nil for a public engine
+	store     TokenStore
+	inflight  *actors.Inflight
+	requester *actors.Requester
+	transport *http.Transport // the default transport the engine made, closed by Close; nil if given
+	subs      *subscribers
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New returns an authenticated engine: requests to the base URL's origin (and WithOrigins) carry
+// the access token. It needs WithBaseURL and credentials (WithTokens, WithTokenStore or
+// WithRefreshFunc); bad options give an error wrapping ErrInvalidConfig, never a panic.
+func New(opts ...Option) (*Engine, error) { return build(false, opts) }
+
+// NewPublic returns an engine for APIs that need no token: it never attaches a token and never
+// refreshes, and rejects the token options. WithBaseURL is optional (typed helpers then need
+// absolute URLs).
+func NewPublic(opts ...Option) (*Engine, error) { return build(true, opts) }
+
+func build(public bool, opts []Option) (*Engine, error) {
+	c := config{}
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	v, err := c.check(public)
+	if err != nil {
+		return nil, err
+	}
+	if c.refreshTimeout == 0 {
+		c.refreshTimeout = DefaultRefreshTimeout
+	}
+	if c.skew == 0 {
+		c.skew = DefaultRefreshSkew
+	}
+	if c.maxTokenBytes == 0 {
+		c.maxTokenBytes = DefaultMaxTokenBytes
+	}
+	if c.maxErrorBytes == 0 {
+		c.maxErrorBytes = DefaultMaxErrorBodyBytes
+	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+
+	var start Tokens
+	if !public {
+		if start, err = c.startTokens(); err != nil {
+			return nil, err
+		}
+		if err := c.checkCredentials(start); err != nil {
+			return nil, err
+		}
+	}
+
+	e := &Engine{base: v.base, maxErrors: c.maxErrorBytes, logger: c.logger, store: c.store, inflight: &actors.Inflight{}}
+	base := c.transport
+	if base == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+		t.MaxIdleConns = 2 * DefaultMaxIdleConnsPerHost
+		e.transport, base = t, t
+	}
+	actorLog := slog.New(minLevel{Handler: c.logger.Handler(), min: slog.LevelWarn})
+	e.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLog }))
+	e.subs = &subscribers{system: e.system, onPanic: func(err error) { c.logger.Error("event subscriber panicked", "error", err) }}
+	e.requester = &actors.Requester{Base: base, Origins: v.origins, Inflight: e.inflight}
+
+	if !public {
+		tc := actors.TokenConfig{
+			Tokens:         start,
+			Refresh:        c.refresher(base),
+			RefreshTimeout: c.refreshTimeout,
+			Skew:           c.skew,
+			Publish:        e.system.EventStream.Publish,
+			Logger:         c.logger,
+		}
+		tc.RequiresRefreshToken = c.tokenEndpoint != ""
+		if c.store != nil {
+			tc.Save = c.store.Save
+		}
+		h, err := actors.SpawnToken(e.system, tc)
+		if err != nil {
+			e.system.Shutdown()
+			return nil, err
+		}
+		e.token, e.requester.Token = h, h
+	}
+	return e, nil
+}
+
+// startTokens reads the store (which wins: it holds the newest rotation) or else WithTokens.
+func (c *config) startTokens() (Tokens, error) {
+	if c.store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), c.refreshTimeout)
+		defer cancel()
+		t, err := c.store.Load(ctx)
+		if err != nil {
+			return Tokens{}, configErr("WithTokenStore", "loading tokens: %v", err)
+		}
+		if t.Access != "" || t.Refresh != "" {
+			return t, nil
+		}
+	}
+	if c.tokens != nil {
+		return *c.tokens, nil
+	}
+	return Tokens{}, nil
+}
+
+// refresher builds the refresh function: the user's, or the built-in format over the base transport.
+func (c *config) refresher(base http.RoundTripper) actors.RefreshFunc {
+	if c.refreshFunc != nil {
+		return actors.RefreshFunc(c.refreshFunc)
+	}
+	if c.tokenEndpoint == "" {
+		return nil
+	}
+	wc := tokenwire.Config{
+		Endpoint: c.tokenEndpoint,
+		Format:   tokenwire.Format(c.format),
+		Client: &http.Client{Transport: base, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse // a refresh token is never sent on to another URL
+		}},
+		MaxBytes:     c.maxTokenBytes,
+		ClientID:     c.clientID,
+		ClientSecret: c.clientSecret,
+	}
+	return func(ctx context.Context, current Tokens) (Tokens, error) {
+		return tokenwire.Refresh(ctx, wc, current, timeNow())
+	}
+}
+
+// Transport returns the engine as an http.RoundTripper, to give to any SDK or http.Client.
+func (e *Engine) Transport() http.RoundTripper { return e.requester }
+
+// Client returns a new *http.Client that sends through the engine (no overall timeout: bound each
+// request with its context). Clients are cheap; change the returned one freely.
+func (e *Engine) Client() *http.Client { return &http.Client{Transport: e.requester} }
+
+// SetTokens replaces the credentials, typically after the user signed in again once the session
+// expired. It saves them to the TokenStore (if any), ends the expired state, and releases requests
+// waiting for a token. It fails on a public engine and after Close.
+func (e *Engine) SetTokens(ctx context.Context, t Tokens) error {
+	if e.token == nil {
+		return configErr("SetTokens", "a public engine holds no tokens")
+	}
+	if e.store != nil {
+		if err := e.store.Save(ctx, t); err != nil {
+			return err
+		}
+	}
+	return e.token.Set(ctx, t)
+}
+
+// Subscribe calls fn with every event from now on (*TokenRefreshed, *SessionExpired,
+// *TokensReplaced), one at a time and in order, on a goroutine of the engine's. A slow fn delays only
+// its own events; a panic in fn is logged and does not stop later events. Call the returned function
+// to unsubscribe (events already queued are still delivered). After Close, Subscribe does nothing.
+func (e *Engine) Subscribe(fn func(Event)) (unsubscribe func()) { return e.subs.add(fn) }
+
+// Close stops the engine. New requests fail with ErrClosed at once; requests parked for a token, in
+// flight, or streaming a body are cancelled and fail with ErrClosed; a running refresh is abandoned;
+// subscribers get the events already queued; every actor and goroutine of the engine stops. ctx
+// bounds the wait. Calling Close again returns the first call's result.
+func (e *Engine) Close(ctx context.Context) error {
+	e.closeOnce.Do(func() {
+		errs := []error{e.inflight.Close(ctx)}
+		if e.token != nil {
+			errs = append(errs, e.token.Stop(ctx))
+		}
+		errs = append(errs, e.subs.close(ctx))
+		e.system.Shutdown()
+		if e.transport != nil {
+			e.transport.CloseIdleConnections()
+		}
+		e.closeErr = errors.Join(errs...)
+	})
+	return e.closeErr
+}
+
+// minLevel drops records below min: protoactor logs every actor start and stop at Info.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{Handler: h.Handler.WithAttrs(a), min: h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
+}

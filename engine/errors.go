@@ -1,0 +1,182 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/resilientclient/resilient/internal/tokenwire"
+	"github.com/resilientclient/resilient/messages"
+)
+
+// Sentinel errors, usable with errors.Is through every wrap (including *url.Error from http.Client).
+var (
+	// ErrSessionExpired: the credentials cannot be refreshed any more (the token endpoint refused the
+	// refresh token, or there is none). Requests fail fast with it until SetTokens gives new ones.
+	// The error that carries it also wraps the cause, such as a *TokenEndpointError.
+	ErrSessionExpired = messages.ErrSessionExpired
+	// ErrClosed: the engine was closed before or while the request ran.
+	ErrClosed = messages.ErrClosed
+	// ErrRefreshFailed: a refresh failed for a reason that may pass (5xx, 429, timeout, network).
+	// The credentials are kept; the next request tries to refresh again.
+	ErrRefreshFailed = messages.ErrRefreshFailed
+)
+
+// TokenEndpointError is a non-2xx answer of the token endpoint: its status and the RFC 6749 §5.2
+// error code and description (never a token). A 4xx other than 408 and 429 ends the session.
+type TokenEndpointError = tokenwire.EndpointError
+
+// APIError is a non-2xx answer of the API, as the typed helpers (GetJSON, PostJSON, ...) return it.
+// It is built in one place from RFC 9457 problem+json, a JSON body with message / error /
+// error_description, or plain text, reading at most WithMaxErrorBodyBytes of the body.
+type APIError struct {
+	Method    string
+	URL       string   // without user info; query values replaced by "redacted"
+	Status    int      // HTTP status code
+	Code      string   // a machine-readable code: the JSON "code" or "error" field, if any
+	Message   string   // the most human-readable text found: detail, message, error_description, title, or the text body
+	Problem   *Problem // the RFC 9457 problem document, when the answer was one
+	RequestID string   // from X-Request-Id (or X-Correlation-Id), when present
+}
+
+// Problem is an RFC 9457 problem document. Extension members are kept, undecoded, in Extensions.
+type Problem struct {
+	Type       string                     `json:"type,omitempty"`
+	Title      string                     `json:"title,omitempty"`
+	Status     int                        `json:"status,omitempty"`
+	Detail     string                     `json:"detail,omitempty"`
+	Instance   string                     `json:"instance,omitempty"`
+	Extensions map[string]json.RawMessage `json:"-"`
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	b.WriteString("engine: ")
+	b.WriteString(e.Method)
+	b.WriteString(" ")
+	b.WriteString(e.URL)
+	b.WriteString(": ")
+	b.WriteString(strconv.Itoa(e.Status))
+	if t := http.StatusText(e.Status); t != "" {
+		b.WriteString(" " + t)
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	return b.String()
+}
+
+// parseAPIError turns a non-2xx response into an *APIError, reading at most limit bytes of its body.
+// It never fails: a body it cannot read or understand still yields the status.
+func parseAPIError(resp *http.Response, limit int64) *APIError {
+	e := &APIError{Status: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
+	if resp.Request != nil {
+		e.Method, e.URL = resp.Request.Method, redactURL(resp.Request.URL)
+	}
+	if e.RequestID == "" {
+		e.RequestID = resp.Header.Get("X-Correlation-Id")
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, limit))
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return e
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch {
+	case mt == "application/problem+json":
+		if p := parseProblem(body); p != nil {
+			e.Problem = p
+			e.Message = firstNonEmpty(p.Detail, p.Title)
+			e.Code = stringMember(p.Extensions, "code")
+			return e
+		}
+	case mt == "application/json" || strings.HasSuffix(mt, "+json") || (mt == "" && json.Valid(body)):
+		var f map[string]json.RawMessage
+		if json.Unmarshal(body, &f) == nil {
+			e.Code = firstNonEmpty(stringMember(f, "code"), stringMember(f, "error"))
+			e.Message = firstNonEmpty(stringMember(f, "message"), stringMember(f, "error_description"),
+				stringMember(f, "detail"), stringMember(f, "title"))
+			if e.Message == "" && e.Code != "" && stringMember(f, "error") == e.Code {
+				e.Message = e.Code
+			}
+			return e
+		}
+	}
+	if utf8.Valid(body) && !strings.HasPrefix(mt, "text/html") {
+		e.Message = clip(string(body), 512)
+	}
+	return e
+}
+
+func parseProblem(body []byte) *Problem {
+	var members map[string]json.RawMessage
+	if json.Unmarshal(body, &members) != nil {
+		return nil
+	}
+	p := &Problem{}
+	if json.Unmarshal(body, p) != nil {
+		// A member of the wrong type: keep what is readable.
+		p = &Problem{Type: stringMember(members, "type"), Title: stringMember(members, "title"),
+			Detail: stringMember(members, "detail"), Instance: stringMember(members, "instance")}
+	}
+	for _, k := range []string{"type", "title", "status", "detail", "instance"} {
+		delete(members, k)
+	}
+	if len(members) > 0 {
+		p.Extensions = members
+	}
+	return p
+}
+
+func stringMember(m map[string]json.RawMessage, key string) string {
+	var s string
+	if raw, ok := m[key]; ok && json.Unmarshal(raw, &s) == nil {
+		return clip(strings.TrimSpace(s), 512)
+	}
+	return ""
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// redactURL prints u without user info and with every query value replaced, so secrets passed in
+// URLs (api_key=…, token=…) do not reach errors and logs.
+func redactURL(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	c := *u
+	c.User = nil
+	c.Fragment, c.RawFragment = "", ""
+	if c.RawQuery != "" {
+		q := c.Query()
+		for k := range q {
+			q[k] = []string{"redacted"}
+		}
+		c.RawQuery = q.Encode()
+	}
+	return c.String()
+}

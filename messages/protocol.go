@@ -1,0 +1,92 @@
+package messages
+
+import "time"
+
+// TokenReply is the token actor's answer to NeedToken and TokenRejected: either a token with the
+// generation it belongs to, or the error that ended the wait (ErrSessionExpired, ErrClosed,
+// ErrRefreshFailed, each wrapping its cause). Reply channels have room for one reply, so the token
+// actor never blocks on a requester.
+type TokenReply struct {
+	Token string
+	Gen   uint64
+	Err   error
+}
+
+// NeedToken asks for a usable access token. The token actor answers at once while its token is valid;
+// while a refresh runs (or one must start first) the requester is parked until it ends.
+type NeedToken struct {
+	ID    uint64            // the requester's wait ticket, unique per engine; CancelWait names it
+	Reply chan<- TokenReply // buffered, capacity ≥ 1
+}
+
+// TokenRejected reports that the API answered 401 to a request sent with the token of generation Gen.
+// If Gen is still current the token actor starts one refresh (parking the requester); if a newer
+// token exists already, it answers with that one and starts nothing. A nil Reply only reports.
+type TokenRejected struct {
+	ID    uint64
+	Gen   uint64
+	Reply chan<- TokenReply
+}
+
+// CancelWait withdraws a parked requester whose context ended: it leaves the queue and is never
+// answered.
+type CancelWait struct {
+	ID uint64
+}
+
+// SetTokens replaces the credentials with ones the application obtained itself (a new login). It ends
+// the expired state, starts a new generation and answers every parked requester with the new token.
+// Done, if not nil, receives nil once the new tokens are in force (ErrClosed after Shutdown); it
+// needs room for one value.
+type SetTokens struct {
+	Tokens Tokens
+	Done   chan<- error
+}
+
+// RefreshDue is sent by the token actor's own timer a configured skew before the token of generation
+// Gen expires; it starts a proactive refresh if that token is still current.
+type RefreshDue struct {
+	Gen uint64
+}
+
+// RefreshDone carries a successful refresh back to the token actor's mailbox. Seq names the refresh
+// it answers, so a late answer from an abandoned refresh is ignored.
+type RefreshDone struct {
+	Seq    uint64
+	Tokens Tokens
+}
+
+// RefreshFailed carries a failed refresh back to the token actor. Permanent is true when the session
+// cannot recover without new credentials (the endpoint refused the refresh token).
+type RefreshFailed struct {
+	Seq       uint64
+	Err       error
+	Permanent bool
+}
+
+// Shutdown asks the token actor to answer every parked requester with ErrClosed, stop its timers and
+// abandon any refresh in progress. Done is closed when that is finished.
+type Shutdown struct {
+	Done chan<- struct{}
+}
+
+// TokenRefreshed is published after a refresh succeeded and the new pair was stored.
+type TokenRefreshed struct {
+	Gen       uint64    // the generation of the new access token
+	Expiry    time.Time // zero when unknown
+	Proactive bool      // started before expiry by the timer, rather than by a 401 or an expired token
+	Released  int       // parked requesters answered with the new token
+	Duration  time.Duration
+}
+
+// SessionExpired is published once when the session ends: the refresh was refused, or there was no
+// refresh token to try. Err wraps the cause and never contains a token.
+type SessionExpired struct {
+	Err    error
+	Failed int // parked requesters answered with ErrSessionExpired
+}
+
+// TokensReplaced is published when the application supplied new credentials with SetTokens.
+type TokensReplaced struct {
+	Gen uint64
+}
