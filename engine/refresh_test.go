@@ -1,0 +1,103 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/resilientclient/resilient/engine"
+	"github.com/resilientclient/resilient/internal/fakeapi"
+)
+
+// Three rounds of 200 concurrent 401s, each round after the server expired every token: one refresh
+// per round, and the rotating refresh token is never replayed (no revocation).
+func TestRoundsOf401sRefreshOncePerRound(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{Opaque: true, AccessTTL: time.Hour})
+	e := newEngine(t, srv, srv.Login("ada"))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for round := 1; round <= 3; round++ {
+		srv.ExpireAccessTokens()
+		var failed atomic.Int64
+		fanOut(200, func(i int) {
+			if _, err := engine.GetJSON[item](ctx, e, fmt.Sprintf("/items/%d", i)); err != nil {
+				failed.Add(1)
+			}
+		})
+		st := srv.Stats()
+		require.Zero(t, failed.Load(), "round %d", round)
+		assert.Equal(t, int64(round), st.RefreshCalls, "refreshes after round %d", round)
+		assert.Zero(t, st.Revocations)
+		assert.Zero(t, st.ReuseDetected)
+	}
+}
+
+// tokenServer is a hand-made API for exact orderings: tokens t1, t2, ... are issued in turn by a JSON
+// refresh endpoint, only the newest is accepted, and /slow waits for a signal before answering.
+type tokenServer struct {
+	*httptest.Server
+	refreshes atomic.Int64
+	current   atomic.Int64 // number of the accepted token
+	slowIn    chan struct{}
+	release   chan struct{}
+}
+
+func startTokenServer(t *testing.T) *tokenServer {
+	ts := &tokenServer{slowIn: make(chan struct{}, 1), release: make(chan struct{})}
+	ts.current.Store(1)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /refresh", func(w http.ResponseWriter, r *http.Request) {
+		n := ts.refreshes.Add(1) + 1
+		ts.current.Store(n)
+		_ = json.NewEncoder(w).Encode(map[string]string{"accessToken": fmt.Sprintf("t%d", n), "refreshToken": fmt.Sprintf("r%d", n)})
+	})
+	check := func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != fmt.Sprintf("Bearer t%d", ts.current.Load()) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte(`{"id":"1"}`))
+	}
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		ts.slowIn <- struct{}{}
+		<-ts.release
+		check(w, r)
+	})
+	mux.HandleFunc("GET /fast", check)
+	ts.Server = httptest.NewServer(mux)
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// A 401 for generation 1 that arrives after generation 2 exists is answered with token 2: no second
+// refresh.
+func TestStale401StartsNoSecondRefresh(t *testing.T) {
+	ts := startTokenServer(t)
+	e, err := engine.New(engine.WithBaseURL(ts.URL), engine.WithTokenEndpoint(ts.URL+"/refresh", engine.JSONRefresh),
+		engine.WithTokens(engine.Tokens{Access: "t1", Refresh: "r1"}))
+	require.NoError(t, err)
+	t.Cleanup(func() { closeEngine(t, e) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	slow := make(chan error, 1)
+	go func() { _, err := engine.GetJSON[map[string]string](ctx, e, "/slow"); slow <- err }()
+	<-ts.slowIn // /slow holds token t1 (generation 1) at the server
+
+	ts.current.Store(0) // the server stops accepting t1: the fast request's 401 refreshes to t2
+	_, err = engine.GetJSON[map[string]string](ctx, e, "/fast")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), ts.refreshes.Load())
+
+	close(ts.release) // now /slow answers 401 for t1: stale, generation 2 exists
+	require.NoError(t, <-slow)
+	assert.Equal(t, int64(1), ts.refreshes.Load(), "a stale 401 must not refresh again")
+}
