@@ -33,6 +33,7 @@ type Engine struct {
 	store     TokenStore
 	inflight  *actors.Inflight
 	requester *actors.Requester
+	client    *http.Client // the typed helpers' client
 	transport *http.Transport // the default transport the engine made, closed by Close; nil if given
 	subs      *subscribers
 
@@ -99,6 +100,7 @@ func build(public bool, opts []Option) (*Engine, error) {
 	e.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLog }))
 	e.subs = &subscribers{system: e.system, onPanic: func(err error) { c.logger.Error("event subscriber panicked", "error", err) }}
 	e.requester = &actors.Requester{Base: base, Origins: v.origins, Inflight: e.inflight}
+	e.client = &http.Client{Transport: e.requester}
 
 	if !public {
 		tc := actors.TokenConfig{

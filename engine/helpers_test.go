@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -101,3 +102,5 @@ func (l *eventLog) count(match func(engine.Event) bool) int {
 
 func isRefreshed(ev engine.Event) bool { _, ok := ev.(*engine.TokenRefreshed); return ok }
 func isExpired(ev engine.Event) bool   { _, ok := ev.(*engine.SessionExpired); return ok }
+
+func sprintf(format string, v any) string { return fmt.Sprintf(format, v) }

@@ -68,15 +68,16 @@ func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := e.requester.RoundTrip(req)
+	resp, err := e.client.Do(req) // follows redirects; the token is re-decided on every hop
 	if err != nil {
+		var ue *url.Error // its text carries the raw URL; ours is redacted
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return zero, fmt.Errorf("engine: %s %s: %w", method, redactURL(u), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		if resp.Request == nil {
-			resp.Request = req
-		}
 		return zero, parseAPIError(resp, e.maxErrors)
 	}
 	if resp.StatusCode == http.StatusNoContent {
