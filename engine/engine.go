@@ -33,7 +33,7 @@ type Engine struct {
 	store     TokenStore
 	inflight  *actors.Inflight
 	requester *actors.Requester
-	client    *http.Client // the typed helpers' client
+	client    *http.Client    // the typed helpers' client
 	transport *http.Transport // the default transport the engine made, closed by Close; nil if given
 	subs      *subscribers
 
