@@ -287,6 +287,9 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool) {
 		defer a.h.background.Done()
 		defer cancel()
 		t, err := callRefresh(ctx, refresh, current)
+		if a.life.Err() != nil {
+			return // the actor is shutting down: nobody is left to tell (and no dead letter)
+		}
 		if err != nil {
 			root.Send(self, messages.RefreshFailed{Seq: seq, Err: err, Permanent: permanent(err)})
 			return

@@ -96,8 +96,7 @@ func build(public bool, opts []Option) (*Engine, error) {
 		t.MaxIdleConns = 2 * DefaultMaxIdleConnsPerHost
 		e.transport, base = t, t
 	}
-	actorLog := slog.New(minLevel{Handler: c.logger.Handler(), min: slog.LevelWarn})
-	e.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLog }))
+	e.system = actors.NewSystem(c.logger)
 	e.subs = &subscribers{system: e.system, onPanic: func(err error) { c.logger.Error("event subscriber panicked", "error", err) }}
 	e.requester = &actors.Requester{Base: base, Origins: v.origins, Inflight: e.inflight}
 	e.client = &http.Client{Transport: e.requester}
@@ -213,22 +212,4 @@ func (e *Engine) Close(ctx context.Context) error {
 		e.closeErr = errors.Join(errs...)
 	})
 	return e.closeErr
-}
-
-// minLevel drops records below min: protoactor logs every actor start and stop at Info.
-type minLevel struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.Handler.Enabled(ctx, l)
-}
-
-func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
-	return minLevel{Handler: h.Handler.WithAttrs(a), min: h.min}
-}
-
-func (h minLevel) WithGroup(name string) slog.Handler {
-	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
 }

@@ -101,7 +101,9 @@ func TestCloseFailsParkedRequests(t *testing.T) {
 			results <- err
 		}()
 	}
-	require.Eventually(t, func() bool { return srv.Stats().Unauthorized == 50 }, 5*time.Second, time.Millisecond)
+	// The first 401 starts the refresh; the others park, after a 401 or before sending at all.
+	require.Eventually(t, func() bool { return srv.Stats().RefreshCalls == 1 }, 5*time.Second, time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
 	closeEngine(t, e)
 	for range 50 {
 		assert.ErrorIs(t, <-results, engine.ErrClosed)
