@@ -47,6 +47,19 @@ func exampleAPI() *httptest.Server {
 	return httptest.NewServer(mux)
 }
 
+// exampleEngine is the engine of the package example, for the other examples.
+func exampleEngine(api *httptest.Server) *engine.Engine {
+	eng, err := engine.New(
+		engine.WithBaseURL(api.URL),
+		engine.WithTokenEndpoint(api.URL+"/oauth/token", engine.OAuth2Refresh),
+		engine.WithTokens(engine.Tokens{Access: "stale", Refresh: "refresh-1"}),
+	)
+	if err != nil {
+		panic(err)
+	}
+	return eng
+}
+
 // The engine starts with a token the API no longer accepts: the first request meets a 401, the
 // engine refreshes once, resends, and the caller only sees the answer.
 func Example() {
@@ -78,15 +91,7 @@ func Example() {
 func ExampleEngine_Client() {
 	api := exampleAPI()
 	defer api.Close()
-	eng, err := engine.New(
-		engine.WithBaseURL(api.URL),
-		engine.WithTokenEndpoint(api.URL+"/oauth/token", engine.OAuth2Refresh),
-		engine.WithTokens(engine.Tokens{Access: "stale", Refresh: "refresh-1"}),
-	)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
+	eng := exampleEngine(api) // engine.New as in the package example
 	defer eng.Close(context.Background())
 
 	client := eng.Client() // or: &http.Client{Transport: eng.Transport()}
@@ -106,15 +111,7 @@ func ExampleEngine_Client() {
 func ExampleEngine_Subscribe() {
 	api := exampleAPI()
 	defer api.Close()
-	eng, err := engine.New(
-		engine.WithBaseURL(api.URL),
-		engine.WithTokenEndpoint(api.URL+"/oauth/token", engine.OAuth2Refresh),
-		engine.WithTokens(engine.Tokens{Access: "stale", Refresh: "refresh-1"}),
-	)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
+	eng := exampleEngine(api) // engine.New as in the package example
 	refreshed := make(chan *engine.TokenRefreshed, 1)
 	unsubscribe := eng.Subscribe(func(ev engine.Event) {
 		switch ev := ev.(type) {
