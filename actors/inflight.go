@@ -2,6 +2,8 @@ package actors
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"sync"
@@ -91,11 +93,15 @@ func (c *call) end() {
 	c.cancel(nil)
 }
 
-// Read reads the response body; at EOF the call ends.
+// Read reads the response body; at EOF the call ends. A read cut short by Close fails with an
+// error that wraps ErrClosed.
 func (c *call) Read(p []byte) (int, error) {
 	n, err := c.body.Read(p)
-	if err == io.EOF {
+	switch {
+	case err == io.EOF:
 		c.end()
+	case err != nil && errors.Is(context.Cause(c.ctx), messages.ErrClosed):
+		err = fmt.Errorf("%w (%w)", messages.ErrClosed, err)
 	}
 	return n, err
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -323,4 +325,28 @@ func TestTransientRefreshFailureKeepsTheSession(t *testing.T) {
 	_, err = engine.GetJSON[item](ctx, e, "/items/1")
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), srv.Stats().RefreshCalls)
+}
+
+// A caller still reading a response body when Close comes gets an error wrapping ErrClosed.
+func TestCloseCutsStreamingBodies(t *testing.T) {
+	flushed := make(chan struct{})
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("first part"))
+		w.(http.Flusher).Flush()
+		close(flushed)
+		<-r.Context().Done() // the rest never comes
+	}))
+	t.Cleanup(s.Close)
+	e, err := engine.New(engine.WithBaseURL(s.URL), engine.WithTokens(engine.Tokens{Access: "a"}))
+	require.NoError(t, err)
+	resp, err := e.Client().Get(s.URL + "/stream")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	<-flushed
+	buf := make([]byte, 10)
+	_, err = io.ReadFull(resp.Body, buf)
+	require.NoError(t, err)
+	closeEngine(t, e)
+	_, err = io.ReadAll(resp.Body)
+	assert.ErrorIs(t, err, engine.ErrClosed)
 }
