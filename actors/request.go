@@ -29,6 +29,9 @@ type Requester struct {
 	Token    *TokenHandle      // nil for a public client: never attaches a token
 	Origins  []Origin          // only requests to these receive the token
 	Inflight *Inflight         // tracks requests for Close
+	// ByMessage makes every request ask the token actor by message instead of reading the snapshot.
+	// It exists to measure what the snapshot saves; leave it false.
+	ByMessage bool
 }
 
 // RoundTrip runs one logical request: take a token (parking behind a refresh if one runs), send,
@@ -64,7 +67,11 @@ func (r *Requester) run(ctx context.Context, req *http.Request) (*http.Response,
 	if r.Token == nil || !r.forAPI(req.URL) {
 		return r.Base.RoundTrip(req.WithContext(ctx))
 	}
-	g, err := r.Token.Acquire(ctx)
+	acquire := r.Token.Acquire
+	if r.ByMessage {
+		acquire = r.Token.AcquireByMessage
+	}
+	g, err := acquire(ctx)
 	if err != nil {
 		closeBody(req)
 		return nil, err
