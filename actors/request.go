@@ -94,8 +94,14 @@ func (r *Requester) run(ctx context.Context, req *http.Request) (*http.Response,
 	if err != nil {
 		return nil, fmt.Errorf("engine: replaying the request body: %w", err)
 	}
-	// At most one resend per logical request: a second 401 goes to the caller as it is.
-	return r.Base.RoundTrip(withToken(req, ctx, g.Header, body))
+	// At most one resend per logical request: a second 401 goes to the caller as it is. It is still
+	// reported: the resend may have carried a token that was current but is rejected too (the first
+	// attempt was stale), and only a report for the current generation starts a refresh.
+	resp, err = r.Base.RoundTrip(withToken(req, ctx, g.Header, body))
+	if err == nil && resp.StatusCode == http.StatusUnauthorized {
+		r.Token.ReportRejected(g.Gen)
+	}
+	return resp, err
 }
 
 func (r *Requester) forAPI(u *url.URL) bool {

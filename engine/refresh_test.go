@@ -44,8 +44,9 @@ func TestRoundsOf401sRefreshOncePerRound(t *testing.T) {
 // refresh endpoint, only the newest is accepted, and /slow waits for a signal before answering.
 type tokenServer struct {
 	*httptest.Server
-	refreshes atomic.Int64
-	current   atomic.Int64 // number of the accepted token
+	refreshes    atomic.Int64
+	unauthorized atomic.Int64
+	current      atomic.Int64 // number of the accepted token
 	slowIn    chan struct{}
 	release   chan struct{}
 }
@@ -61,6 +62,7 @@ func startTokenServer(t *testing.T) *tokenServer {
 	})
 	check := func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != fmt.Sprintf("Bearer t%d", ts.current.Load()) {
+			ts.unauthorized.Add(1)
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -100,4 +102,37 @@ func TestStale401StartsNoSecondRefresh(t *testing.T) {
 	close(ts.release) // now /slow answers 401 for t1: stale, generation 2 exists
 	require.NoError(t, <-slow)
 	assert.Equal(t, int64(1), ts.refreshes.Load(), "a stale 401 must not refresh again")
+}
+
+// A stale 401 is answered with the current token; if the resend with it meets a 401 as well, the
+// caller gets that 401 (one resend only), but the rejection of the current token is reported, so the
+// next request finds a refreshed token instead of meeting the same 401.
+func TestRejectedResendIsReported(t *testing.T) {
+	ts := startTokenServer(t)
+	e, err := engine.New(engine.WithBaseURL(ts.URL), engine.WithTokenEndpoint(ts.URL+"/refresh", engine.JSONRefresh),
+		engine.WithTokens(engine.Tokens{Access: "t1", Refresh: "r1"}))
+	require.NoError(t, err)
+	t.Cleanup(func() { closeEngine(t, e) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	slow := make(chan error, 1)
+	go func() { _, err := engine.GetJSON[map[string]string](ctx, e, "/slow"); slow <- err }()
+	<-ts.slowIn         // /slow holds t1
+	ts.current.Store(0) // t1 rejected: /fast refreshes to t2
+	_, err = engine.GetJSON[map[string]string](ctx, e, "/fast")
+	require.NoError(t, err)
+
+	ts.current.Store(0) // now t2 is rejected too, unknown to the engine
+	close(ts.release)
+	var apiErr *engine.APIError
+	require.ErrorAs(t, <-slow, &apiErr, "stale t1 → resend with t2 → 401 again: the caller gets it")
+	assert.Equal(t, http.StatusUnauthorized, apiErr.Status)
+	require.Eventually(t, func() bool { return ts.refreshes.Load() == 2 }, 5*time.Second, time.Millisecond,
+		"the resend's 401 for the current generation starts a refresh")
+
+	before := ts.unauthorized.Load()
+	_, err = engine.GetJSON[map[string]string](ctx, e, "/fast")
+	require.NoError(t, err)
+	assert.Equal(t, before, ts.unauthorized.Load(), "the next request meets no 401")
 }
