@@ -47,8 +47,8 @@ type tokenServer struct {
 	refreshes    atomic.Int64
 	unauthorized atomic.Int64
 	current      atomic.Int64 // number of the accepted token
-	slowIn    chan struct{}
-	release   chan struct{}
+	slowIn       chan struct{}
+	release      chan struct{}
 }
 
 func startTokenServer(t *testing.T) *tokenServer {
