@@ -91,3 +91,5 @@ func TestHotPathRuns(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func newGet(url string) (*http.Request, error) { return http.NewRequest(http.MethodGet, url, nil) }
