@@ -100,8 +100,8 @@ func (h *TokenHandle) ReportRejected(gen uint64) {
 
 // ask sends the message made by mk and waits for the reply or for ctx to end.
 func (h *TokenHandle) ask(ctx context.Context, mk func(uint64, chan<- messages.TokenReply) any) (Grant, error) {
-	if err := ctx.Err(); err != nil {
-		return Grant{}, context.Cause(ctx)
+	if ctx.Err() != nil {
+		return Grant{}, ctxErr(ctx)
 	}
 	id := h.ids.Add(1)
 	r := make(chan messages.TokenReply, 1)
@@ -114,8 +114,17 @@ func (h *TokenHandle) ask(ctx context.Context, mk func(uint64, chan<- messages.T
 		return Grant{Header: "Bearer " + rep.Token, Gen: rep.Gen}, nil
 	case <-ctx.Done():
 		h.root.Send(h.pid, messages.CancelWait{ID: id})
-		return Grant{}, context.Cause(ctx)
+		return Grant{}, ctxErr(ctx)
 	}
+}
+
+// ctxErr is why ctx ended: ErrClosed when the engine closed it, else context.Canceled or
+// context.DeadlineExceeded as the caller's context says.
+func ctxErr(ctx context.Context) error {
+	if cause := context.Cause(ctx); errors.Is(cause, messages.ErrClosed) {
+		return cause
+	}
+	return ctx.Err()
 }
 
 // Set replaces the credentials (a new login) and waits until they are in force.

@@ -48,7 +48,9 @@ func TestBodyReplayAfter401(t *testing.T) {
 	require.NoError(t, err)
 	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	// The rejection was still reported: the next request finds a refreshed token without a 401.
+	// The rejection was still reported (asynchronously): it starts a refresh by itself, and the next
+	// request finds the refreshed token without meeting a 401.
+	require.Eventually(t, func() bool { return srv.Stats().RefreshCalls == 2 }, 5*time.Second, time.Millisecond)
 	before := srv.Stats().Unauthorized
 	resp, err = client.Get(srv.URL() + "/items/1")
 	require.NoError(t, err)
