@@ -43,6 +43,7 @@ type TokenHandle struct {
 
 	background sync.WaitGroup // refresh goroutines and armed timers, waited for by Stop
 	stopOnce   sync.Once
+	stopped    chan struct{} // closed once Stop has stopped the actor: nothing is answered after
 }
 
 // SpawnToken starts a token actor in system with cfg. Defaults: a discarding logger and a one-minute
@@ -54,7 +55,7 @@ func SpawnToken(system *actor.ActorSystem, cfg TokenConfig) (*TokenHandle, error
 	if cfg.RefreshTimeout <= 0 {
 		cfg.RefreshTimeout = time.Minute
 	}
-	h := &TokenHandle{root: system.Root}
+	h := &TokenHandle{root: system.Root, stopped: make(chan struct{})}
 	props := actor.PropsFromProducer(func() actor.Actor { return newTokenActor(cfg, h) })
 	pid, err := system.Root.SpawnNamed(props, "token")
 	if err != nil {
@@ -115,6 +116,8 @@ func (h *TokenHandle) ask(ctx context.Context, mk func(uint64, chan<- messages.T
 	case <-ctx.Done():
 		h.root.Send(h.pid, messages.CancelWait{ID: id})
 		return Grant{}, ctxErr(ctx)
+	case <-h.stopped: // a message that reached a stopped actor is never answered
+		return Grant{}, messages.ErrClosed
 	}
 }
 
@@ -136,6 +139,8 @@ func (h *TokenHandle) Set(ctx context.Context, t messages.Tokens) error {
 		return err
 	case <-ctx.Done():
 		return context.Cause(ctx)
+	case <-h.stopped:
+		return messages.ErrClosed
 	}
 }
 
@@ -152,6 +157,7 @@ func (h *TokenHandle) Stop(ctx context.Context) error {
 			err = context.Cause(ctx)
 		}
 		stopErr := h.root.StopFuture(h.pid).Wait()
+		close(h.stopped)
 		waited := make(chan struct{})
 		go func() { h.background.Wait(); close(waited) }()
 		select {

@@ -180,6 +180,9 @@ func (e *Engine) SetTokens(ctx context.Context, t Tokens) error {
 	if e.token == nil {
 		return configErr("SetTokens", "a public engine holds no tokens")
 	}
+	if e.inflight.Closed() {
+		return ErrClosed
+	}
 	if e.store != nil {
 		if err := e.store.Save(ctx, t); err != nil {
 			return err

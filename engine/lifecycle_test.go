@@ -350,3 +350,24 @@ func TestCloseCutsStreamingBodies(t *testing.T) {
 	_, err = io.ReadAll(resp.Body)
 	assert.ErrorIs(t, err, engine.ErrClosed)
 }
+
+// After Close, every call returns at once with ErrClosed, even with a context that never ends.
+func TestAfterCloseNothingWaits(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{AccessTTL: time.Hour})
+	e, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithTokens(srv.Login("ada")),
+		engine.WithTokenEndpoint(srv.OAuth2TokenURL(), engine.OAuth2Refresh))
+	require.NoError(t, err)
+	closeEngine(t, e)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		assert.ErrorIs(t, e.SetTokens(context.Background(), srv.Login("ada")), engine.ErrClosed)
+		_, err := e.Client().Get(srv.URL() + "/items/1")
+		assert.ErrorIs(t, err, engine.ErrClosed)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a call after Close is still waiting")
+	}
+}
