@@ -76,7 +76,12 @@ func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any
 		}
 		return zero, fmt.Errorf("engine: %s %s: %w", method, redactURL(u), err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		// Read what the decoder left (a trailing newline, an unread error body) so the connection
+		// can be reused, but never much of it.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		_ = resp.Body.Close()
+	}()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return zero, parseAPIError(resp, e.maxErrors)
 	}
