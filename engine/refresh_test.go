@@ -79,25 +79,32 @@ func startTokenServer(t *testing.T) *tokenServer {
 	return ts
 }
 
-// A 401 for generation 1 that arrives after generation 2 exists is answered with token 2: no second
-// refresh.
-func TestStale401StartsNoSecondRefresh(t *testing.T) {
+// staleSetup leaves a request to /slow holding token t1 (generation 1) at the server while /fast has
+// met a 401 with t1 and refreshed to t2 (generation 2). The /slow request's result comes on the channel
+// once ts.release is closed.
+func staleSetup(t *testing.T) (*tokenServer, *engine.Engine, <-chan error) {
 	ts := startTokenServer(t)
 	e, err := engine.New(engine.WithBaseURL(ts.URL), engine.WithTokenEndpoint(ts.URL+"/refresh", engine.JSONRefresh),
 		engine.WithTokens(engine.Tokens{Access: "t1", Refresh: "r1"}))
 	require.NoError(t, err)
 	t.Cleanup(func() { closeEngine(t, e) })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 
 	slow := make(chan error, 1)
 	go func() { _, err := engine.GetJSON[map[string]string](ctx, e, "/slow"); slow <- err }()
-	<-ts.slowIn // /slow holds token t1 (generation 1) at the server
-
+	<-ts.slowIn         // /slow holds t1 at the server
 	ts.current.Store(0) // the server stops accepting t1: the fast request's 401 refreshes to t2
 	_, err = engine.GetJSON[map[string]string](ctx, e, "/fast")
 	require.NoError(t, err)
 	require.Equal(t, int64(1), ts.refreshes.Load())
+	return ts, e, slow
+}
+
+// A 401 for generation 1 that arrives after generation 2 exists is answered with token 2: no second
+// refresh.
+func TestStale401StartsNoSecondRefresh(t *testing.T) {
+	ts, _, slow := staleSetup(t)
 
 	close(ts.release) // now /slow answers 401 for t1: stale, generation 2 exists
 	require.NoError(t, <-slow)
@@ -108,20 +115,8 @@ func TestStale401StartsNoSecondRefresh(t *testing.T) {
 // caller gets that 401 (one resend only), but the rejection of the current token is reported, so the
 // next request finds a refreshed token instead of meeting the same 401.
 func TestRejectedResendIsReported(t *testing.T) {
-	ts := startTokenServer(t)
-	e, err := engine.New(engine.WithBaseURL(ts.URL), engine.WithTokenEndpoint(ts.URL+"/refresh", engine.JSONRefresh),
-		engine.WithTokens(engine.Tokens{Access: "t1", Refresh: "r1"}))
-	require.NoError(t, err)
-	t.Cleanup(func() { closeEngine(t, e) })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-
-	slow := make(chan error, 1)
-	go func() { _, err := engine.GetJSON[map[string]string](ctx, e, "/slow"); slow <- err }()
-	<-ts.slowIn         // /slow holds t1
-	ts.current.Store(0) // t1 rejected: /fast refreshes to t2
-	_, err = engine.GetJSON[map[string]string](ctx, e, "/fast")
-	require.NoError(t, err)
+	ts, e, slow := staleSetup(t)
+	ctx := context.Background()
 
 	ts.current.Store(0) // now t2 is rejected too, unknown to the engine
 	close(ts.release)
@@ -132,7 +127,7 @@ func TestRejectedResendIsReported(t *testing.T) {
 		"the resend's 401 for the current generation starts a refresh")
 
 	before := ts.unauthorized.Load()
-	_, err = engine.GetJSON[map[string]string](ctx, e, "/fast")
+	_, err := engine.GetJSON[map[string]string](ctx, e, "/fast")
 	require.NoError(t, err)
 	assert.Equal(t, before, ts.unauthorized.Load(), "the next request meets no 401")
 }
