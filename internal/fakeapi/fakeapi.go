@@ -6,7 +6,9 @@
 //   - refresh tokens rotate on every use, and replaying a used one is treated as theft: the whole token
 //     family is revoked (RFC 9700 §4.14.2), so a client that refreshes twice with one token is caught;
 //   - both refresh formats: RFC 6749 §6 at /oauth/token and the seed app's JSON at /auth/refresh;
-//   - knobs make the token endpoint slow, fail with any status, hang, or stream garbage;
+//   - knobs make the token endpoint slow, fail with any status, hang, or stream garbage, and make the
+//     API fail (with or without Retry-After) or lose the answers of the orders it creates;
+//   - POST /orders honours Idempotency-Key (replay, 409 while in progress, 422 for another body);
 //   - counters say what happened: refresh calls, 401s, requests per token, revocations.
 //
 // A Server is safe for concurrent use.
@@ -54,6 +56,11 @@ type Server struct {
 	knobs    tokenKnobs
 	apiDelay time.Duration
 	items    map[string]json.RawMessage
+	apiFail  apiFailure
+	orders   map[string]*order // by user + "/" + Idempotency-Key
+	nOrders  int64             // orders created: the side effects a duplicate would multiply
+	loseNext int               // the next n orders are committed, then answered 503
+	orderLag time.Duration     // how long creating an order takes
 
 	refreshCalls  atomic.Int64
 	apiRequests   atomic.Int64
@@ -89,6 +96,20 @@ type tokenKnobs struct {
 	garbage   int64 // bytes of unterminated JSON to stream with a 200
 }
 
+// apiFailure makes API endpoints answer a status before doing anything; see SetAPIFailure.
+type apiFailure struct {
+	status     int
+	retryAfter string
+	times      int // -1: every request; n>0: the next n
+}
+
+// order is one created order, remembered under its Idempotency-Key.
+type order struct {
+	body     string        // the request body it was created from
+	done     chan struct{} // closed once created
+	response []byte        // the 201 answer, replayed for a retry with the same key
+}
+
 // Start runs a Server on a loopback port.
 func Start(opts Options) *Server {
 	if opts.AccessTTL <= 0 {
@@ -102,6 +123,7 @@ func Start(opts Options) *Server {
 		families: map[uint64]*family{},
 		perToken: map[string]int64{},
 		items:    map[string]json.RawMessage{},
+		orders:   map[string]*order{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /oauth/token", s.handleOAuth2)
@@ -110,6 +132,7 @@ func Start(opts Options) *Server {
 	mux.HandleFunc("GET /items/{id}", s.authed(s.handleGetItem))
 	mux.HandleFunc("PUT /items/{id}", s.authed(s.handlePutItem))
 	mux.HandleFunc("POST /echo", s.authed(s.handleEcho))
+	mux.HandleFunc("POST /orders", s.authed(s.handleCreateOrder))
 	mux.HandleFunc("GET /public/status", s.handleStatus)
 	s.http = httptest.NewServer(mux)
 	return s
@@ -383,10 +406,62 @@ func (s *Server) sleep(ctx context.Context, d time.Duration) bool {
 
 // ---- API ----
 
+// SetAPIFailure makes API requests (every endpoint but the token endpoints) answer status, with a
+// Retry-After header when retryAfter is not empty, before looking at them: for times requests, or
+// every request while times is -1. SetAPIFailure(0, "", 0) ends it.
+func (s *Server) SetAPIFailure(status int, retryAfter string, times int) {
+	s.mu.Lock()
+	s.apiFail = apiFailure{status: status, retryAfter: retryAfter, times: times}
+	s.mu.Unlock()
+}
+
+// SetOrderLoss makes the next n orders be created and then answered 503, as when a response is lost
+// on its way back: a client that retries without an Idempotency-Key creates a duplicate.
+func (s *Server) SetOrderLoss(n int) {
+	s.mu.Lock()
+	s.loseNext = n
+	s.mu.Unlock()
+}
+
+// SetOrderLatency makes creating an order take d; a retry with the same key meanwhile gets 409.
+func (s *Server) SetOrderLatency(d time.Duration) {
+	s.mu.Lock()
+	s.orderLag = d
+	s.mu.Unlock()
+}
+
+// Orders is how many orders were created (each one a side effect).
+func (s *Server) Orders() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nOrders
+}
+
+// failAPI answers the configured failure, if one is due; it reports whether it answered.
+func (s *Server) failAPI(w http.ResponseWriter) bool {
+	s.mu.Lock()
+	f := s.apiFail
+	if f.times > 0 {
+		s.apiFail.times--
+	}
+	s.mu.Unlock()
+	if f.times == 0 || f.status == 0 {
+		return false
+	}
+	if f.retryAfter != "" {
+		w.Header().Set("Retry-After", f.retryAfter)
+	}
+	problem(w, f.status, "injected failure")
+	return true
+}
+
 // authed checks the bearer token before running h.
 func (s *Server) authed(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.apiRequests.Add(1)
+		if s.failAPI(w) {
+			return
+		}
 		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		s.mu.Lock()
 		if tok != "" {
@@ -451,8 +526,71 @@ func (s *Server) handleEcho(w http.ResponseWriter, r *http.Request, user string)
 	writeJSON(w, http.StatusOK, map[string]any{"user": user, "body": body})
 }
 
+// handleCreateOrder creates an order, honouring Idempotency-Key as
+// draft-ietf-httpapi-idempotency-key-header says: a retry with the same key and body gets the first
+// answer again (no second order), one that arrives while the first is still being processed gets
+// 409, and the same key with another body gets 422. Without a key every request is a new order.
+func (s *Server) handleCreateOrder(w http.ResponseWriter, r *http.Request, user string) {
+	var body json.RawMessage
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&body); err != nil {
+		problem(w, http.StatusBadRequest, "body must be JSON")
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	s.mu.Lock()
+	if prev, ok := s.orders[user+"/"+key]; ok && key != "" {
+		s.mu.Unlock()
+		select {
+		case <-prev.done:
+		default:
+			problem(w, http.StatusConflict, "a request with this Idempotency-Key is still being processed")
+			return
+		}
+		if prev.body != string(body) {
+			problem(w, http.StatusUnprocessableEntity, "this Idempotency-Key was used with another request body")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Idempotent-Replayed", "true")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write(prev.response)
+		return
+	}
+	o := &order{body: string(body), done: make(chan struct{})}
+	if key != "" {
+		s.orders[user+"/"+key] = o
+	}
+	s.nOrders++
+	id := s.nOrders
+	lag, lose := s.orderLag, s.loseNext > 0
+	if lose {
+		s.loseNext--
+	}
+	s.mu.Unlock()
+	if lag > 0 {
+		t := time.NewTimer(lag) // the work goes on even if the client gives up
+		select {
+		case <-t.C:
+		case <-s.done:
+			t.Stop()
+		}
+	}
+	o.response, _ = json.Marshal(map[string]any{"id": id, "owner": user, "order": body})
+	close(o.done)
+	if lose {
+		problem(w, http.StatusServiceUnavailable, "the order was created but the answer was lost")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write(o.response)
+}
+
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	s.apiRequests.Add(1)
+	if s.failAPI(w) {
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "authorization_seen": r.Header.Get("Authorization") != ""})
 }
 
