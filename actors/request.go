@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/resilientclient/resilient/messages"
 )
@@ -29,13 +31,17 @@ type Requester struct {
 	Token    *TokenHandle      // nil for a public client: never attaches a token
 	Origins  []Origin          // only requests to these receive the token
 	Inflight *Inflight         // tracks requests for Close
+	// Supervisor applies the retry policy and keeps its shared state; nil: no retries (one attempt,
+	// plus the resend after a 401).
+	Supervisor *Supervisor
 	// ByMessage makes every request ask the token actor by message instead of reading the snapshot.
 	// It exists to measure what the snapshot saves; leave it false.
 	ByMessage bool
 }
 
 // RoundTrip runs one logical request: take a token (parking behind a refresh if one runs), send,
-// and on a 401 report the rejected generation and resend once with the token that replaces it.
+// on a 401 report the rejected generation and resend once with the token that replaces it, and on a
+// retryable failure ask the supervisor, wait and try again (see retrying.go).
 func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 	c, err := r.Inflight.begin(req.Context())
 	if err != nil {
@@ -43,7 +49,7 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	defer r.Inflight.returned()
-	resp, err := r.run(c.ctx, req)
+	resp, err := r.logical(c.ctx, req)
 	if err != nil {
 		c.end()
 		if errors.Is(context.Cause(c.ctx), messages.ErrClosed) && !errors.Is(err, messages.ErrClosed) {
@@ -63,9 +69,46 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-func (r *Requester) run(ctx context.Context, req *http.Request) (*http.Response, error) {
+// attemptState is what one logical request remembers across its attempts.
+type attemptState struct {
+	sends    int            // physical sends so far, 401 resends included
+	replayed bool           // the one resend after a 401 has been used
+	open     *http.Response // an answer not yet handed on or discarded, closed if we panic
+}
+
+// logical runs one logical request. A panic anywhere in it (a user hook, the transport, a bug of
+// ours) stops it: the caller gets ErrRequestPanicked and the supervisor logs the panic once.
+func (r *Requester) logical(ctx context.Context, req *http.Request) (resp *http.Response, err error) {
+	var st attemptState
+	defer func() {
+		if p := recover(); p != nil {
+			if st.open != nil {
+				discard(st.open)
+			}
+			closeBody(req)
+			resp, err = nil, r.panicked(req, p)
+		}
+	}()
+	if r.Supervisor == nil {
+		return r.attempt(ctx, req, req.Body, &st)
+	}
+	return r.withRetries(ctx, req, &st)
+}
+
+// panicked reports a panic to the supervisor and makes the caller's error.
+func (r *Requester) panicked(req *http.Request, p any) error {
+	m := messages.RequestPanicked{Method: req.Method, Host: req.URL.Host, Value: fmt.Sprint(p), Stack: debug.Stack()}
+	if r.Supervisor != nil {
+		r.Supervisor.reportPanic(m)
+	}
+	return fmt.Errorf("%w: %s %s (the panic is in the engine's log)", messages.ErrRequestPanicked, req.Method, req.URL.Host)
+}
+
+// attempt makes one attempt with body: a token, a send, and after a 401 (once per logical request)
+// a resend with the token that replaces the rejected one.
+func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.ReadCloser, st *attemptState) (*http.Response, error) {
 	if r.Token == nil || !r.forAPI(req.URL) {
-		return r.Base.RoundTrip(req.WithContext(ctx))
+		return r.send(ctx, prepare(req, ctx, "", body), st)
 	}
 	acquire := r.Token.Acquire
 	if r.ByMessage {
@@ -73,11 +116,14 @@ func (r *Requester) run(ctx context.Context, req *http.Request) (*http.Response,
 	}
 	g, err := acquire(ctx)
 	if err != nil {
-		closeBody(req)
+		closeReader(body)
 		return nil, err
 	}
-	resp, err := r.Base.RoundTrip(withToken(req, ctx, g.Header, req.Body))
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+	resp, err := r.send(ctx, prepare(req, ctx, g.Header, body), st)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || st.replayed {
+		if err == nil && resp.StatusCode == http.StatusUnauthorized {
+			r.Token.ReportRejected(g.Gen) // a second 401: the caller gets it, the token actor hears of it
+		}
 		return resp, err
 	}
 	if !replayable(req) {
@@ -85,24 +131,82 @@ func (r *Requester) run(ctx context.Context, req *http.Request) (*http.Response,
 		r.Token.ReportRejected(g.Gen)
 		return resp, nil
 	}
+	st.open = resp
 	discard(resp)
+	st.open = nil
+	st.replayed = true
 	g, err = r.Token.Rejected(ctx, g.Gen)
 	if err != nil {
 		return nil, err
 	}
-	body, err := rewind(req)
+	body, err = rewind(req)
 	if err != nil {
 		return nil, fmt.Errorf("engine: replaying the request body: %w", err)
 	}
 	// At most one resend per logical request: a second 401 goes to the caller as it is. It is still
 	// reported: the resend may have carried a token that was current but is rejected too (the first
 	// attempt was stale), and only a report for the current generation starts a refresh.
-	resp, err = r.Base.RoundTrip(withToken(req, ctx, g.Header, body))
+	resp, err = r.send(ctx, prepare(req, ctx, g.Header, body), st)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
 		r.Token.ReportRejected(g.Gen)
 	}
 	return resp, err
 }
+
+// send makes one physical send. With an attempt timeout, the send must have its response headers
+// within it; the body may take longer (it is bound to the logical request's context only).
+func (r *Requester) send(ctx context.Context, req *http.Request, st *attemptState) (*http.Response, error) {
+	st.sends++
+	d := time.Duration(0)
+	if r.Supervisor != nil {
+		d = r.Supervisor.policy.AttemptTimeout
+	}
+	if d <= 0 {
+		return r.Base.RoundTrip(req)
+	}
+	actx, cancel := context.WithCancelCause(ctx)
+	t := time.AfterFunc(d, func() { cancel(errAttemptTimeout) })
+	resp, err := r.Base.RoundTrip(req.WithContext(actx))
+	if t.Stop() {
+		if err != nil {
+			cancel(nil)
+		}
+		// On success actx lives as long as the body: it ends with the logical request's context.
+		return resp, err
+	}
+	// The timer fired: this attempt is over, whatever came back.
+	if err == nil {
+		discard(resp)
+	}
+	cancel(nil)
+	if ctx.Err() != nil {
+		return nil, ctxErr(ctx)
+	}
+	return nil, &AttemptTimeoutError{After: d}
+}
+
+// errAttemptTimeout is the cause an attempt's context ends with when its timeout fires.
+var errAttemptTimeout = errors.New("engine: attempt timed out")
+
+// AttemptTimeoutError: an attempt had no response headers within the policy's AttemptTimeout. It is a
+// net.Error whose Timeout is true, so the retry decision treats it as any other timeout, and
+// errors.Is finds messages.ErrAttemptTimeout in it.
+type AttemptTimeoutError struct {
+	After time.Duration
+}
+
+func (e *AttemptTimeoutError) Error() string {
+	return "engine: no response headers within the attempt timeout of " + e.After.String()
+}
+
+// Timeout is true: the attempt timed out.
+func (e *AttemptTimeoutError) Timeout() bool { return true }
+
+// Temporary is true: another attempt may succeed. (Part of net.Error.)
+func (e *AttemptTimeoutError) Temporary() bool { return true }
+
+// Is makes errors.Is(err, messages.ErrAttemptTimeout) true.
+func (e *AttemptTimeoutError) Is(target error) bool { return target == messages.ErrAttemptTimeout }
 
 func (r *Requester) forAPI(u *url.URL) bool {
 	for _, o := range r.Origins {
@@ -113,11 +217,15 @@ func (r *Requester) forAPI(u *url.URL) bool {
 	return false
 }
 
-// withToken is req bound to ctx with body and the Authorization header set. The caller's request is
-// not modified: the header map is new (its value slices are shared, read-only).
-func withToken(req *http.Request, ctx context.Context, header string, body io.ReadCloser) *http.Request {
+// prepare is req bound to ctx with body and, when header is not empty, the Authorization header
+// set to it. The caller's request is not modified: a new header map is made when one is set (its
+// value slices are shared, read-only).
+func prepare(req *http.Request, ctx context.Context, header string, body io.ReadCloser) *http.Request {
 	r2 := req.WithContext(ctx)
 	r2.Body = body
+	if header == "" {
+		return r2
+	}
 	h := make(http.Header, len(req.Header)+1)
 	for k, v := range req.Header {
 		h[k] = v
@@ -145,9 +253,11 @@ func discard(resp *http.Response) {
 	_ = resp.Body.Close()
 }
 
-func closeBody(req *http.Request) {
-	if req.Body != nil {
-		_ = req.Body.Close()
+func closeBody(req *http.Request) { closeReader(req.Body) }
+
+func closeReader(b io.ReadCloser) {
+	if b != nil {
+		_ = b.Close()
 	}
 }
 

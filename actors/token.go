@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/resilientclient/resilient/internal/retry"
 	"github.com/resilientclient/resilient/internal/tokenwire"
 	"github.com/resilientclient/resilient/messages"
 )
@@ -30,6 +32,8 @@ type TokenConfig struct {
 	// formats), so a session without one expires instead of calling it.
 	RequiresRefreshToken bool
 	RefreshTimeout       time.Duration                                      // bounds one refresh call; must be > 0
+	Supervisor           *Supervisor                                        // retries refresh calls that fail transiently; nil: one call
+	RefreshHost          string                                             // the token endpoint's host, for the retry budget and events
 	Skew                 time.Duration                                      // refresh this long before expiry (at most half the token's lifetime); ≤ 0: never proactively
 	Save                 func(ctx context.Context, t messages.Tokens) error // optional; persists a refreshed pair before anyone is released
 	Publish              func(event any)                                    // receives events; must not block
@@ -276,17 +280,18 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool) {
 	if !proactive {
 		a.h.snap.Store(nil)
 	}
-	ctx, cancel := context.WithTimeout(a.life, a.cfg.RefreshTimeout)
+	ctx, cancel := context.WithCancel(a.life)
 	a.cancel = cancel
 	a.behavior.Become(a.refreshing)
 
 	seq, current, self, root := a.seq, a.creds, c.Self(), c.ActorSystem().Root
 	refresh, save, timeout := a.cfg.Refresh, a.cfg.Save, a.cfg.RefreshTimeout
+	sup, host := a.cfg.Supervisor, a.cfg.RefreshHost
 	a.h.background.Add(1)
 	go func() {
 		defer a.h.background.Done()
 		defer cancel()
-		t, err := callRefresh(ctx, refresh, current)
+		t, err := refreshRetrying(ctx, refresh, current, timeout, sup, host)
 		if a.life.Err() != nil {
 			return // the actor is shutting down: nobody is left to tell (and no dead letter)
 		}
@@ -304,6 +309,72 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool) {
 		}
 		root.Send(self, messages.RefreshDone{Seq: seq, Tokens: t})
 	}()
+}
+
+// refreshRetrying calls the refresh function, each call bounded by timeout. A failure that may pass
+// (the endpoint answered 408, 429 or 5xx, could not be reached, or timed out) is retried under the
+// supervisor's policy, honouring the endpoint's Retry-After, while the requests stay parked; the
+// error of the last call is returned when retrying stops. Without a supervisor it calls once.
+func refreshRetrying(ctx context.Context, f RefreshFunc, current messages.Tokens, timeout time.Duration, s *Supervisor, host string) (messages.Tokens, error) {
+	start := time.Now()
+	for calls := 1; ; calls++ {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		t, err := callRefresh(actx, f, current)
+		cancel()
+		if err == nil || s == nil || ctx.Err() != nil {
+			return t, err
+		}
+		p := &s.policy
+		reason, wait, ok := refreshRetryable(err)
+		if !ok || calls > p.MaxRetries {
+			return t, err
+		}
+		if wait > 0 {
+			wait = min(wait, p.MaxRetryAfter)
+		} else {
+			wait = retry.Backoff(calls, p.BaseDelay, p.MaxDelay, nil)
+		}
+		if time.Since(start)+wait > p.MaxElapsed {
+			return t, err
+		}
+		ask := messages.RetryAsk{Host: host, Method: http.MethodPost, Attempt: calls + 1, Reason: reason, Delay: wait}
+		if s.askRetry(ctx, ask) != nil || sleep(ctx, wait) != nil {
+			return t, err
+		}
+	}
+}
+
+// refreshRetryable says whether a failed refresh call may succeed if made again, why, and the wait
+// the endpoint asked for (0 if none). Repeating a refresh is safe: if the endpoint did rotate the
+// refresh token before the answer was lost, the next request's refresh would replay it just the same.
+func refreshRetryable(err error) (reason string, wait time.Duration, ok bool) {
+	var ee *tokenwire.EndpointError
+	switch {
+	case errors.Is(err, messages.ErrSessionExpired), errors.Is(err, tokenwire.ErrMalformed):
+		return "", 0, false
+	case errors.As(err, &ee):
+		switch ee.Status {
+		case http.StatusRequestTimeout:
+			return retry.ReasonTimeout, ee.RetryAfter, true
+		case http.StatusTooManyRequests:
+			return retry.ReasonTooManyRequests, ee.RetryAfter, true
+		case http.StatusInternalServerError:
+			return retry.ReasonServerError, ee.RetryAfter, true
+		case http.StatusBadGateway:
+			return retry.ReasonBadGateway, ee.RetryAfter, true
+		case http.StatusServiceUnavailable:
+			return retry.ReasonUnavailable, ee.RetryAfter, true
+		case http.StatusGatewayTimeout:
+			return retry.ReasonGatewayTimeout, ee.RetryAfter, true
+		}
+		return "", 0, false
+	case errors.Is(err, context.DeadlineExceeded): // this call's timeout (ctx itself is still alive)
+		return retry.ReasonTimeout, 0, true
+	}
+	if reason, _, ok := retry.NetworkReason(err); ok {
+		return reason, 0, true
+	}
+	return "", 0, false
 }
 
 // callRefresh runs the refresh function, turning a panic into an error.

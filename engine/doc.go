@@ -11,9 +11,14 @@
 //   - rotating refresh tokens are replaced (and saved with a TokenStore) before anyone is released;
 //   - a refused refresh fails every waiting request with ErrSessionExpired at once, publishes a
 //     SessionExpired event, and later requests fail fast until SetTokens;
+//   - 429, 5xx and network failures are retried (RetryPolicy): jittered exponential backoff, the
+//     server's Retry-After honoured and shared by every request to that host, POST and PATCH only
+//     with an Idempotency-Key (added by the engine, the same on every attempt), and a per-host retry
+//     budget so that an outage cannot multiply the traffic;
 //   - Close cancels everything still running and leaves no goroutine behind.
 //
 // Inside, a token actor (protoactor-go) owns the credentials and serializes refreshes; requests talk
-// to it in messages and, while the token is valid, read an immutable snapshot it publishes. Users
-// never import protoactor.
+// to it in messages and, while the token is valid, read an immutable snapshot it publishes. A
+// supervisor actor owns what retries share (budgets, per-host cool-downs). Users never import
+// protoactor.
 package engine

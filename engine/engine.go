@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -30,6 +31,7 @@ type Engine struct {
 
 	system    *actor.ActorSystem
 	token     *actors.TokenHandle // nil for a public engine
+	sup       *actors.Supervisor
 	store     TokenStore
 	inflight  *actors.Inflight
 	requester *actors.Requester
@@ -59,6 +61,10 @@ func build(public bool, opts []Option) (*Engine, error) {
 		}
 	}
 	v, err := c.check(public)
+	if err != nil {
+		return nil, err
+	}
+	policy, err := c.retry.built()
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +104,12 @@ func build(public bool, opts []Option) (*Engine, error) {
 	}
 	e.system = actors.NewSystem(c.logger)
 	e.subs = &subscribers{system: e.system, onPanic: func(err error) { c.logger.Error("event subscriber panicked", "error", err) }}
-	e.requester = &actors.Requester{Base: base, Origins: v.origins, Inflight: e.inflight}
+	e.sup, err = actors.SpawnSupervisor(e.system, actors.SupervisorConfig{Policy: policy, Publish: e.system.EventStream.Publish, Logger: c.logger})
+	if err != nil {
+		e.system.Shutdown()
+		return nil, err
+	}
+	e.requester = &actors.Requester{Base: base, Origins: v.origins, Inflight: e.inflight, Supervisor: e.sup}
 	e.client = &http.Client{Transport: e.requester}
 
 	if !public {
@@ -109,6 +120,11 @@ func build(public bool, opts []Option) (*Engine, error) {
 			Skew:           c.skew,
 			Publish:        e.system.EventStream.Publish,
 			Logger:         c.logger,
+			Supervisor:     e.sup,
+			RefreshHost:    "refresh",
+		}
+		if u, err := url.Parse(c.tokenEndpoint); err == nil && c.tokenEndpoint != "" {
+			tc.RefreshHost = strings.ToLower(u.Host)
 		}
 		tc.RequiresRefreshToken = c.tokenEndpoint != ""
 		if c.store != nil {
@@ -207,6 +223,7 @@ func (e *Engine) Close(ctx context.Context) error {
 		if e.token != nil {
 			errs = append(errs, e.token.Stop(ctx))
 		}
+		errs = append(errs, e.sup.Stop(ctx))
 		errs = append(errs, e.subs.close(ctx))
 		e.system.Shutdown()
 		if e.transport != nil {

@@ -26,6 +26,19 @@ var (
 	// ErrRefreshFailed: a refresh failed for a reason that may pass (5xx, 429, timeout, network).
 	// The credentials are kept; the next request tries to refresh again.
 	ErrRefreshFailed = messages.ErrRefreshFailed
+	// ErrRetryBudgetExhausted: a retry was due, but retries to the host already take their whole share
+	// of the traffic (RetryPolicy's budget). The error carrying it wraps the last attempt's error; the
+	// typed helpers' *APIError for the last answer wraps it too.
+	ErrRetryBudgetExhausted = messages.ErrRetryBudgetExhausted
+	// ErrRetryLater: the server's Retry-After ends after the request's deadline; carried by a
+	// *RetryLaterError that says when to come back.
+	ErrRetryLater = messages.ErrRetryLater
+	// ErrAttemptTimeout: an attempt had no response headers within RetryPolicy.AttemptTimeout, and it
+	// could not (or could no more) be retried.
+	ErrAttemptTimeout = messages.ErrAttemptTimeout
+	// ErrRequestPanicked: something on the request path panicked (a RetryPolicy.Decide, the
+	// transport, or a bug of ours). The request is not resent; the panic and its stack are logged once.
+	ErrRequestPanicked = messages.ErrRequestPanicked
 )
 
 // TokenEndpointError is a non-2xx answer of the token endpoint: its status and the RFC 6749 §5.2
@@ -43,7 +56,12 @@ type APIError struct {
 	Message   string   // the most human-readable text found: detail, message, error_description, title, or the text body
 	Problem   *Problem // the RFC 9457 problem document, when the answer was one
 	RequestID string   // from X-Request-Id (or X-Correlation-Id), when present
+
+	cause error // ErrRetryBudgetExhausted when the budget stopped the retries
 }
+
+// Unwrap gives what stopped the engine from retrying, if anything did: ErrRetryBudgetExhausted.
+func (e *APIError) Unwrap() error { return e.cause }
 
 // Problem is an RFC 9457 problem document. Extension members are kept, undecoded, in Extensions.
 type Problem struct {

@@ -12,8 +12,9 @@ import (
 	"github.com/resilientclient/resilient/messages"
 )
 
-// Event is something the engine tells its subscribers: *TokenRefreshed, *SessionExpired or
-// *TokensReplaced. Switch on the concrete type; more types may be added.
+// Event is something the engine tells its subscribers: *TokenRefreshed, *SessionExpired,
+// *TokensReplaced, *RetryScheduled or *RetryBudgetExhausted. Switch on the concrete type; more types
+// may be added.
 type Event interface {
 	event()
 }
@@ -40,7 +41,27 @@ type TokensReplaced struct {
 	Generation uint64
 }
 
-func (*TokenRefreshed) event() {}
+// RetryScheduled: a logical request (or a refresh call) failed in a way worth retrying, and the
+// supervisor let it: attempt number Attempt will be sent after Delay.
+type RetryScheduled struct {
+	Host    string        // host[:port] of the request
+	Method  string        // HTTP method
+	Attempt int           // the attempt about to be sent: 2 for the first retry
+	Delay   time.Duration // the server's Retry-After (capped), or the jittered backoff
+	Reason  string        // why: "status_503", "status_429", "connection_reset", "timeout", ...
+}
+
+// RetryBudgetExhausted: a retry was due but the host's retry budget refused it; the request
+// returned its last answer.
+type RetryBudgetExhausted struct {
+	Host   string
+	Method string
+	Reason string // why the refused retry was due
+}
+
+func (*RetryScheduled) event()       {}
+func (*RetryBudgetExhausted) event() {}
+func (*TokenRefreshed) event()       {}
 func (*SessionExpired) event() {}
 func (*TokensReplaced) event() {}
 
@@ -54,6 +75,10 @@ func toEvent(m any) Event {
 		return &SessionExpired{Err: m.Err, Failed: m.Failed}
 	case messages.TokensReplaced:
 		return &TokensReplaced{Generation: m.Gen}
+	case messages.RetryScheduled:
+		return &RetryScheduled{Host: m.Host, Method: m.Method, Attempt: m.Attempt, Delay: m.Delay, Reason: m.Reason}
+	case messages.RetryBudgetExhausted:
+		return &RetryBudgetExhausted{Host: m.Host, Method: m.Method, Reason: m.Reason}
 	}
 	return nil
 }

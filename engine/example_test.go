@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/resilientclient/resilient/engine"
@@ -182,4 +183,51 @@ func ExampleEngine_SetTokens() {
 	// Output:
 	// true
 	// widget <nil>
+}
+
+// A retry policy: the zero RetryPolicy is the default one; set only what differs. Here a flaky
+// endpoint answers 503 twice before it works, and the caller sees only the success; the events say
+// what the engine did.
+func ExampleWithRetryPolicy() {
+	var calls atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 {
+			w.Header().Set("Retry-After", "0") // the server lets us come back at once
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	}))
+	defer api.Close()
+
+	eng, err := engine.NewPublic(
+		engine.WithBaseURL(api.URL),
+		engine.WithRetryPolicy(engine.RetryPolicy{
+			MaxRetries:     5,
+			BaseDelay:      50 * time.Millisecond,
+			AttemptTimeout: 2 * time.Second, // a stalled attempt is abandoned and retried
+		}),
+	)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	retries := make(chan *engine.RetryScheduled, 10)
+	eng.Subscribe(func(ev engine.Event) {
+		if r, ok := ev.(*engine.RetryScheduled); ok {
+			retries <- r
+		}
+	})
+
+	got, err := engine.GetJSON[map[string]string](context.Background(), eng, "/health")
+	fmt.Println(got["status"], err)
+	_ = eng.Close(context.Background()) // delivers the events already queued
+	close(retries)
+	for r := range retries {
+		fmt.Println("attempt", r.Attempt, "after", r.Reason)
+	}
+	// Output:
+	// ok <nil>
+	// attempt 2 after status_503
+	// attempt 3 after status_503
 }

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/resilientclient/resilient/actors"
 )
 
 // timeNow is the clock of token expiry computations; tests may replace it.
@@ -64,6 +66,8 @@ func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any
 	if err != nil {
 		return zero, fmt.Errorf("engine: %w", err)
 	}
+	var rep actors.Report
+	req = req.WithContext(actors.WithReport(ctx, &rep))
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -83,7 +87,11 @@ func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any
 		_ = resp.Body.Close()
 	}()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return zero, parseAPIError(resp, e.maxErrors)
+		ae := parseAPIError(resp, e.maxErrors)
+		if rep.BudgetExhausted {
+			ae.cause = ErrRetryBudgetExhausted
+		}
+		return zero, ae
 	}
 	if resp.StatusCode == http.StatusNoContent {
 		return zero, nil

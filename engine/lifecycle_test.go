@@ -308,12 +308,12 @@ func TestRefreshFunc(t *testing.T) {
 	assert.Equal(t, int64(3), calls.Load())
 }
 
-// A transient failure of the token endpoint (503) keeps the session: the waiting request gets
-// ErrRefreshFailed, and the next one refreshes successfully.
+// A transient failure of the token endpoint (503) that outlasts the retry policy keeps the session:
+// the waiting request gets ErrRefreshFailed, and the next one refreshes successfully.
 func TestTransientRefreshFailureKeepsTheSession(t *testing.T) {
 	srv := startAPI(t, fakeapi.Options{Opaque: true, AccessTTL: time.Hour})
-	e := newEngine(t, srv, srv.Login("ada"))
-	srv.SetTokenFailure(http.StatusServiceUnavailable, `{"error":"temporarily_unavailable"}`, 1)
+	e := newEngine(t, srv, srv.Login("ada"), engine.WithRetryPolicy(engine.RetryPolicy{MaxRetries: 1, BaseDelay: time.Millisecond}))
+	srv.SetTokenFailure(http.StatusServiceUnavailable, `{"error":"temporarily_unavailable"}`, 2)
 	srv.ExpireAccessTokens()
 	ctx := context.Background()
 	_, err := engine.GetJSON[item](ctx, e, "/items/1")
@@ -324,7 +324,7 @@ func TestTransientRefreshFailureKeepsTheSession(t *testing.T) {
 
 	_, err = engine.GetJSON[item](ctx, e, "/items/1")
 	require.NoError(t, err)
-	assert.Equal(t, int64(2), srv.Stats().RefreshCalls)
+	assert.Equal(t, int64(3), srv.Stats().RefreshCalls, "one call and one retry, then the next request's refresh")
 }
 
 // A caller still reading a response body when Close comes gets an error wrapping ErrClosed.

@@ -74,6 +74,7 @@ type config struct {
 	clientID       string
 	clientSecret   string
 	logger         *slog.Logger
+	retry          RetryPolicy
 }
 
 // WithBaseURL sets the API's base URL: typed helpers resolve their paths against it, and its origin

@@ -1,6 +1,11 @@
 package messages
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+)
 
 // Sentinel errors shared by the actors and re-exported by package engine, so that errors.Is works
 // across the package boundary with a single value.
@@ -14,3 +19,48 @@ var (
 	// 429, timed out, or could not be reached). The credentials are kept and the next request tries again.
 	ErrRefreshFailed = errors.New("engine: token refresh failed")
 )
+
+// Sentinel errors of the retry policy.
+var (
+	// ErrRetryBudgetExhausted: a retry was due but retries to this host already take their whole share
+	// of the traffic. The error that carries it also wraps the last attempt's error.
+	ErrRetryBudgetExhausted = errors.New("engine: retry budget exhausted")
+	// ErrRetryLater: the server (or a cool-down it asked for) wants the request retried later than the
+	// request's deadline allows. It is carried by a *RetryLaterError that says when.
+	ErrRetryLater = errors.New("engine: the server asks to retry later than the deadline allows")
+	// ErrRequestPanicked: the request path panicked (a user hook, the transport, or a bug of ours). The
+	// panic value and stack go to the engine's logger, once; the request is not resent.
+	ErrRequestPanicked = errors.New("engine: request panicked")
+)
+
+// RetryLaterError says when a request could be tried again: a Retry-After (or the host's cool-down
+// that one set) ends after the request's deadline, so the engine failed it at once instead of waiting
+// in vain. errors.Is finds ErrRetryLater and context.DeadlineExceeded in it.
+type RetryLaterError struct {
+	Host   string    // host[:port] that asked for the wait
+	Status int       // the status that carried the Retry-After; 0 when a cool-down held the request
+	At     time.Time // when the server accepts requests again
+}
+
+func (e *RetryLaterError) Error() string {
+	b := []byte("engine: ")
+	b = append(b, e.Host...)
+	if e.Status != 0 {
+		b = append(b, " answered "...)
+		b = strconv.AppendInt(b, int64(e.Status), 10)
+		b = append(b, " and"...)
+	} else {
+		b = append(b, " is cooling down and"...)
+	}
+	b = append(b, " asks to retry at "...)
+	b = e.At.UTC().AppendFormat(b, time.RFC3339)
+	b = append(b, ", after the request's deadline"...)
+	return string(b)
+}
+
+// Unwrap makes errors.Is(err, ErrRetryLater) and errors.Is(err, context.DeadlineExceeded) true.
+func (e *RetryLaterError) Unwrap() []error { return []error{ErrRetryLater, context.DeadlineExceeded} }
+
+// ErrAttemptTimeout: one attempt had no response headers within the retry policy's attempt timeout.
+// The request is retried when that is safe; if it is not, or attempts run out, the caller gets it.
+var ErrAttemptTimeout = errors.New("engine: attempt timed out")

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/resilientclient/resilient/internal/retry"
 	"github.com/resilientclient/resilient/messages"
 )
 
@@ -56,6 +57,7 @@ type EndpointError struct {
 	Status      int
 	Code        string
 	Description string
+	RetryAfter  time.Duration // the answer's Retry-After, when it had one (0 otherwise)
 }
 
 func (e *EndpointError) Error() string {
@@ -106,7 +108,7 @@ func Refresh(ctx context.Context, c Config, current messages.Tokens, now time.Ti
 	}
 	if int64(len(body)) > c.MaxBytes {
 		if resp.StatusCode/100 != 2 {
-			return messages.Tokens{}, &EndpointError{Status: resp.StatusCode}
+			return messages.Tokens{}, newEndpointError(resp)
 		}
 		return messages.Tokens{}, fmt.Errorf("%w: larger than %d bytes", ErrMalformed, c.MaxBytes)
 	}
@@ -255,7 +257,7 @@ func JWTExpiry(token string) (time.Time, bool) {
 
 // endpointError builds the typed error for a non-2xx answer from its RFC 6749 §5.2 fields, if any.
 func endpointError(resp *http.Response, body []byte) *EndpointError {
-	e := &EndpointError{Status: resp.StatusCode}
+	e := newEndpointError(resp)
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if mt != "application/json" && !strings.HasSuffix(mt, "+json") && !json.Valid(body) {
 		return e
@@ -271,6 +273,15 @@ func endpointError(resp *http.Response, body []byte) *EndpointError {
 		if e.Description == "" {
 			e.Description = clip(fields.Message, 256)
 		}
+	}
+	return e
+}
+
+// newEndpointError is the error for a non-2xx answer before its body is read: status and Retry-After.
+func newEndpointError(resp *http.Response) *EndpointError {
+	e := &EndpointError{Status: resp.StatusCode}
+	if d, ok := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		e.RetryAfter = d
 	}
 	return e
 }

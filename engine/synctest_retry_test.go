@@ -1,0 +1,149 @@
+package engine_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/resilientclient/resilient/engine"
+)
+
+// scriptedServer is an in-memory HTTP server for synctest bubbles (which cannot wait on real
+// sockets): it answers the n-th request with script[n] and notes the (fake) time of each.
+type scriptedServer struct {
+	mu     sync.Mutex
+	script []func(h http.Header) int
+	at     []time.Time
+}
+
+func (s *scriptedServer) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+		_ = req.Body.Close()
+	}
+	s.mu.Lock()
+	n := len(s.at)
+	s.at = append(s.at, time.Now())
+	s.mu.Unlock()
+	h := http.Header{}
+	status := http.StatusOK
+	if n < len(s.script) {
+		status = s.script[n](h)
+	}
+	return &http.Response{StatusCode: status, Header: h, Body: io.NopCloser(strings.NewReader(`{}`)), Request: req}, nil
+}
+
+func answer(status int, retryAfter string) func(http.Header) int {
+	return func(h http.Header) int {
+		if retryAfter != "" {
+			h.Set("Retry-After", retryAfter)
+		}
+		return status
+	}
+}
+
+// In a synctest bubble time is exact: the waits the policy promises can be checked to the
+// nanosecond, with no real sleeping.
+func TestRetryTimingIsExact(t *testing.T) {
+	cases := []struct {
+		name   string
+		policy engine.RetryPolicy
+		script []func(http.Header) int
+		gaps   []time.Duration // between consecutive attempts
+	}{
+		{"Retry-After seconds", engine.RetryPolicy{}, []func(http.Header) int{answer(503, "1"), answer(503, "1")}, []time.Duration{time.Second, time.Second}},
+		{"Retry-After capped", engine.RetryPolicy{MaxRetryAfter: 5 * time.Second}, []func(http.Header) int{answer(429, "3600")}, []time.Duration{5 * time.Second}},
+		{"Retry-After zero", engine.RetryPolicy{}, []func(http.Header) int{answer(503, "0")}, []time.Duration{0}},
+		{"Retry-After date", engine.RetryPolicy{}, []func(http.Header) int{func(h http.Header) int {
+			h.Set("Retry-After", time.Now().Add(7*time.Second).UTC().Format(http.TimeFormat))
+			return 429
+		}}, []time.Duration{7 * time.Second}},
+		{"backoff ceiling", engine.RetryPolicy{BaseDelay: time.Second, MaxDelay: 3 * time.Second, MaxRetries: 4},
+			[]func(http.Header) int{answer(502, ""), answer(502, ""), answer(502, ""), answer(502, "")},
+			[]time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second}}, // upper bounds
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := &scriptedServer{script: tc.script}
+				e, err := engine.NewPublic(engine.WithTransport(srv), engine.WithRetryPolicy(tc.policy))
+				require.NoError(t, err)
+				resp, err := e.Client().Get("http://api.test/x")
+				require.NoError(t, err)
+				_ = resp.Body.Close()
+				assert.Equal(t, http.StatusOK, resp.StatusCode)
+				require.Len(t, srv.at, len(tc.gaps)+1)
+				for i, want := range tc.gaps {
+					gap := srv.at[i+1].Sub(srv.at[i])
+					if tc.name == "backoff ceiling" {
+						assert.LessOrEqual(t, gap, want, "attempt %d", i+2)
+					} else {
+						assert.Equal(t, want, gap, "attempt %d", i+2)
+					}
+				}
+				closeInBubble(t, e)
+			})
+		})
+	}
+}
+
+// closeInBubble closes e inside a synctest bubble and lets the (fake) millisecond pass in which
+// protoactor's dead-letter throttle may still hold a goroutine: a timer of the engine's that fired as
+// Close stopped its actor sends one harmless dead letter.
+func closeInBubble(t *testing.T, e *engine.Engine) {
+	t.Helper()
+	require.NoError(t, e.Close(context.Background()))
+	time.Sleep(10 * time.Millisecond)
+	synctest.Wait()
+}
+
+// A request waiting out a 20 s Retry-After wakes the instant its caller cancels, or the instant the
+// engine closes: not a (fake) nanosecond later.
+func TestBackoffWakesAtTheInstant(t *testing.T) {
+	for _, closeIt := range []bool{false, true} {
+		name := map[bool]string{false: "cancel", true: "close"}[closeIt]
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := &scriptedServer{script: []func(http.Header) int{answer(503, "20")}}
+				e, err := engine.NewPublic(engine.WithTransport(srv))
+				require.NoError(t, err)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				var ended time.Time
+				var got error
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://api.test/x", nil)
+					_, got = e.Client().Do(req)
+					ended = time.Now()
+				}()
+				time.Sleep(3 * time.Second)
+				synctest.Wait()
+				stopped := time.Now()
+				if closeIt {
+					closeInBubble(t, e)
+				} else {
+					cancel()
+				}
+				<-done
+				assert.Equal(t, stopped, ended)
+				if closeIt {
+					assert.ErrorIs(t, got, engine.ErrClosed)
+				} else {
+					assert.ErrorIs(t, got, context.Canceled)
+					closeInBubble(t, e)
+				}
+				assert.Len(t, srv.at, 1)
+			})
+		})
+	}
+}

@@ -1,0 +1,57 @@
+package messages
+
+import "time"
+
+// The supervisor's protocol. Request actors ask it before every retry (RetryAsk), tell it when a
+// host asks for a pause (CoolDown), and report their own panics (RequestPanicked). It owns the state
+// every request shares: the retry budget and the per-host cool-downs.
+
+// RetryAsk asks the supervisor whether a logical request may make attempt Attempt after waiting
+// Delay. The supervisor charges the host's retry budget and answers on Reply: a nil error to go
+// ahead, or ErrRetryBudgetExhausted.
+type RetryAsk struct {
+	Host    string        // host[:port] of the request
+	Method  string        // HTTP method, for the event
+	Attempt int           // the attempt that would be sent: 2 for the first retry
+	Reason  string        // why the last attempt failed (a retry reason, such as "status_503")
+	Delay   time.Duration // the wait before that attempt
+	Reply   chan<- error  // buffered, capacity ≥ 1
+}
+
+// CoolDown tells the supervisor that Host asked (with a 429 or 503 and Retry-After) that nothing be
+// sent before Until. Every request to Host then waits in the engine until that time. Done, if not
+// nil, is closed once the cool-down is in force.
+type CoolDown struct {
+	Host  string
+	Until time.Time
+	Done  chan<- struct{}
+}
+
+// PruneCoolDowns is sent by the supervisor's own timer when a cool-down ends.
+type PruneCoolDowns struct{}
+
+// RequestPanicked reports that a request actor panicked and was stopped; its caller got
+// ErrRequestPanicked. The supervisor logs it.
+type RequestPanicked struct {
+	Method string
+	Host   string
+	Value  string // the panic value, printed
+	Stack  []byte
+}
+
+// RetryScheduled is published when a logical request will be retried.
+type RetryScheduled struct {
+	Host    string
+	Method  string
+	Attempt int           // the attempt about to be sent: 2 for the first retry
+	Delay   time.Duration // the wait before it (the server's Retry-After, or the computed backoff)
+	Reason  string
+}
+
+// RetryBudgetExhausted is published when a retry was refused because the host's retry budget is
+// spent; the request fails with its last answer.
+type RetryBudgetExhausted struct {
+	Host   string
+	Method string
+	Reason string
+}
