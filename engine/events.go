@@ -62,8 +62,8 @@ type RetryBudgetExhausted struct {
 func (*RetryScheduled) event()       {}
 func (*RetryBudgetExhausted) event() {}
 func (*TokenRefreshed) event()       {}
-func (*SessionExpired) event() {}
-func (*TokensReplaced) event() {}
+func (*SessionExpired) event()       {}
+func (*TokensReplaced) event()       {}
 
 // toEvent converts a message of the actor protocol into the public event, or nil for anything else
 // on the actor system's event stream (dead letters, supervision events).
