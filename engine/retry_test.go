@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -256,14 +257,18 @@ func TestOutageAmplificationStaysWithinBudget(t *testing.T) {
 	srv.SetAPIFailure(http.StatusServiceUnavailable, "", -1)
 	before := srv.Stats().APIRequests
 	end := time.Now().Add(2 * time.Second)
-	var logical atomic.Int64
+	var logical, refused atomic.Int64
+	events := subscribe(e)
 	fanOut(200, func(i int) {
 		for time.Now().Before(end) {
 			logical.Add(1)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_, err := engine.GetJSON[item](ctx, e, "/items/1")
 			cancel()
-			require.Error(t, err)
+			var ae *engine.APIError
+			if assert.ErrorAs(t, err, &ae) && errors.Is(err, engine.ErrRetryBudgetExhausted) {
+				refused.Add(1)
+			}
 			time.Sleep(20 * time.Millisecond) // the worker's own pause before its next job
 		}
 	})
@@ -272,6 +277,8 @@ func TestOutageAmplificationStaysWithinBudget(t *testing.T) {
 	ratio := float64(attempts) / float64(logical.Load())
 	t.Logf("outage: %d logical requests, %d attempts, amplification %.3f", logical.Load(), attempts, ratio)
 	assert.LessOrEqual(t, ratio, 1.25)
+	assert.Positive(t, refused.Load(), "no request was told that the budget stopped its retries")
+	assert.Positive(t, events.count(func(ev engine.Event) bool { _, ok := ev.(*engine.RetryBudgetExhausted); return ok }))
 
 	var failed atomic.Int64
 	fanOut(200, func(i int) {
