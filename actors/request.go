@@ -31,6 +31,14 @@ type Requester struct {
 	Token    *TokenHandle      // nil for a public client: never attaches a token
 	Origins  []Origin          // only requests to these receive the token
 	Inflight *Inflight         // tracks requests for Close
+	// Secrets are attached to every request (and redirect hop) for Origins, and never elsewhere.
+	Secrets []SecretHeader
+	// Finished, if set, sees every logical request that failed (an error, or a final status ≥ 400)
+	// before its caller does, with the number of physical sends it took; what it returns is what the
+	// caller gets. It runs on the caller's goroutine.
+	Finished func(req *http.Request, resp *http.Response, err error, o Outcome) (*http.Response, error)
+	// Cache keeps GET answers with validators and revalidates them; nil: no caching.
+	Cache *Caching
 	// Supervisor applies the retry policy and keeps its shared state; nil: no retries (one attempt,
 	// plus the resend after a 401).
 	Supervisor *Supervisor
@@ -49,7 +57,16 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	defer r.Inflight.returned()
-	resp, err := r.logical(c.ctx, req)
+	var st attemptState
+	resp, err := r.logical(c.ctx, req, &st)
+	if failed := err != nil || resp.StatusCode >= 400; failed || st.sends > 1 {
+		if rep := ReportFrom(c.ctx); rep != nil {
+			rep.Attempts = st.sends
+		}
+		if failed && r.Finished != nil {
+			resp, err = r.finish(req, resp, err, Outcome{Sends: st.sends, BudgetExhausted: st.exhausted})
+		}
+	}
 	if err != nil {
 		c.end()
 		if errors.Is(context.Cause(c.ctx), messages.ErrClosed) && !errors.Is(err, messages.ErrClosed) {
@@ -71,15 +88,39 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // attemptState is what one logical request remembers across its attempts.
 type attemptState struct {
-	sends    int            // physical sends so far, 401 resends included
-	replayed bool           // the one resend after a 401 has been used
-	open     *http.Response // an answer not yet handed on or discarded, closed if we panic
+	sends     int            // physical sends so far, 401 resends included
+	replayed  bool           // the one resend after a 401 has been used
+	open      *http.Response // an answer not yet handed on or discarded, closed if we panic
+	exhausted bool           // the retry budget refused a retry: the last answer is the answer
+}
+
+// Outcome is what the request path knows of a finished logical request beyond its answer.
+type Outcome struct {
+	Sends           int  // physical sends, 401 resends included
+	BudgetExhausted bool // the retry budget refused a retry that was due
+}
+
+// finish runs the Finished hook, turning a panic in it into ErrRequestPanicked.
+func (r *Requester) finish(req *http.Request, resp *http.Response, err error, o Outcome) (_ *http.Response, ferr error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if resp != nil {
+				discard(resp)
+			}
+			ferr = r.panicked(req, p)
+		}
+	}()
+	resp, err = r.Finished(req, resp, err, o)
+	if err != nil && resp != nil {
+		discard(resp)
+		resp = nil
+	}
+	return resp, err
 }
 
 // logical runs one logical request. A panic anywhere in it (a user hook, the transport, a bug of
 // ours) stops it: the caller gets ErrRequestPanicked and the supervisor logs the panic once.
-func (r *Requester) logical(ctx context.Context, req *http.Request) (resp *http.Response, err error) {
-	var st attemptState
+func (r *Requester) logical(ctx context.Context, req *http.Request, st *attemptState) (resp *http.Response, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			if st.open != nil {
@@ -90,9 +131,9 @@ func (r *Requester) logical(ctx context.Context, req *http.Request) (resp *http.
 		}
 	}()
 	if r.Supervisor == nil {
-		return r.attempt(ctx, req, req.Body, &st)
+		return r.attempt(ctx, req, req.Body, st)
 	}
-	return r.withRetries(ctx, req, &st)
+	return r.withRetries(ctx, req, st)
 }
 
 // panicked reports a panic to the supervisor and makes the caller's error.
@@ -108,7 +149,7 @@ func (r *Requester) panicked(req *http.Request, p any) error {
 // a resend with the token that replaces the rejected one.
 func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.ReadCloser, st *attemptState) (*http.Response, error) {
 	if r.Token == nil || !r.forAPI(req.URL) {
-		return r.send(ctx, prepare(req, ctx, "", body), st)
+		return r.exchange(ctx, r.prepare(req, ctx, body, ""), st)
 	}
 	acquire := r.Token.Acquire
 	if r.ByMessage {
@@ -119,7 +160,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 		closeReader(body)
 		return nil, err
 	}
-	resp, err := r.send(ctx, prepare(req, ctx, g.Header, body), st)
+	resp, err := r.exchange(ctx, r.prepare(req, ctx, body, g.Header), st)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || st.replayed {
 		if err == nil && resp.StatusCode == http.StatusUnauthorized {
 			r.Token.ReportRejected(g.Gen) // a second 401: the caller gets it, the token actor hears of it
@@ -146,7 +187,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 	// At most one resend per logical request: a second 401 goes to the caller as it is. It is still
 	// reported: the resend may have carried a token that was current but is rejected too (the first
 	// attempt was stale), and only a report for the current generation starts a refresh.
-	resp, err = r.send(ctx, prepare(req, ctx, g.Header, body), st)
+	resp, err = r.exchange(ctx, r.prepare(req, ctx, body, g.Header), st)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
 		r.Token.ReportRejected(g.Gen)
 	}
@@ -162,7 +203,11 @@ func (r *Requester) send(ctx context.Context, req *http.Request, st *attemptStat
 		d = r.Supervisor.policy.AttemptTimeout
 	}
 	if d <= 0 {
-		return r.Base.RoundTrip(req)
+		resp, err := r.Base.RoundTrip(req)
+		if err != nil && ctx.Err() == nil {
+			err = &networkError{err: err}
+		}
+		return resp, err
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	t := time.AfterFunc(d, func() { cancel(errAttemptTimeout) })
@@ -170,6 +215,9 @@ func (r *Requester) send(ctx context.Context, req *http.Request, st *attemptStat
 	if t.Stop() {
 		if err != nil {
 			cancel(nil)
+			if ctx.Err() == nil {
+				err = &networkError{err: err}
+			}
 		}
 		// On success actx lives as long as the body: it ends with the logical request's context.
 		return resp, err
@@ -205,8 +253,27 @@ func (e *AttemptTimeoutError) Timeout() bool { return true }
 // Temporary is true: another attempt may succeed. (Part of net.Error.)
 func (e *AttemptTimeoutError) Temporary() bool { return true }
 
-// Is makes errors.Is(err, messages.ErrAttemptTimeout) true.
-func (e *AttemptTimeoutError) Is(target error) bool { return target == messages.ErrAttemptTimeout }
+// Is makes errors.Is(err, messages.ErrAttemptTimeout) and errors.Is(err, messages.ErrTimeout) true.
+func (e *AttemptTimeoutError) Is(target error) bool {
+	return target == messages.ErrAttemptTimeout || target == messages.ErrTimeout
+}
+
+// networkError marks an error of the underlying transport (nothing or no whole answer came back):
+// errors.Is finds messages.ErrNetwork in it, and messages.ErrTimeout when it is a timeout. Its text
+// is the transport's own; errors.As still finds what it wraps (*net.OpError, syscall errors, ...).
+type networkError struct {
+	err error
+}
+
+func (e *networkError) Error() string { return e.err.Error() }
+func (e *networkError) Unwrap() error { return e.err }
+func (e *networkError) Is(target error) bool {
+	if target == messages.ErrNetwork {
+		return true
+	}
+	var ne net.Error
+	return target == messages.ErrTimeout && errors.As(e.err, &ne) && ne.Timeout()
+}
 
 func (r *Requester) forAPI(u *url.URL) bool {
 	for _, o := range r.Origins {
@@ -217,22 +284,72 @@ func (r *Requester) forAPI(u *url.URL) bool {
 	return false
 }
 
-// prepare is req bound to ctx with body and, when header is not empty, the Authorization header
-// set to it. The caller's request is not modified: a new header map is made when one is set (its
-// value slices are shared, read-only).
-func prepare(req *http.Request, ctx context.Context, header string, body io.ReadCloser) *http.Request {
+// prepare is req bound to ctx with body, and with the headers this hop may carry: on a hop to an
+// API origin the engine's token (auth, unless empty) and secret headers; on a redirect hop that left
+// the first request's origin, none of the caller's credentials (Authorization, Proxy-Authorization,
+// Cookie, and the configured secret header names). net/http copies those to any redirect within the
+// same domain, whatever the port or scheme; credentials stay at their exact origin here. The
+// caller's request is not modified: a new header map is made when anything changes (its value slices
+// are shared, read-only).
+func (r *Requester) prepare(req *http.Request, ctx context.Context, body io.ReadCloser, auth string) *http.Request {
 	r2 := req.WithContext(ctx)
 	r2.Body = body
-	if header == "" {
+	api := auth != "" || (len(r.Secrets) > 0 && r.forAPI(req.URL))
+	crossed := req.Response != nil && leftFirstOrigin(req)
+	if !api && !crossed {
 		return r2
 	}
-	h := make(http.Header, len(req.Header)+1)
+	h := make(http.Header, len(req.Header)+1+len(r.Secrets))
 	for k, v := range req.Header {
+		if crossed && r.credential(k) {
+			continue
+		}
 		h[k] = v
 	}
-	h["Authorization"] = []string{header}
+	if auth != "" {
+		h["Authorization"] = []string{auth}
+	}
+	if api {
+		for _, s := range r.Secrets {
+			h[s.Name] = []string{s.Value}
+		}
+	}
 	r2.Header = h
 	return r2
+}
+
+// credential reports whether the header named k carries the caller's credentials.
+func (r *Requester) credential(k string) bool {
+	for _, name := range credentialHeaders {
+		if strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	for _, s := range r.Secrets {
+		if strings.EqualFold(k, s.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+var credentialHeaders = [...]string{"Authorization", "Proxy-Authorization", "Cookie", "Cookie2"}
+
+// leftFirstOrigin reports whether a redirect hop goes to another origin than the request that
+// started the chain.
+func leftFirstOrigin(req *http.Request) bool {
+	first := req
+	for first.Response != nil && first.Response.Request != nil {
+		first = first.Response.Request
+	}
+	return originOf(first.URL) != originOf(req.URL)
+}
+
+// SecretHeader is a header the engine attaches to requests for the API's origins only, such as an
+// API key. Its value is never logged.
+type SecretHeader struct {
+	Name  string // canonical form
+	Value string
 }
 
 func replayable(req *http.Request) bool {

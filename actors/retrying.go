@@ -91,6 +91,7 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 			if err != nil {
 				return nil, fmt.Errorf("%w: %w", messages.ErrRetryBudgetExhausted, err)
 			}
+			st.exhausted = true
 			if rep := ReportFrom(ctx); rep != nil {
 				rep.BudgetExhausted = true
 			}
@@ -182,7 +183,11 @@ func NewIdempotencyKey() string {
 // Report is filled, when a caller put one in the request's context with WithReport, with what the
 // request path knows of a logical request that the response itself cannot say.
 type Report struct {
+	Attempts        int  // physical sends, 401 resends included
 	BudgetExhausted bool // the last answer is returned because the retry budget refused a retry
+	// Failure is what the Finished hook made of a failed request (an *APIError for a status), so a
+	// typed helper reports the same value rather than parsing the answer again.
+	Failure error
 }
 
 type reportKey struct{}

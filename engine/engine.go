@@ -12,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/resilientclient/resilient/actors"
+	"github.com/resilientclient/resilient/internal/httpcache"
 	"github.com/resilientclient/resilient/internal/tokenwire"
 	"github.com/resilientclient/resilient/messages"
 )
@@ -28,6 +29,7 @@ type Engine struct {
 	base      *url.URL // nil for a public engine without WithBaseURL
 	maxErrors int64
 	logger    *slog.Logger
+	onError   func(context.Context, *Failure)
 
 	system    *actor.ActorSystem
 	token     *actors.TokenHandle // nil for a public engine
@@ -94,7 +96,7 @@ func build(public bool, opts []Option) (*Engine, error) {
 		}
 	}
 
-	e := &Engine{base: v.base, maxErrors: c.maxErrorBytes, logger: c.logger, store: c.store, inflight: &actors.Inflight{}}
+	e := &Engine{base: v.base, maxErrors: c.maxErrorBytes, logger: c.logger, onError: c.onError, store: c.store, inflight: &actors.Inflight{}}
 	base := c.transport
 	if base == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -109,7 +111,14 @@ func build(public bool, opts []Option) (*Engine, error) {
 		e.system.Shutdown()
 		return nil, err
 	}
-	e.requester = &actors.Requester{Base: base, Origins: v.origins, Inflight: e.inflight, Supervisor: e.sup}
+	e.requester = &actors.Requester{Base: base, Origins: v.origins, Inflight: e.inflight, Supervisor: e.sup, Secrets: c.secrets}
+	e.requester.Finished = e.finished
+	if c.cacheBytes == 0 {
+		c.cacheBytes = DefaultCacheBytes
+	}
+	if c.cacheBytes > 0 {
+		e.requester.Cache = &actors.Caching{Store: httpcache.New(c.cacheBytes, c.cacheBytes/8), Key: httpcache.NewKey()}
+	}
 	e.client = &http.Client{Transport: e.requester}
 
 	if !public {

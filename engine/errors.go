@@ -3,14 +3,15 @@ package engine
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
+	"github.com/resilientclient/resilient/internal/retry"
 	"github.com/resilientclient/resilient/internal/tokenwire"
 	"github.com/resilientclient/resilient/messages"
 )
@@ -36,6 +37,12 @@ var (
 	// ErrAttemptTimeout: an attempt had no response headers within RetryPolicy.AttemptTimeout, and it
 	// could not (or could no more) be retried.
 	ErrAttemptTimeout = messages.ErrAttemptTimeout
+	// ErrNetwork: no (whole) answer came back: the connection could not be made, was reset or closed
+	// early, TLS failed, or the network timed out. errors.As still finds the underlying error.
+	ErrNetwork = messages.ErrNetwork
+	// ErrTimeout: an attempt or the network timed out (ErrAttemptTimeout, a dial, TLS or
+	// response-header timeout). The caller's own deadline shows as context.DeadlineExceeded.
+	ErrTimeout = messages.ErrTimeout
 	// ErrRequestPanicked: something on the request path panicked (a RetryPolicy.Decide, the
 	// transport, or a bug of ours). The request is not resent; the panic and its stack are logged once.
 	ErrRequestPanicked = messages.ErrRequestPanicked
@@ -56,6 +63,9 @@ type APIError struct {
 	Message   string   // the most human-readable text found: detail, message, error_description, title, or the text body
 	Problem   *Problem // the RFC 9457 problem document, when the answer was one
 	RequestID string   // from X-Request-Id (or X-Correlation-Id), when present
+	// RetryAfter is the answer's Retry-After (delta-seconds or HTTP-date, as a wait from when it was
+	// read); 0 when it had none.
+	RetryAfter time.Duration
 
 	cause error // ErrRetryBudgetExhausted when the budget stopped the retries
 }
@@ -91,9 +101,9 @@ func (e *APIError) Error() string {
 	return b.String()
 }
 
-// parseAPIError turns a non-2xx response into an *APIError, reading at most limit bytes of its body.
-// It never fails: a body it cannot read or understand still yields the status.
-func parseAPIError(resp *http.Response, limit int64) *APIError {
+// parseAPIError is the one error parser: it turns an error answer and (the first bytes of) its body
+// into an *APIError. It never fails: a body it cannot understand still yields the status.
+func parseAPIError(resp *http.Response, body []byte) *APIError {
 	e := &APIError{Status: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
 	if resp.Request != nil {
 		e.Method, e.URL = resp.Request.Method, redactURL(resp.Request.URL)
@@ -101,7 +111,9 @@ func parseAPIError(resp *http.Response, limit int64) *APIError {
 	if e.RequestID == "" {
 		e.RequestID = resp.Header.Get("X-Correlation-Id")
 	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, limit))
+	if d, ok := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), timeNow()); ok {
+		e.RetryAfter = d
+	}
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return e

@@ -78,7 +78,9 @@ func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return zero, fmt.Errorf("engine: %s %s: %w", method, redactURL(u), err)
+		err = fmt.Errorf("engine: %s %s: %w", method, redactURL(u), err)
+		e.fail(ctx, &Failure{Method: method, URL: redactURL(u), Attempts: attempts(&rep), Err: err})
+		return zero, err
 	}
 	defer func() {
 		// Read what the decoder left (a trailing newline, an unread error body) so the connection
@@ -87,10 +89,15 @@ func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any
 		_ = resp.Body.Close()
 	}()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		ae := parseAPIError(resp, e.maxErrors)
+		ae, ok := rep.Failure.(*APIError)
+		if !ok { // a 1xx or 3xx that was not followed: no failure was recorded on the way
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, e.maxErrors))
+			ae = parseAPIError(resp, body)
+		}
 		if rep.BudgetExhausted {
 			ae.cause = ErrRetryBudgetExhausted
 		}
+		e.fail(ctx, &Failure{Method: method, URL: ae.URL, Status: ae.Status, Attempts: attempts(&rep), Err: ae})
 		return zero, ae
 	}
 	if resp.StatusCode == http.StatusNoContent {
@@ -101,10 +108,15 @@ func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any
 		if errors.Is(err, io.EOF) {
 			return zero, nil
 		}
-		return zero, fmt.Errorf("engine: decoding the %s %s answer: %w", method, redactURL(u), err)
+		err = fmt.Errorf("engine: decoding the %s %s answer: %w", method, redactURL(u), err)
+		e.fail(ctx, &Failure{Method: method, URL: redactURL(u), Status: resp.StatusCode, Attempts: attempts(&rep), Err: err})
+		return zero, err
 	}
 	return out, nil
 }
+
+// attempts is the number of sends a report says a request took (at least one).
+func attempts(rep *actors.Report) int { return max(rep.Attempts, 1) }
 
 // resolve joins path to the base URL.
 func (e *Engine) resolve(path string) (*url.URL, error) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/resilientclient/resilient/actors"
@@ -24,6 +25,7 @@ const (
 	DefaultMaxTokenBytes       = 64 << 10
 	DefaultMaxErrorBodyBytes   = 1 << 20
 	DefaultMaxIdleConnsPerHost = 256
+	DefaultCacheBytes          = 8 << 20
 )
 
 // RefreshFormat names the protocol spoken with the token endpoint.
@@ -75,6 +77,9 @@ type config struct {
 	clientSecret   string
 	logger         *slog.Logger
 	retry          RetryPolicy
+	onError        func(context.Context, *Failure)
+	secrets        []actors.SecretHeader
+	cacheBytes     int64
 }
 
 // WithBaseURL sets the API's base URL: typed helpers resolve their paths against it, and its origin
@@ -135,6 +140,28 @@ func WithMaxErrorBodyBytes(n int64) Option { return func(c *config) { c.maxError
 // idle connections Close closes.
 func WithTransport(rt http.RoundTripper) Option { return func(c *config) { c.transport = rt } }
 
+// WithCache bounds the ETag cache to maxBytes (bodies, headers and keys; one answer may take at
+// most an eighth of it); a negative maxBytes turns it off. GET answers carrying an ETag or
+// Last-Modified are kept, unless Cache-Control: no-store, Vary: * or Set-Cookie forbid it; the next
+// GET of the URL asks If-None-Match (If-Modified-Since), and a 304 reaches the caller as the stored
+// 200 with the header X-Cache: revalidated. Entries are partitioned by a keyed hash of the
+// credentials each request carried (the engine's token or the caller's Authorization and Cookie), and
+// by the request headers the answer's Vary names, so one user's data is never served to another. A
+// POST, PUT, PATCH or DELETE to a URL drops what is stored for it. A request that sets its own
+// validator gets the server's 304 as it is. Default: DefaultCacheBytes (8 MiB).
+func WithCache(maxBytes int64) Option { return func(c *config) { c.cacheBytes = maxBytes } }
+
+// WithSecretHeader makes the engine send the header name: value (an API key, say) on every request
+// and redirect hop whose scheme, host and port match the API's origins (WithBaseURL, WithOrigins),
+// and never anywhere else; a header of that name that the caller set itself is treated like
+// Authorization: dropped on a redirect hop that leaves the first request's origin. The value never
+// appears in errors or logs. Allowed on public engines too. Default: none.
+func WithSecretHeader(name, value string) Option {
+	return func(c *config) {
+		c.secrets = append(c.secrets, actors.SecretHeader{Name: http.CanonicalHeaderKey(name), Value: value})
+	}
+}
+
 // WithLogger sets where the engine logs (refresh failures, session expiry, panics in subscribers).
 // Records never contain a token. The actor system's own records go there too, from Warn up.
 // Default: logs are discarded.
@@ -193,6 +220,16 @@ func (c *config) check(public bool) (validated, error) {
 	if c.refreshTimeout < 0 {
 		errs = append(errs, configErr("WithRefreshTimeout", "negative duration %v", c.refreshTimeout))
 	}
+	for _, h := range c.secrets {
+		if !validHeaderName(h.Name) || strings.ContainsAny(h.Value, "\r\n\x00") {
+			errs = append(errs, configErr("WithSecretHeader", "%q is not a valid header name, or its value is not a valid header value", h.Name))
+		} else if strings.EqualFold(h.Name, "Authorization") && !public {
+			errs = append(errs, configErr("WithSecretHeader", "Authorization carries the engine's token; use NewPublic for a fixed one"))
+		}
+	}
+	if len(c.secrets) > 0 && len(v.origins) == 0 {
+		errs = append(errs, configErr("WithSecretHeader", "needs WithBaseURL: it names the origin that receives the header"))
+	}
 	if c.maxTokenBytes < 0 || c.maxErrorBytes < 0 {
 		errs = append(errs, configErr("WithMax*Bytes", "negative limit"))
 	}
@@ -231,4 +268,18 @@ func (c *config) checkCredentials(t Tokens) error {
 		return configErr("WithTokenEndpoint", "a token endpoint needs a refresh token, and the starting tokens have none")
 	}
 	return nil
+}
+
+// validHeaderName reports whether name is an RFC 9110 token.
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, c := range []byte(name) {
+		ok := c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+		if !ok {
+			return false
+		}
+	}
+	return true
 }

@@ -64,3 +64,13 @@ func (e *RetryLaterError) Unwrap() []error { return []error{ErrRetryLater, conte
 // ErrAttemptTimeout: one attempt had no response headers within the retry policy's attempt timeout.
 // The request is retried when that is safe; if it is not, or attempts run out, the caller gets it.
 var ErrAttemptTimeout = errors.New("engine: attempt timed out")
+
+// Sentinels of the kind of a failure without an answer.
+var (
+	// ErrNetwork: the request got no (whole) answer: the connection could not be made, was reset or
+	// closed early, TLS failed, or the network timed out. errors.As finds the underlying error too.
+	ErrNetwork = errors.New("engine: network error")
+	// ErrTimeout: an attempt or the network timed out (ErrAttemptTimeout, a dial, TLS or
+	// response-header timeout). The caller's own deadline is context.DeadlineExceeded.
+	ErrTimeout = errors.New("engine: timeout")
+)

@@ -1,0 +1,106 @@
+package actors
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/resilientclient/resilient/internal/httpcache"
+)
+
+// Caching is the request path's ETag cache: GET answers with a validator are kept per principal (a
+// keyed hash of the credentials each request carried, never the credentials), sent back as
+// If-None-Match / If-Modified-Since, and a 304 is answered with the stored 200. It is safe for
+// concurrent use.
+type Caching struct {
+	Store *httpcache.Cache
+	Key   []byte // the principal key, from httpcache.NewKey
+
+	last atomic.Pointer[principalMemo] // the principal of the last Authorization seen without cookies
+}
+
+type principalMemo struct {
+	auth      string
+	principal string
+}
+
+// principal is httpcache.Principal, remembered for the engine's own token, which changes only
+// when it is refreshed.
+func (c *Caching) principal(h http.Header) string {
+	auth, cookies := h["Authorization"], h["Cookie"]
+	if len(auth) != 1 || len(cookies) != 0 {
+		return httpcache.Principal(c.Key, h)
+	}
+	if m := c.last.Load(); m != nil && m.auth == auth[0] {
+		return m.principal
+	}
+	p := httpcache.Principal(c.Key, h)
+	c.last.Store(&principalMemo{auth: auth[0], principal: p})
+	return p
+}
+
+// exchange makes one send of req (already carrying its credentials) through the cache: a GET with a
+// stored answer goes out conditional and a 304 comes back as the stored 200; a storable 200 is
+// copied into the cache as the caller reads it; a write invalidates what is stored for its URL.
+func (r *Requester) exchange(ctx context.Context, req *http.Request, st *attemptState) (*http.Response, error) {
+	c := r.Cache
+	if c == nil {
+		return r.send(ctx, req, st)
+	}
+	switch req.Method {
+	case http.MethodGet:
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		// RFC 9111 §4.4: a write makes what is stored for its URL stale, whatever it answers.
+		resp, err := r.send(ctx, req, st)
+		c.Store.Invalidate(req.URL)
+		return resp, err
+	default:
+		return r.send(ctx, req, st)
+	}
+	var e *httpcache.Entry
+	var principal string
+	if !c.Store.Empty() {
+		principal = c.principal(req.Header)
+		if e = c.Store.Lookup(principal, req); e != nil {
+			plain := req
+			req = withOwnHeader(req)
+			httpcache.Conditional(req.Header, e)
+			resp, err := r.send(ctx, req, st)
+			if err != nil || resp.StatusCode != http.StatusNotModified {
+				return r.keep(principal, req, resp, err)
+			}
+			out := c.Store.Revalidated(principal, req, resp, e)
+			if out.StatusCode != http.StatusNotModified {
+				return out, nil
+			}
+			// The 304 named another representation than the stored one: ask again, unconditionally.
+			discard(out)
+			body, err := rewind(plain)
+			if err != nil {
+				return nil, err
+			}
+			plain.Body = body
+			req = plain
+		}
+	}
+	resp, err := r.send(ctx, req, st)
+	return r.keep(principal, req, resp, err)
+}
+
+// keep hands a storable 200 to the cache, which copies its body as the caller reads it.
+func (r *Requester) keep(principal string, req *http.Request, resp *http.Response, err error) (*http.Response, error) {
+	if err != nil || resp.StatusCode != http.StatusOK || !httpcache.Storable(req, resp) {
+		return resp, err
+	}
+	if principal == "" {
+		principal = r.Cache.principal(req.Header)
+	}
+	return r.Cache.Store.Tee(principal, req, resp), nil
+}
+
+// withOwnHeader is a shallow copy of req with a header map of its own, to add validators to.
+func withOwnHeader(req *http.Request) *http.Request {
+	r2 := *req
+	r2.Header = req.Header.Clone()
+	return &r2
+}
