@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -230,4 +231,31 @@ func ExampleWithRetryPolicy() {
 	// ok <nil>
 	// attempt 2 after status_503
 	// attempt 3 after status_503
+}
+
+// The error handler is the one place where failures surface, once per failed request however many
+// attempts it took: the place for a toast or a metric. Its Err is the typed error the caller gets.
+func ExampleWithErrorHandler() {
+	api := exampleAPI()
+	defer api.Close()
+	eng, err := engine.NewPublic(
+		engine.WithBaseURL(api.URL),
+		engine.WithErrorHandler(func(ctx context.Context, f *engine.Failure) {
+			var apiErr *engine.APIError
+			if errors.As(f.Err, &apiErr) {
+				fmt.Printf("toast: %s (%d, after %d attempt)\n", apiErr.Message, f.Status, f.Attempts)
+			}
+		}),
+	)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer eng.Close(context.Background())
+
+	_, err = engine.GetJSON[map[string]string](context.Background(), eng, "/missing?api_key=secret")
+	fmt.Println(strings.Replace(err.Error(), api.URL, "http://api", 1))
+	// Output:
+	// toast: no such thing (404, after 1 attempt)
+	// engine: GET http://api/missing?api_key=redacted: 404 Not Found: no such thing
 }

@@ -1,0 +1,49 @@
+package engine
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// The one error parser never panics, keeps the status, and never returns more than a clipped
+// message, whatever the content type and body.
+func FuzzParseAPIError(f *testing.F) {
+	f.Add("application/problem+json", `{"type":"t","title":"Bad","status":422,"detail":"d","x":[1]}`, 422)
+	f.Add("application/problem+json", `{"title":1,"detail":{"a":2}}`, 400)
+	f.Add("application/json", `{"message":"m","code":"c"}`, 409)
+	f.Add("application/json", `{"error":"invalid_request","error_description":"bad"}`, 400)
+	f.Add("application/json", `{"message":"cut`, 400)
+	f.Add("", `[1,2,3]`, 500)
+	f.Add("text/plain; charset=utf-8", "  down  ", 502)
+	f.Add("text/html", "<html>oops</html>", 503)
+	f.Add("application/vnd.api+json", `{"errors":[{"detail":"x"}]}`, 404)
+	f.Add("application/json", "\xff\xfe", 500)
+	f.Fuzz(func(t *testing.T, contentType, body string, status int) {
+		resp := &http.Response{StatusCode: status, Header: http.Header{}}
+		resp.Header.Set("Content-Type", contentType)
+		resp.Header.Set("Retry-After", "7")
+		e := parseAPIError(resp, []byte(body))
+		if e.Status != status {
+			t.Fatalf("status %d became %d", status, e.Status)
+		}
+		if len(e.Message) > 512+len("…") || len(e.Code) > 512+len("…") {
+			t.Fatalf("message of %d bytes or code of %d bytes is not clipped", len(e.Message), len(e.Code))
+		}
+		if e.Message != "" && !utf8.ValidString(e.Message) {
+			t.Fatalf("message is not UTF-8: %q", e.Message)
+		}
+		if e.RetryAfter.Seconds() != 7 {
+			t.Fatalf("Retry-After lost: %v", e.RetryAfter)
+		}
+		_ = e.Error()
+		if strings.Contains(contentType, "problem+json") && e.Problem != nil && e.Problem.Extensions != nil {
+			for _, k := range []string{"type", "title", "status", "detail", "instance"} {
+				if _, ok := e.Problem.Extensions[k]; ok {
+					t.Fatalf("member %q kept as an extension", k)
+				}
+			}
+		}
+	})
+}
