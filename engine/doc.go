@@ -15,6 +15,10 @@
 //     server's Retry-After honoured and shared by every request to that host, POST and PATCH only
 //     with an Idempotency-Key (added by the engine, the same on every attempt), and a per-host retry
 //     budget so that an outage cannot multiply the traffic;
+//   - failures are parsed once (APIError, from RFC 9457 problem+json, JSON message fields or text)
+//     and reported once per failed request to WithErrorHandler;
+//   - GET answers with an ETag are revalidated with If-None-Match (WithCache), partitioned by the
+//     credentials that fetched them, so one user never sees another's data;
 //   - Close cancels everything still running and leaves no goroutine behind.
 //
 // Inside, a token actor (protoactor-go) owns the credentials and serializes refreshes; requests talk
