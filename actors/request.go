@@ -295,16 +295,30 @@ func (r *Requester) prepare(req *http.Request, ctx context.Context, body io.Read
 	r2 := req.WithContext(ctx)
 	r2.Body = body
 	api := auth != "" || (len(r.Secrets) > 0 && r.forAPI(req.URL))
-	crossed := req.Response != nil && leftFirstOrigin(req)
-	if !api && !crossed {
+	var first *http.Request // the request that started a redirect chain, when this is a later hop
+	crossed := false
+	if req.Response != nil {
+		first = firstOfChain(req)
+		crossed = originOf(first.URL) != originOf(req.URL)
+	}
+	if !api && first == nil {
 		return r2
 	}
 	h := make(http.Header, len(req.Header)+1+len(r.Secrets))
 	for k, v := range req.Header {
-		if crossed && r.credential(k) {
+		if (crossed && r.credential(k)) || (api && r.replaced(k, auth != "")) {
 			continue
 		}
 		h[k] = v
+	}
+	if first != nil && !crossed {
+		// Back at the first origin: its credentials are the caller's for it. net/http stops sending
+		// them for the rest of a chain once it visited another host; they are restored here.
+		for k, v := range first.Header {
+			if _, ok := h[k]; !ok && r.credential(k) && !(api && r.replaced(k, auth != "")) {
+				h[k] = v
+			}
+		}
 	}
 	if auth != "" {
 		h["Authorization"] = []string{auth}
@@ -316,6 +330,20 @@ func (r *Requester) prepare(req *http.Request, ctx context.Context, body io.Read
 	}
 	r2.Header = h
 	return r2
+}
+
+// replaced reports whether the engine sets the header named k itself on an API hop (Authorization
+// when it attaches a token, and the secret headers), so the caller's value, in any spelling, goes.
+func (r *Requester) replaced(k string, token bool) bool {
+	if token && strings.EqualFold(k, "Authorization") {
+		return true
+	}
+	for _, s := range r.Secrets {
+		if strings.EqualFold(k, s.Name) {
+			return true
+		}
+	}
+	return false
 }
 
 // credential reports whether the header named k carries the caller's credentials.
@@ -335,14 +363,13 @@ func (r *Requester) credential(k string) bool {
 
 var credentialHeaders = [...]string{"Authorization", "Proxy-Authorization", "Cookie", "Cookie2"}
 
-// leftFirstOrigin reports whether a redirect hop goes to another origin than the request that
-// started the chain.
-func leftFirstOrigin(req *http.Request) bool {
+// firstOfChain is the request that started the redirect chain req belongs to.
+func firstOfChain(req *http.Request) *http.Request {
 	first := req
 	for first.Response != nil && first.Response.Request != nil {
 		first = first.Response.Request
 	}
-	return originOf(first.URL) != originOf(req.URL)
+	return first
 }
 
 // SecretHeader is a header the engine attaches to requests for the API's origins only, such as an
