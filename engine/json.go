@@ -18,6 +18,9 @@ import (
 // timeNow is the clock of token expiry computations; tests may replace it.
 var timeNow = time.Now
 
+// drainWait bounds how long a typed helper waits for the rest of a body it does not need.
+const drainWait = 50 * time.Millisecond
+
 // GetJSON sends GET path and decodes the JSON answer into a T.
 func GetJSON[T any](ctx context.Context, e *Engine, path string) (T, error) {
 	return DoJSON[T](ctx, e, http.MethodGet, path, nil)
@@ -66,8 +69,11 @@ func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any
 	if err != nil {
 		return zero, fmt.Errorf("engine: %w", err)
 	}
+	// drain, below, may end the request's context to stop waiting for a server that stalls.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var rep actors.Report
-	req = req.WithContext(actors.WithReport(ctx, &rep))
+	req = req.WithContext(actors.WithReport(rctx, &rep))
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -84,8 +90,11 @@ func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any
 	}
 	defer func() {
 		// Read what the decoder left (a trailing newline, an unread error body) so the connection
-		// can be reused, but never much of it.
+		// can be reused, but never much of it, and never wait long for it: a server that stalls
+		// after the answer loses its connection instead of holding the caller.
+		t := time.AfterFunc(drainWait, cancel)
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		t.Stop()
 		_ = resp.Body.Close()
 	}()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {

@@ -61,6 +61,7 @@ type Server struct {
 	nOrders  int64             // orders created: the side effects a duplicate would multiply
 	loseNext int               // the next n orders are committed, then answered 503
 	orderLag time.Duration     // how long creating an order takes
+	issued   []string          // every access and refresh token ever issued, in order
 
 	refreshCalls  atomic.Int64
 	apiRequests   atomic.Int64
@@ -177,6 +178,7 @@ func (s *Server) issueLocked(user string, fam uint64) messages.Tokens {
 	refresh := randomString(24)
 	s.access[access] = accessRecord{user: user, family: fam, expires: expires}
 	s.refresh[refresh] = &refreshRecord{user: user, family: fam}
+	s.issued = append(s.issued, access, refresh)
 	t := messages.Tokens{Access: access, Refresh: refresh}
 	if !s.opts.Opaque {
 		t.Expiry = expires
@@ -253,6 +255,14 @@ func (s *Server) Stats() Stats {
 		Revocations:   s.revocations.Load(),
 		ReuseDetected: s.reuseDetected.Load(),
 	}
+}
+
+// IssuedTokens returns every access and refresh token the server ever issued (by Login or by a
+// refresh), in the order they were issued: the secrets a test checks never leak.
+func (s *Server) IssuedTokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.issued...)
 }
 
 // RequestsWithToken says how many API calls carried access token tok (valid or not).

@@ -113,12 +113,8 @@ func Refresh(ctx context.Context, c Config, current messages.Tokens, now time.Ti
 		return messages.Tokens{}, fmt.Errorf("%w: larger than %d bytes", ErrMalformed, c.MaxBytes)
 	}
 	if resp.StatusCode/100 != 2 {
-		e := endpointError(resp, body)
-		if current.Refresh != "" { // a server that echoes the token back must not put it in our errors
-			e.Description = strings.ReplaceAll(e.Description, current.Refresh, "[redacted]")
-			e.Code = strings.ReplaceAll(e.Code, current.Refresh, "[redacted]")
-		}
-		return messages.Tokens{}, e
+		// A server that echoes what it was sent must not put it in our errors.
+		return messages.Tokens{}, endpointError(resp, body, current.Refresh, current.Access, c.ClientSecret)
 	}
 	tok, err := Parse(c.Format, body, now)
 	if err != nil {
@@ -256,7 +252,9 @@ func JWTExpiry(token string) (time.Time, bool) {
 }
 
 // endpointError builds the typed error for a non-2xx answer from its RFC 6749 §5.2 fields, if any.
-func endpointError(resp *http.Response, body []byte) *EndpointError {
+// Every secret is replaced by "[redacted]" before the fields are clipped, so that a clip cannot cut
+// one into a piece that no longer matches.
+func endpointError(resp *http.Response, body []byte, secrets ...string) *EndpointError {
 	e := newEndpointError(resp)
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if mt != "application/json" && !strings.HasSuffix(mt, "+json") && !json.Valid(body) {
@@ -268,13 +266,22 @@ func endpointError(resp *http.Response, body []byte) *EndpointError {
 		Message     string `json:"message"`
 	}
 	if json.Unmarshal(body, &fields) == nil {
-		e.Code = clip(fields.Error, 64)
-		e.Description = clip(fields.Description, 256)
+		e.Code = clip(redact(fields.Error, secrets), 64)
+		e.Description = clip(redact(fields.Description, secrets), 256)
 		if e.Description == "" {
-			e.Description = clip(fields.Message, 256)
+			e.Description = clip(redact(fields.Message, secrets), 256)
 		}
 	}
 	return e
+}
+
+func redact(s string, secrets []string) string {
+	for _, secret := range secrets {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, "[redacted]")
+		}
+	}
+	return s
 }
 
 // newEndpointError is the error for a non-2xx answer before its body is read: status and Retry-After.
