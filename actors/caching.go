@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync/atomic"
 
 	"github.com/resilientclient/resilient/internal/httpcache"
@@ -27,8 +28,8 @@ type principalMemo struct {
 // principal is httpcache.Principal, remembered for the engine's own token, which changes only
 // when it is refreshed.
 func (c *Caching) principal(h http.Header) string {
-	auth, cookies := h["Authorization"], h["Cookie"]
-	if len(auth) != 1 || len(cookies) != 0 {
+	auth := h["Authorization"]
+	if len(auth) != 1 || otherCredentials(h) {
 		return httpcache.Principal(c.Key, h)
 	}
 	if m := c.last.Load(); m != nil && m.auth == auth[0] {
@@ -37,6 +38,17 @@ func (c *Caching) principal(h http.Header) string {
 	p := httpcache.Principal(c.Key, h)
 	c.last.Store(&principalMemo{auth: auth[0], principal: p})
 	return p
+}
+
+// otherCredentials reports whether h holds a credential header besides the canonical Authorization:
+// a cookie, or any key spelled otherwise (net/http sends keys as they are written).
+func otherCredentials(h http.Header) bool {
+	for k := range h {
+		if k != "Authorization" && (strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Cookie")) {
+			return true
+		}
+	}
+	return false
 }
 
 // exchange makes one send of req (already carrying its credentials) through the cache: a GET with a

@@ -74,6 +74,9 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
+	// The caller's request, not the copy that was sent: that one carries the engine's credentials,
+	// and redirect hops must find the chain as the caller made it.
+	resp.Request = req
 	if resp.Body == nil || resp.StatusCode == http.StatusSwitchingProtocols {
 		// No body to watch, or an upgraded connection whose body must stay a ReadWriteCloser.
 		if resp.Body == nil {
@@ -92,6 +95,7 @@ type attemptState struct {
 	replayed  bool           // the one resend after a 401 has been used
 	open      *http.Response // an answer not yet handed on or discarded, closed if we panic
 	exhausted bool           // the retry budget refused a retry: the last answer is the answer
+	noToken   bool           // the attempt failed for want of a token (the refresh applied the policy already)
 }
 
 // Outcome is what the request path knows of a finished logical request beyond its answer.
@@ -158,6 +162,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 	g, err := acquire(ctx)
 	if err != nil {
 		closeReader(body)
+		st.noToken = true
 		return nil, err
 	}
 	resp, err := r.exchange(ctx, r.prepare(req, ctx, body, g.Header), st)
@@ -178,6 +183,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 	st.replayed = true
 	g, err = r.Token.Rejected(ctx, g.Gen)
 	if err != nil {
+		st.noToken = true
 		return nil, err
 	}
 	body, err = rewind(req)
@@ -306,8 +312,15 @@ func (r *Requester) prepare(req *http.Request, ctx context.Context, body io.Read
 	}
 	h := make(http.Header, len(req.Header)+1+len(r.Secrets))
 	for k, v := range req.Header {
-		if (crossed && r.credential(k)) || (api && r.replaced(k, auth != "")) {
+		if api && r.replaced(k, auth != "") {
 			continue
+		}
+		if crossed && r.credential(k) {
+			// Drop what the first request carried (net/http copies it within a domain, whatever the
+			// port or scheme); keep what the hop got for itself, such as a cookie jar's cookies.
+			if v = notFrom(first.Header, k, v); len(v) == 0 {
+				continue
+			}
 		}
 		h[k] = v
 	}
@@ -362,6 +375,50 @@ func (r *Requester) credential(k string) bool {
 }
 
 var credentialHeaders = [...]string{"Authorization", "Proxy-Authorization", "Cookie", "Cookie2"}
+
+// notFrom is vals without what first carried under the header named k (in any spelling); cookies
+// are compared one by one, since a hop merges the copied ones and its jar's into one header.
+func notFrom(first http.Header, k string, vals []string) []string {
+	var theirs []string
+	for fk, fv := range first {
+		if strings.EqualFold(fk, k) {
+			theirs = append(theirs, fv...)
+		}
+	}
+	if len(theirs) == 0 {
+		return vals
+	}
+	cookie := strings.EqualFold(k, "Cookie")
+	seen := map[string]bool{}
+	for _, v := range theirs {
+		if cookie {
+			for _, c := range strings.Split(v, ";") {
+				seen[strings.TrimSpace(c)] = true
+			}
+		} else {
+			seen[v] = true
+		}
+	}
+	var kept []string
+	for _, v := range vals {
+		if !cookie {
+			if !seen[v] {
+				kept = append(kept, v)
+			}
+			continue
+		}
+		var own []string
+		for _, c := range strings.Split(v, ";") {
+			if c = strings.TrimSpace(c); c != "" && !seen[c] {
+				own = append(own, c)
+			}
+		}
+		if len(own) > 0 {
+			kept = append(kept, strings.Join(own, "; "))
+		}
+	}
+	return kept
+}
 
 // firstOfChain is the request that started the redirect chain req belongs to.
 func firstOfChain(req *http.Request) *http.Request {

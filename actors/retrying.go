@@ -29,7 +29,7 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 	s.budget(host).Request(start)
 	req = withIdempotencyKey(req, p)
 	body := req.Body
-	for {
+	for retries := 0; ; retries++ {
 		if err := s.waitCoolDown(ctx, host); err != nil {
 			closeReader(body)
 			return nil, err
@@ -42,42 +42,51 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 			}
 			return nil, err
 		}
+		if st.noToken {
+			// No token to send with: the refresh already applied the policy to its own failures;
+			// retrying here would multiply its retries and charge them to the API's host.
+			return nil, err
+		}
 		st.open = resp
 		reason, again := p.Decide(req, resp, err)
 		now := time.Now()
 		wait, fromServer, at := time.Duration(0), false, time.Time{}
 		if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 			if d, ok := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), now); ok {
-				// The server asked for a pause: it holds every request to this host, not only ours.
-				wait, fromServer, at = min(d, p.MaxRetryAfter), true, now.Add(d)
-				if wait > 0 {
-					s.coolDown(ctx, host, now.Add(wait))
+				// The server asked for a pause: it holds every request to this host, not only ours,
+				// for as long as the policy lets a server hold anyone.
+				wait, fromServer, at = d, true, now.Add(d)
+				if hold := min(d, p.MaxRetryAfter); hold > 0 {
+					s.coolDown(ctx, host, now.Add(hold))
 				}
 			}
-		}
-		retries := st.sends - 1
-		if st.replayed {
-			retries-- // the resend after a 401 is not a retry of the policy
 		}
 		if !again || retries >= p.MaxRetries || !replayable(req) {
 			st.open = nil
 			return resp, err
 		}
-		if !fromServer {
+		if fromServer {
+			if dl, ok := ctx.Deadline(); ok && at.After(dl) {
+				// Waiting would outlive the caller: say when to come back, at once.
+				discard(resp)
+				st.open = nil
+				return nil, &messages.RetryLaterError{Host: host, Status: resp.StatusCode, At: at}
+			}
+			if wait > p.MaxRetryAfter { // longer than a server may hold a caller: the answer stands
+				st.open = nil
+				return resp, err
+			}
+		} else {
 			wait = retry.Backoff(retries+1, p.BaseDelay, p.MaxDelay, nil)
+			if dl, ok := ctx.Deadline(); ok && now.Add(wait).After(dl) {
+				// Our own backoff would outlive the caller: the last answer is the answer.
+				st.open = nil
+				return resp, err
+			}
 		}
 		if now.Add(wait).Sub(start) > p.MaxElapsed {
 			st.open = nil
 			return resp, err
-		}
-		if dl, ok := ctx.Deadline(); ok && now.Add(wait).After(dl) {
-			if !fromServer { // our own backoff would outlive the caller: the last answer is the answer
-				st.open = nil
-				return resp, err
-			}
-			discard(resp)
-			st.open = nil
-			return nil, &messages.RetryLaterError{Host: host, Status: resp.StatusCode, At: at}
 		}
 		ask := messages.RetryAsk{Host: host, Method: req.Method, Attempt: st.sends + 1, Reason: reason, Delay: wait}
 		if aerr := s.askRetry(ctx, ask); aerr != nil {

@@ -23,7 +23,7 @@ type RetryPolicy struct {
 	BaseDelay      time.Duration // first backoff ceiling
 	MaxDelay       time.Duration // backoff ceiling cap
 	MaxElapsed     time.Duration // no retry starts later than this after the logical request began
-	MaxRetryAfter  time.Duration // a longer server-sent Retry-After is cut to this
+	MaxRetryAfter  time.Duration // a longer server-sent Retry-After is not waited for; cool-downs end by then
 	AttemptTimeout time.Duration // bounds one attempt until its response headers; 0: none
 	// Decide says whether an attempt's outcome is worth another attempt, and why.
 	Decide func(req *http.Request, resp *http.Response, err error) (reason string, retry bool)

@@ -329,9 +329,10 @@ func refreshRetrying(ctx context.Context, f RefreshFunc, current messages.Tokens
 		if !ok || calls > p.MaxRetries {
 			return t, err
 		}
-		if wait > 0 {
-			wait = min(wait, p.MaxRetryAfter)
-		} else {
+		if wait > p.MaxRetryAfter {
+			return t, err // the endpoint wants more time than the policy lets it take
+		}
+		if wait == 0 {
 			wait = retry.Backoff(calls, p.BaseDelay, p.MaxDelay, nil)
 		}
 		if time.Since(start)+wait > p.MaxElapsed {

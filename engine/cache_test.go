@@ -185,3 +185,37 @@ func TestETagCacheRules(t *testing.T) {
 		assert.Equal(t, []string{"", ""}, inm)
 	})
 }
+
+// Credentials in headers spelled otherwise (net/http sends keys as written) still partition the
+// cache: two users sharing an Authorization but not their lowercase "cookie" never see each other's data.
+func TestETagCacheSeesEverySpellingOfCredentials(t *testing.T) {
+	var mu sync.Mutex
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Header().Set("ETag", `"v1"`)
+		w.Header().Set("Vary", "Cookie")
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		_, _ = io.WriteString(w, "data of "+r.Header.Get("Cookie"))
+	}))
+	defer api.Close()
+	e, err := engine.NewPublic()
+	require.NoError(t, err)
+	defer closeEngine(t, e)
+	get := func(cookie string) string {
+		req, _ := http.NewRequest(http.MethodGet, api.URL+"/doc", nil)
+		req.Header.Set("Authorization", "Bearer shared")
+		req.Header["cookie"] = []string{cookie}
+		resp, err := e.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	assert.Equal(t, "data of session=alice", get("session=alice"))
+	assert.Equal(t, "data of session=alice", get("session=alice"))
+	assert.Equal(t, "data of session=bob", get("session=bob"))
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
@@ -451,4 +452,32 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
+}
+
+// A cookie jar's own cookies for a hop's host still go there: only what the first request carried
+// is held back on a hop that left its origin.
+func TestRedirectKeepsTheJarsCookies(t *testing.T) {
+	rec := &hopRecorder{}
+	api := rec.start(t, "api")
+	other := rec.start(t, "other")
+	e := originEngine(t, false, api.URL)
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	otherURL, _ := url.Parse(asLocalhost(other))
+	jar.SetCookies(otherURL, []*http.Cookie{{Name: "sso", Value: "other-session"}})
+	client := e.Client()
+	client.Jar = jar
+
+	req, err := http.NewRequest(http.MethodGet, redirectChain(http.StatusFound, api.URL, asLocalhost(other)), nil)
+	require.NoError(t, err)
+	req.Header.Set("Cookie", callerCookie)
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	require.NoError(t, resp.Body.Close())
+
+	hops := rec.seen()
+	require.Len(t, hops, 2)
+	assert.Contains(t, hops[0].Cookie, callerCookie)
+	assert.Equal(t, "sso=other-session", hops[1].Cookie, "the jar's cookie for the other origin, and only it")
 }

@@ -33,11 +33,12 @@ const (
 // is still processing the first attempt) is retried too; no other 4xx is.
 //
 // How long it waits: the server's Retry-After (delta-seconds or HTTP-date) when a 429 or 503 has
-// one, cut to MaxRetryAfter; otherwise exponential backoff with full jitter, a random wait between
-// 0 and min(MaxDelay, BaseDelay·2^(n-1)) before retry n. A Retry-After also holds every other request
-// to the same host until it has passed. A wait that would end after the request's context deadline
-// is not started: a Retry-After gives a *RetryLaterError at once, a computed backoff returns the
-// last answer at once.
+// one; otherwise exponential backoff with full jitter, a random wait between 0 and
+// min(MaxDelay, BaseDelay·2^(n-1)) before retry n. A Retry-After also holds every other request to
+// the same host until it has passed (at most MaxRetryAfter). No server can park a caller for longer
+// than MaxRetryAfter: a longer Retry-After is not waited for, and the answer (with its RetryAfter) is
+// the caller's at once. A wait that would end after the request's context deadline is not started:
+// a Retry-After gives a *RetryLaterError at once, a computed backoff returns the last answer at once.
 //
 // How much: at most MaxRetries retries per logical request, none starting later than MaxElapsed
 // after it began, and per host at most BudgetRatio of the logical requests of the last BudgetWindow
@@ -48,7 +49,7 @@ type RetryPolicy struct {
 	BaseDelay      time.Duration // default DefaultBaseDelay (100 ms)
 	MaxDelay       time.Duration // default DefaultMaxDelay (10 s)
 	MaxElapsed     time.Duration // default DefaultMaxElapsed (1 min)
-	MaxRetryAfter  time.Duration // default DefaultMaxRetryAfter (30 s)
+	MaxRetryAfter  time.Duration // longest Retry-After waited for; default DefaultMaxRetryAfter (30 s)
 	AttemptTimeout time.Duration // time for one attempt's response headers; default none (0)
 
 	Retry500 bool // also retry 500 Internal Server Error (default: no)

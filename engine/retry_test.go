@@ -109,20 +109,27 @@ func TestRetryAfterDateIsHonoured(t *testing.T) {
 	assert.Less(t, at[1].Sub(when), time.Second, "retried long after the server's date")
 }
 
-// A Retry-After of an hour is cut to MaxRetryAfter; one that ends after the caller's deadline fails
-// at once with a typed error saying when to come back.
+// A Retry-After longer than MaxRetryAfter is not waited for (the host's cool-down is cut to the
+// cap); one that ends after the caller's deadline fails at once with a typed error saying when to
+// come back.
 func TestRetryAfterIsCappedAndBoundedByTheDeadline(t *testing.T) {
-	t.Run("capped", func(t *testing.T) {
+	t.Run("above the cap", func(t *testing.T) {
 		srv := startAPI(t, fakeapi.Options{AccessTTL: time.Hour})
 		e, log := retryEngine(t, srv, engine.WithRetryPolicy(engine.RetryPolicy{MaxRetryAfter: 300 * time.Millisecond}))
 		srv.SetAPIFailure(http.StatusServiceUnavailable, "3600", 1)
+		asked := time.Now()
 		_, err := engine.GetJSON[item](context.Background(), e, "/items/1")
+		var ae *engine.APIError
+		require.ErrorAs(t, err, &ae)
+		assert.Equal(t, http.StatusServiceUnavailable, ae.Status)
+		assert.Equal(t, time.Hour, ae.RetryAfter)
+		assert.Less(t, time.Since(asked), 250*time.Millisecond, "a server must not park the caller")
+		_, err = engine.GetJSON[item](context.Background(), e, "/items/1") // held by the capped cool-down
 		require.NoError(t, err)
 		at, _ := log.sends()
 		require.Len(t, at, 2)
-		gap := at[1].Sub(at[0])
-		assert.GreaterOrEqual(t, gap, 300*time.Millisecond)
-		assert.Less(t, gap, 10*time.Second)
+		assert.GreaterOrEqual(t, at[1].Sub(at[0]), 300*time.Millisecond)
+		assert.Less(t, at[1].Sub(at[0]), 10*time.Second)
 	})
 	t.Run("beyond the deadline", func(t *testing.T) {
 		srv := startAPI(t, fakeapi.Options{AccessTTL: time.Hour})
@@ -451,4 +458,31 @@ func TestBadRetryPolicyIsAConfigError(t *testing.T) {
 		_, err := engine.NewPublic(engine.WithRetryPolicy(p))
 		assert.ErrorIs(t, err, engine.ErrInvalidConfig, "%+v", p)
 	}
+}
+
+// A request whose token cannot be refreshed is not retried on top of the refresh's own retries:
+// one request, one refresh with its 1 + MaxRetries calls, and every retry charged to the token
+// endpoint, none to the API.
+func TestFailedRefreshIsNotRetriedTwice(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{Opaque: true, AccessTTL: time.Hour})
+	e := newEngine(t, srv, srv.Login("ada"), engine.WithRetryPolicy(engine.RetryPolicy{BaseDelay: time.Millisecond}))
+	events := subscribe(e)
+	srv.SetTokenFailure(http.StatusServiceUnavailable, `{"error":"temporarily_unavailable"}`, -1)
+	srv.ExpireAccessTokens()
+
+	req, err := http.NewRequest(http.MethodPost, srv.URL()+"/orders", strings.NewReader(`{"qty":1}`))
+	require.NoError(t, err)
+	_, err = e.Client().Do(req)
+	require.ErrorIs(t, err, engine.ErrRefreshFailed)
+	assert.EqualValues(t, 1+engine.DefaultMaxRetries, srv.Stats().RefreshCalls)
+	require.Eventually(t, func() bool { return events.count(isRetry) == engine.DefaultMaxRetries }, time.Second, time.Millisecond)
+	events.mu.Lock()
+	defer events.mu.Unlock()
+	for _, ev := range events.events {
+		if r, ok := ev.(*engine.RetryScheduled); ok {
+			assert.Equal(t, "status_503", r.Reason)
+			assert.Equal(t, http.MethodPost, r.Method)
+		}
+	}
+	assert.EqualValues(t, 1, srv.Stats().APIRequests, "only the first attempt reached the API")
 }

@@ -60,7 +60,6 @@ func TestRetryTimingIsExact(t *testing.T) {
 		gaps   []time.Duration // between consecutive attempts
 	}{
 		{"Retry-After seconds", engine.RetryPolicy{}, []func(http.Header) int{answer(503, "1"), answer(503, "1")}, []time.Duration{time.Second, time.Second}},
-		{"Retry-After capped", engine.RetryPolicy{MaxRetryAfter: 5 * time.Second}, []func(http.Header) int{answer(429, "3600")}, []time.Duration{5 * time.Second}},
 		{"Retry-After zero", engine.RetryPolicy{}, []func(http.Header) int{answer(503, "0")}, []time.Duration{0}},
 		{"Retry-After date", engine.RetryPolicy{}, []func(http.Header) int{func(h http.Header) int {
 			h.Set("Retry-After", time.Now().Add(7*time.Second).UTC().Format(http.TimeFormat))
@@ -103,6 +102,29 @@ func closeInBubble(t *testing.T, e *engine.Engine) {
 	require.NoError(t, e.Close(context.Background()))
 	time.Sleep(10 * time.Millisecond)
 	synctest.Wait()
+}
+
+// A Retry-After longer than MaxRetryAfter is not waited for: the answer reaches the caller at once,
+// and the host's cool-down holds the next request for MaxRetryAfter, not an hour.
+func TestRetryAfterAboveTheCapIsNotWaitedFor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := &scriptedServer{script: []func(http.Header) int{answer(429, "3600")}}
+		e, err := engine.NewPublic(engine.WithTransport(srv), engine.WithRetryPolicy(engine.RetryPolicy{MaxRetryAfter: 5 * time.Second}))
+		require.NoError(t, err)
+		start := time.Now()
+		_, err = engine.GetJSON[map[string]any](context.Background(), e, "http://api.test/x")
+		var ae *engine.APIError
+		require.ErrorAs(t, err, &ae)
+		assert.Equal(t, http.StatusTooManyRequests, ae.Status)
+		assert.Equal(t, time.Hour, ae.RetryAfter, "the caller learns when the server wants it back")
+		assert.Equal(t, start, time.Now(), "the caller must not wait at all")
+
+		_, err = engine.GetJSON[map[string]any](context.Background(), e, "http://api.test/x")
+		require.NoError(t, err)
+		require.Len(t, srv.at, 2)
+		assert.Equal(t, 5*time.Second, srv.at[1].Sub(srv.at[0]), "the cool-down is capped too")
+		closeInBubble(t, e)
+	})
 }
 
 // A request waiting out a 20 s Retry-After wakes the instant its caller cancels, or the instant the
