@@ -23,9 +23,13 @@ func (memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil {
 		_ = req.Body.Close()
 	}
+	h := http.Header{}
+	if req.URL.Path == "/etag" {
+		h.Set("ETag", `"1"`)
+	}
 	return &http.Response{
 		StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: http.Header{}, Body: io.NopCloser(strings.NewReader(`{"id":"1"}`)),
+		Header: h, Body: io.NopCloser(strings.NewReader(`{"id":"1"}`)),
 		ContentLength: 10, Request: req,
 	}, nil
 }
@@ -50,20 +54,26 @@ func BenchmarkHotPath(b *testing.B) {
 			get(b, c, url)
 		}
 	})
-	b.Run("engine", func(b *testing.B) {
-		e, err := engine.New(engine.WithBaseURL("http://api.test"), engine.WithTransport(memTransport{}),
-			engine.WithTokens(engine.Tokens{Access: "a", Refresh: "r", Expiry: time.Now().Add(time.Hour)}),
-			engine.WithRefreshFunc(func(context.Context, engine.Tokens) (engine.Tokens, error) { return engine.Tokens{}, nil }))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer func() { _ = e.Close(context.Background()) }()
-		c := e.Client()
-		b.ReportAllocs()
-		for b.Loop() {
-			get(b, c, url)
-		}
-	})
+	for _, warm := range []bool{false, true} {
+		name := map[bool]string{false: "engine", true: "engine-cache-warm"}[warm]
+		b.Run(name, func(b *testing.B) {
+			e, err := engine.New(engine.WithBaseURL("http://api.test"), engine.WithTransport(memTransport{}),
+				engine.WithTokens(engine.Tokens{Access: "a", Refresh: "r", Expiry: time.Now().Add(time.Hour)}),
+				engine.WithRefreshFunc(func(context.Context, engine.Tokens) (engine.Tokens, error) { return engine.Tokens{}, nil }))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { _ = e.Close(context.Background()) }()
+			c := e.Client()
+			if warm { // the ETag cache holds an answer for another URL: every GET now looks it up
+				get(b, c, "http://api.test/etag")
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				get(b, c, url)
+			}
+		})
+	}
 }
 
 // TestHotPathRuns keeps the benchmark's setup honest in ordinary test runs: the engine answers

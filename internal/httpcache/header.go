@@ -182,9 +182,16 @@ var preconditionHeaders = [...]string{
 }
 
 func hasPrecondition(h http.Header) bool {
-	for _, name := range preconditionHeaders {
-		if len(headerValues(h, name)) > 0 {
-			return true
+	// One pass over the keys (this runs for every GET while the cache holds anything); every
+	// precondition name starts with I or R.
+	for k, v := range h {
+		if len(v) == 0 || k == "" || (k[0]|0x20 != 'i' && k[0]|0x20 != 'r') {
+			continue
+		}
+		for _, name := range preconditionHeaders {
+			if len(k) == len(name) && strings.EqualFold(k, name) {
+				return true
+			}
 		}
 	}
 	return false

@@ -61,7 +61,7 @@ func headerValues(h http.Header, name string) []string {
 	values := h[name]
 	var extra []string
 	for k := range h {
-		if k != name && strings.EqualFold(k, name) {
+		if len(k) == len(name) && k != name && strings.EqualFold(k, name) {
 			extra = append(extra, k)
 		}
 	}
