@@ -354,19 +354,11 @@ func refreshRetryable(err error) (reason string, wait time.Duration, ok bool) {
 	case errors.Is(err, messages.ErrSessionExpired), errors.Is(err, tokenwire.ErrMalformed):
 		return "", 0, false
 	case errors.As(err, &ee):
-		switch ee.Status {
-		case http.StatusRequestTimeout:
+		if ee.Status == http.StatusRequestTimeout {
 			return retry.ReasonTimeout, ee.RetryAfter, true
-		case http.StatusTooManyRequests:
-			return retry.ReasonTooManyRequests, ee.RetryAfter, true
-		case http.StatusInternalServerError:
-			return retry.ReasonServerError, ee.RetryAfter, true
-		case http.StatusBadGateway:
-			return retry.ReasonBadGateway, ee.RetryAfter, true
-		case http.StatusServiceUnavailable:
-			return retry.ReasonUnavailable, ee.RetryAfter, true
-		case http.StatusGatewayTimeout:
-			return retry.ReasonGatewayTimeout, ee.RetryAfter, true
+		}
+		if reason := retry.StatusReason(ee.Status); reason != "" {
+			return reason, ee.RetryAfter, true
 		}
 		return "", 0, false
 	case errors.Is(err, context.DeadlineExceeded): // this call's timeout (ctx itself is still alive)

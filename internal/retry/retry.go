@@ -108,14 +108,6 @@ func Decider(retry500 bool) func(req *http.Request, resp *http.Response, err err
 			return "", false
 		}
 		switch resp.StatusCode {
-		case http.StatusTooManyRequests:
-			return ReasonTooManyRequests, true
-		case http.StatusBadGateway:
-			return ReasonBadGateway, true
-		case http.StatusServiceUnavailable:
-			return ReasonUnavailable, true
-		case http.StatusGatewayTimeout:
-			return ReasonGatewayTimeout, true
 		case http.StatusInternalServerError:
 			if retry500 {
 				return ReasonServerError, true
@@ -124,9 +116,33 @@ func Decider(retry500 bool) func(req *http.Request, resp *http.Response, err err
 			if hasIdempotencyKey(req) {
 				return ReasonInProgress, true
 			}
+		default:
+			if reason := StatusReason(resp.StatusCode); reason != "" {
+				return reason, true
+			}
 		}
 		return "", false
 	}
+}
+
+// StatusReason names the statuses that say the server could not serve the request this time and
+// another attempt may succeed: 429, 502, 503 and 504, plus 500. Any other status gives "". (The
+// decision for a request adds its own conditions: 500 only when asked for, and only for requests
+// safe to repeat.)
+func StatusReason(status int) string {
+	switch status {
+	case http.StatusTooManyRequests:
+		return ReasonTooManyRequests
+	case http.StatusInternalServerError:
+		return ReasonServerError
+	case http.StatusBadGateway:
+		return ReasonBadGateway
+	case http.StatusServiceUnavailable:
+		return ReasonUnavailable
+	case http.StatusGatewayTimeout:
+		return ReasonGatewayTimeout
+	}
+	return ""
 }
 
 // decideError is Decider's rule for a failed attempt.
