@@ -4,7 +4,10 @@
 //     opaque, so only the server knows), exactly one refresh runs, and all 1,000 succeed;
 //  2. tokens that live one second, under steady traffic: refreshed ahead of expiry, no 401 at all;
 //  3. the refresh token is revoked while 1,000 requests wait: all fail fast with ErrSessionExpired,
-//     one SessionExpired event, and signing in again (SetTokens) brings the engine back.
+//     one SessionExpired event, and signing in again (SetTokens) brings the engine back;
+//  4. the API goes down for a second under 200 workers: retries stay within the budget (attempts ÷
+//     requests ≤ 1.25) and everyone succeeds afterwards; then the answers of 10 of 100 orders are
+//     lost after the server created them: every order succeeds, and none is created twice.
 //
 // It exits 0 when every act went as it should, 1 otherwise.
 //
@@ -50,7 +53,7 @@ func main() {
 		os.Exit(2)
 	}
 	ok := true
-	for _, act := range []func(int, io.Writer) bool{herdAct, proactiveAct, expiryAct} {
+	for _, act := range []func(int, io.Writer) bool{herdAct, proactiveAct, expiryAct, outageAct} {
 		ok = act(*requests, os.Stdout) && ok
 		fmt.Println()
 	}
@@ -144,6 +147,63 @@ func expiryAct(n int, w io.Writer) bool {
 	return check(w, "signing in again (SetTokens) brings the engine back", err == nil, "%v", err) && good
 }
 
+// outageAct: an outage under load, then orders whose answers are lost.
+func outageAct(_ int, w io.Writer) bool {
+	fmt.Fprintln(w, "Act 4 — the API answers 503 for 1 s under 200 workers; then 10 of 100 order answers are lost")
+	srv := fakeapi.Start(fakeapi.Options{AccessTTL: time.Hour})
+	defer srv.Close()
+	e, events := mustEngine(srv, srv.Login("ada"))
+	defer closeEngine(e)
+
+	srv.SetAPIFailure(http.StatusServiceUnavailable, "", -1)
+	before := srv.Stats().APIRequests
+	end := time.Now().Add(time.Second)
+	var logical, failed atomic.Int64
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				logical.Add(1)
+				if _, err := engine.GetJSON[map[string]any](context.Background(), e, "/items/1"); err != nil {
+					failed.Add(1)
+				}
+				time.Sleep(20 * time.Millisecond) // the worker's own pause before its next job
+			}
+		}()
+	}
+	wg.Wait()
+	attempts := srv.Stats().APIRequests - before
+	srv.SetAPIFailure(0, "", 0)
+	amp := float64(attempts) / float64(max(logical.Load(), 1))
+	fmt.Fprintf(w, "  outage: %d requests, %d attempts (×%.2f), %d retries, %d refused by the budget\n",
+		logical.Load(), attempts, amp, events.retries(), events.refusals())
+	after := fire(e, 200)
+	good := check(w, "retries stayed within the budget", amp <= 1.25, "×%.2f", amp) &&
+		check(w, "everyone succeeds once the API is back", after.ok == 200, "%d of 200", after.ok)
+
+	// A fresh engine, so the outage's retries do not weigh on this story's budget.
+	e2, _ := mustEngine(srv, srv.Login("bob"))
+	defer closeEngine(e2)
+	srv.SetOrderLoss(10)
+	var orders sync.WaitGroup
+	var placed atomic.Int64
+	for i := range 100 {
+		orders.Add(1)
+		go func() {
+			defer orders.Done()
+			if _, err := engine.PostJSON[map[string]any](context.Background(), e2, "/orders", map[string]int{"item": i}); err == nil {
+				placed.Add(1)
+			}
+		}()
+	}
+	orders.Wait()
+	fmt.Fprintf(w, "  orders: %d placed by callers, %d created by the server\n", placed.Load(), srv.Orders())
+	return check(w, "every order succeeded", placed.Load() == 100, "%d of 100", placed.Load()) &&
+		check(w, "no order created twice (one Idempotency-Key per order, on every attempt)", srv.Orders() == 100, "%d created", srv.Orders()) && good
+}
+
 type results struct {
 	ok, expired, other int
 	p50, p99, slowest  time.Duration
@@ -214,6 +274,7 @@ type eventCounter struct {
 	mu                     sync.Mutex
 	nRefreshed, nProactive int
 	nExpired               int
+	nRetries, nRefusals    int
 }
 
 func (c *eventCounter) on(ev engine.Event) {
@@ -227,8 +288,15 @@ func (c *eventCounter) on(ev engine.Event) {
 		}
 	case *engine.SessionExpired:
 		c.nExpired++
+	case *engine.RetryScheduled:
+		c.nRetries++
+	case *engine.RetryBudgetExhausted:
+		c.nRefusals++
 	}
 }
+
+func (c *eventCounter) retries() int  { c.mu.Lock(); defer c.mu.Unlock(); return c.nRetries }
+func (c *eventCounter) refusals() int { c.mu.Lock(); defer c.mu.Unlock(); return c.nRefusals }
 
 func (c *eventCounter) refreshed() int { c.mu.Lock(); defer c.mu.Unlock(); return c.nRefreshed }
 func (c *eventCounter) proactive() int { c.mu.Lock(); defer c.mu.Unlock(); return c.nProactive }

@@ -19,6 +19,7 @@ func TestDemoActs(t *testing.T) {
 		{"herd", func(n int, w *bytes.Buffer) bool { return herdAct(n, w) }},
 		{"expiry", func(n int, w *bytes.Buffer) bool { return expiryAct(n, w) }},
 		{"proactive", func(n int, w *bytes.Buffer) bool { return proactiveAct(n, w) }},
+		{"outage", func(n int, w *bytes.Buffer) bool { return outageAct(n, w) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if testing.Short() && tc.name == "proactive" {
