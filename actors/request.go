@@ -59,6 +59,11 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 	defer r.Inflight.returned()
 	var st attemptState
 	resp, err := r.logical(c.ctx, req, &st)
+	if err == nil {
+		// The caller's request, not the copy that was sent: that one carries the engine's
+		// credentials, and redirect hops must find the chain as the caller made it.
+		resp.Request = req
+	}
 	if failed := err != nil || resp.StatusCode >= 400; failed || st.sends > 1 {
 		if rep := ReportFrom(c.ctx); rep != nil {
 			rep.Attempts = st.sends
@@ -74,9 +79,6 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	// The caller's request, not the copy that was sent: that one carries the engine's credentials,
-	// and redirect hops must find the chain as the caller made it.
-	resp.Request = req
 	if resp.Body == nil || resp.StatusCode == http.StatusSwitchingProtocols {
 		// No body to watch, or an upgraded connection whose body must stay a ReadWriteCloser.
 		if resp.Body == nil {
@@ -316,19 +318,25 @@ func (r *Requester) prepare(req *http.Request, ctx context.Context, body io.Read
 			continue
 		}
 		if crossed && r.credential(k) {
-			// Drop what the first request carried (net/http copies it within a domain, whatever the
-			// port or scheme); keep what the hop got for itself, such as a cookie jar's cookies.
-			if v = notFrom(first.Header, k, v); len(v) == 0 {
+			if !strings.EqualFold(k, "Cookie") {
+				continue // Authorization and the like never go past the first origin
+			}
+			// Drop every cookie the first request carried, by name (net/http copies them within a
+			// domain, whatever the port or scheme, and may re-quote them); keep the others, which
+			// the client's cookie jar chose for this hop.
+			if v = cookiesNotIn(first.Header, v); len(v) == 0 {
 				continue
 			}
 		}
 		h[k] = v
 	}
 	if first != nil && !crossed {
-		// Back at the first origin: its credentials are the caller's for it. net/http stops sending
-		// them for the rest of a chain once it visited another host; they are restored here.
+		// Back at the first origin: the caller's Authorization (and the like) were meant for it, and
+		// net/http stops sending them for the rest of a chain once it visited another host. Cookies
+		// are not restored: the jar, if any, speaks for them, and a cookie a server deleted on the
+		// way must not come back.
 		for k, v := range first.Header {
-			if _, ok := h[k]; !ok && r.credential(k) && !(api && r.replaced(k, auth != "")) {
+			if r.credential(k) && !strings.EqualFold(k, "Cookie") && !hasKey(h, k) && !(api && r.replaced(k, auth != "")) {
 				h[k] = v
 			}
 		}
@@ -376,41 +384,28 @@ func (r *Requester) credential(k string) bool {
 
 var credentialHeaders = [...]string{"Authorization", "Proxy-Authorization", "Cookie", "Cookie2"}
 
-// notFrom is vals without what first carried under the header named k (in any spelling); cookies
-// are compared one by one, since a hop merges the copied ones and its jar's into one header.
-func notFrom(first http.Header, k string, vals []string) []string {
-	var theirs []string
-	for fk, fv := range first {
-		if strings.EqualFold(fk, k) {
-			theirs = append(theirs, fv...)
-		}
-	}
-	if len(theirs) == 0 {
-		return vals
-	}
-	cookie := strings.EqualFold(k, "Cookie")
-	seen := map[string]bool{}
-	for _, v := range theirs {
-		if cookie {
-			for _, c := range strings.Split(v, ";") {
-				seen[strings.TrimSpace(c)] = true
+// cookiesNotIn is the Cookie header values vals without the cookies whose names appear in first's
+// Cookie header (in any spelling of its key).
+func cookiesNotIn(first http.Header, vals []string) []string {
+	names := map[string]bool{}
+	for k, fv := range first {
+		if strings.EqualFold(k, "Cookie") {
+			for _, v := range fv {
+				for _, pair := range strings.Split(v, ";") {
+					names[cookieName(pair)] = true
+				}
 			}
-		} else {
-			seen[v] = true
 		}
+	}
+	if len(names) == 0 {
+		return vals
 	}
 	var kept []string
 	for _, v := range vals {
-		if !cookie {
-			if !seen[v] {
-				kept = append(kept, v)
-			}
-			continue
-		}
 		var own []string
-		for _, c := range strings.Split(v, ";") {
-			if c = strings.TrimSpace(c); c != "" && !seen[c] {
-				own = append(own, c)
+		for _, pair := range strings.Split(v, ";") {
+			if name := cookieName(pair); name != "" && !names[name] {
+				own = append(own, strings.TrimSpace(pair))
 			}
 		}
 		if len(own) > 0 {
@@ -418,6 +413,22 @@ func notFrom(first http.Header, k string, vals []string) []string {
 		}
 	}
 	return kept
+}
+
+// cookieName is the name of one name=value pair of a Cookie header.
+func cookieName(pair string) string {
+	name, _, _ := strings.Cut(pair, "=")
+	return strings.TrimSpace(name)
+}
+
+// hasKey reports whether h has the header named k, in any spelling.
+func hasKey(h http.Header, k string) bool {
+	for hk := range h {
+		if strings.EqualFold(hk, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // firstOfChain is the request that started the redirect chain req belongs to.

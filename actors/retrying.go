@@ -57,7 +57,7 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 				// for as long as the policy lets a server hold anyone.
 				wait, fromServer, at = d, true, now.Add(d)
 				if hold := min(d, p.MaxRetryAfter); hold > 0 {
-					s.coolDown(ctx, host, now.Add(hold))
+					s.coolDown(ctx, host, now.Add(hold), at, resp.StatusCode)
 				}
 			}
 		}
@@ -124,14 +124,14 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 // fails at once with a *RetryLaterError.
 func (s *Supervisor) waitCoolDown(ctx context.Context, host string) error {
 	for s.cool.Load() != nil {
-		until, ok := s.coolingUntil(host, time.Now())
+		cd, ok := s.coolingUntil(host, time.Now())
 		if !ok {
 			return nil
 		}
-		if dl, ok := ctx.Deadline(); ok && until.After(dl) {
-			return &messages.RetryLaterError{Host: host, At: until}
+		if dl, ok := ctx.Deadline(); ok && cd.until.After(dl) {
+			return &messages.RetryLaterError{Host: host, Status: cd.status, At: cd.at}
 		}
-		if err := sleep(ctx, time.Until(until)); err != nil {
+		if err := sleep(ctx, time.Until(cd.until)); err != nil {
 			return err
 		}
 	}

@@ -51,10 +51,10 @@ type Supervisor struct {
 	root   *actor.RootContext
 	pid    *actor.PID
 
-	cool     atomic.Pointer[map[string]time.Time] // published by the actor; nil when no host cools down
-	budgets  sync.Map                             // host → *retry.Budget
-	hosts    atomic.Int32                         // entries in budgets
-	overflow *retry.Budget                        // shared by hosts past maxBudgetHosts
+	cool     atomic.Pointer[map[string]coolDown] // published by the actor; nil when no host cools down
+	budgets  sync.Map                            // host → *retry.Budget
+	hosts    atomic.Int32                        // entries in budgets
+	overflow *retry.Budget                       // shared by hosts past maxBudgetHosts
 
 	background sync.WaitGroup // the prune timer, waited for by Stop
 	stopOnce   sync.Once
@@ -85,7 +85,7 @@ func SpawnSupervisor(system *actor.ActorSystem, cfg SupervisorConfig) (*Supervis
 		overflow: retry.NewBudget(p.BudgetRatio, p.BudgetPerSecond, p.BudgetWindow),
 	}
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &supervisorActor{s: s, publish: cfg.Publish, cool: map[string]time.Time{}}
+		return &supervisorActor{s: s, publish: cfg.Publish, cool: map[string]coolDown{}}
 	})
 	pid, err := system.Root.SpawnNamed(props, "supervisor")
 	if err != nil {
@@ -111,20 +111,28 @@ func (s *Supervisor) budget(host string) *retry.Budget {
 	return b.(*retry.Budget)
 }
 
-// coolingUntil is when host's cool-down ends, if one is in force at now.
-func (s *Supervisor) coolingUntil(host string, now time.Time) (time.Time, bool) {
-	m := s.cool.Load()
-	if m == nil {
-		return time.Time{}, false
-	}
-	until, ok := (*m)[host]
-	return until, ok && now.Before(until)
+// coolDown is one host's pause: requests wait until until; the server asked for at (later, when
+// the policy capped the wait), with an answer of status.
+type coolDown struct {
+	until, at time.Time
+	status    int
 }
 
-// coolDown asks the actor to hold every request to host until until, and waits until it does.
-func (s *Supervisor) coolDown(ctx context.Context, host string, until time.Time) {
+// coolingUntil is host's cool-down, if one is in force at now.
+func (s *Supervisor) coolingUntil(host string, now time.Time) (coolDown, bool) {
+	m := s.cool.Load()
+	if m == nil {
+		return coolDown{}, false
+	}
+	c, ok := (*m)[host]
+	return c, ok && now.Before(c.until)
+}
+
+// coolDown asks the actor to hold every request to host until until (the server asked for at, with
+// an answer of status), and waits until it does.
+func (s *Supervisor) coolDown(ctx context.Context, host string, until, at time.Time, status int) {
 	done := make(chan struct{})
-	s.root.Send(s.pid, messages.CoolDown{Host: host, Until: until, Done: done})
+	s.root.Send(s.pid, messages.CoolDown{Host: host, Until: until, At: at, Status: status, Done: done})
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -185,7 +193,7 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 type supervisorActor struct {
 	s       *Supervisor
 	publish func(any)
-	cool    map[string]time.Time
+	cool    map[string]coolDown
 	timer   *time.Timer // fires when the earliest cool-down ends
 }
 
@@ -217,8 +225,8 @@ func (a *supervisorActor) retry(m messages.RetryAsk) {
 }
 
 func (a *supervisorActor) coolDown(c actor.Context, m messages.CoolDown) {
-	if m.Until.After(a.cool[m.Host]) {
-		a.cool[m.Host] = m.Until
+	if m.Until.After(a.cool[m.Host].until) {
+		a.cool[m.Host] = coolDown{until: m.Until, at: m.At, status: m.Status}
 		a.publishCool(c, time.Now())
 	}
 	if m.Done != nil {
@@ -235,19 +243,19 @@ func (a *supervisorActor) prune(c actor.Context) {
 // earliest end.
 func (a *supervisorActor) publishCool(c actor.Context, now time.Time) {
 	var next time.Time
-	for h, until := range a.cool {
-		if !now.Before(until) {
+	for h, cd := range a.cool {
+		if !now.Before(cd.until) {
 			delete(a.cool, h)
-		} else if next.IsZero() || until.Before(next) {
-			next = until
+		} else if next.IsZero() || cd.until.Before(next) {
+			next = cd.until
 		}
 	}
 	if len(a.cool) == 0 {
 		a.s.cool.Store(nil)
 	} else {
-		m := make(map[string]time.Time, len(a.cool))
-		for h, until := range a.cool {
-			m[h] = until
+		m := make(map[string]coolDown, len(a.cool))
+		for h, cd := range a.cool {
+			m[h] = cd
 		}
 		a.s.cool.Store(&m)
 	}

@@ -41,16 +41,17 @@ func TestCoolDownsArePerHostAndPruned(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := spawnSupervisor(t, testPolicy(), nil)
 		now := time.Now()
-		s.coolDown(context.Background(), "a.test", now.Add(time.Second))
-		until, ok := s.coolingUntil("a.test", now)
+		s.coolDown(context.Background(), "a.test", now.Add(time.Second), now.Add(time.Hour), 429)
+		cd, ok := s.coolingUntil("a.test", now)
 		assert.True(t, ok)
-		assert.Equal(t, now.Add(time.Second), until)
+		assert.Equal(t, now.Add(time.Second), cd.until)
+		assert.Equal(t, now.Add(time.Hour), cd.at, "what the server asked for is kept for RetryLaterError")
 		_, ok = s.coolingUntil("b.test", now)
 		assert.False(t, ok)
 
-		s.coolDown(context.Background(), "a.test", now.Add(500*time.Millisecond)) // shorter: ignored
-		until, _ = s.coolingUntil("a.test", now)
-		assert.Equal(t, now.Add(time.Second), until)
+		s.coolDown(context.Background(), "a.test", now.Add(500*time.Millisecond), now.Add(500*time.Millisecond), 503) // shorter: ignored
+		cd, _ = s.coolingUntil("a.test", now)
+		assert.Equal(t, now.Add(time.Second), cd.until)
 
 		time.Sleep(time.Second)
 		synctest.Wait()
@@ -106,7 +107,7 @@ func TestStoppedSupervisorAnswersNobody(t *testing.T) {
 	require.NoError(t, s.Stop(context.Background()), "Stop twice")
 	err = s.askRetry(context.Background(), messages.RetryAsk{Host: "a.test"})
 	assert.ErrorIs(t, err, messages.ErrClosed)
-	s.coolDown(context.Background(), "a.test", time.Now().Add(time.Hour)) // returns
+	s.coolDown(context.Background(), "a.test", time.Now().Add(time.Hour), time.Now().Add(time.Hour), 429) // returns
 }
 
 // Idempotency keys are version 4 UUIDs and do not repeat.

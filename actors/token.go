@@ -318,6 +318,12 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool) {
 func refreshRetrying(ctx context.Context, f RefreshFunc, current messages.Tokens, timeout time.Duration, s *Supervisor, host string) (messages.Tokens, error) {
 	start := time.Now()
 	for calls := 1; ; calls++ {
+		if s != nil {
+			// An endpoint that asked for a pause (Retry-After) is not called before it ends.
+			if err := s.waitCoolDown(ctx, host); err != nil {
+				return messages.Tokens{}, err
+			}
+		}
 		actx, cancel := context.WithTimeout(ctx, timeout)
 		t, err := callRefresh(actx, f, current)
 		cancel()
@@ -329,8 +335,17 @@ func refreshRetrying(ctx context.Context, f RefreshFunc, current messages.Tokens
 		if !ok || calls > p.MaxRetries {
 			return t, err
 		}
+		if wait > 0 {
+			var ee *tokenwire.EndpointError
+			status := 0
+			if errors.As(err, &ee) {
+				status = ee.Status
+			}
+			now := time.Now()
+			s.coolDown(ctx, host, now.Add(min(wait, p.MaxRetryAfter)), now.Add(wait), status)
+		}
 		if wait > p.MaxRetryAfter {
-			return t, err // the endpoint wants more time than the policy lets it take
+			return t, err // longer than the policy lets a server hold anyone: the next refresh waits the cool-down
 		}
 		if wait == 0 {
 			wait = retry.Backoff(calls, p.BaseDelay, p.MaxDelay, nil)

@@ -175,7 +175,15 @@ func atPort(s *httptest.Server) string { return s.URL }
 // hostBounce explains a failure of a chain that leaves the first host and comes back to it.
 const hostBounce = "; net/http strips Authorization, Proxy-Authorization and Cookie for the rest of a chain " +
 	"once it has left the first host (net/http/client.go: stripSensitiveHeaders is never reset), so back at the " +
-	"first origin the engine has to put the caller's credentials back itself: actors/request.go prepare only removes them"
+	"first origin the engine puts the caller's Authorization and Proxy-Authorization back itself; cookies are left " +
+	"to the client's jar (a cookie the server deleted on the way must not come back)"
+
+// cookieLost is h after a detour to another host: net/http dropped the caller's cookie for the rest
+// of the chain, and the engine does not bring cookies back.
+func cookieLost(h wireHop) wireHop {
+	h.Cookie = ""
+	return h
+}
 
 // A redirect from the API to another host, or to the same host on another port, carries neither the
 // engine's token and secret header nor any credential the caller set.
@@ -231,15 +239,16 @@ func TestRedirectHTTPSToHTTPSamePort(t *testing.T) {
 
 // A chain api → other → api carries the engine's token, the secret header and the caller's
 // credentials on the API hops and nothing on the other one, through the raw client and the typed
-// helpers.
+// helpers (after a detour to another host the caller's cookie stays with the jar, see hostBounce).
 func TestRedirectBackToAPIOrigin(t *testing.T) {
 	for _, other := range []struct {
 		name string
 		url  func(*httptest.Server) string
-		note string // added to the failure message
+		back wireHop // the third hop, back at the API
+		note string  // added to the failure message
 	}{
-		{"another port", atPort, ""},
-		{"another host", asLocalhost, hostBounce},
+		{"another port", atPort, apiHop("api"), ""},
+		{"another host", asLocalhost, cookieLost(apiHop("api")), hostBounce},
 	} {
 		t.Run(other.name+"/raw", func(t *testing.T) {
 			rec := &hopRecorder{}
@@ -247,7 +256,7 @@ func TestRedirectBackToAPIOrigin(t *testing.T) {
 			e := originEngine(t, false, api.URL)
 
 			sendAsCaller(t, e, http.MethodGet, redirectChain(http.StatusTemporaryRedirect, api.URL+"/hop1", other.url(away)+"/hop2", api.URL+"/hop3"))
-			rec.check(t, []wireHop{apiHop("api"), bareHop("other"), apiHop("api")},
+			rec.check(t, []wireHop{apiHop("api"), bareHop("other"), other.back},
 				"credentials go to the API hops only, and the caller's are back once the chain is back at its first origin"+other.note)
 		})
 		t.Run(other.name+"/typed", func(t *testing.T) {
@@ -266,7 +275,8 @@ func TestRedirectBackToAPIOrigin(t *testing.T) {
 
 // Credentials the caller set on a request to a non-API origin stay with that origin: kept on the
 // first hop, dropped on a detour to another origin (the API included), kept again back at the first
-// origin; on a public engine and on an authenticated one.
+// origin (but for the cookie after another host, see hostBounce); on a public engine and on an
+// authenticated one.
 func TestRedirectKeepsCallerCredentialsAtFirstHopOrigin(t *testing.T) {
 	for _, public := range []bool{true, false} {
 		kind := map[bool]string{true: "public", false: "authenticated"}[public]
@@ -279,11 +289,12 @@ func TestRedirectKeepsCallerCredentialsAtFirstHopOrigin(t *testing.T) {
 			name string
 			url  func(api, other *httptest.Server) string
 			want wireHop
-			note string // added to the failure message
+			back wireHop // the third hop, back at the first origin
+			note string  // added to the failure message
 		}{
-			{"another port", func(_, other *httptest.Server) string { return other.URL }, bareHop("other"), ""},
-			{"another host", func(_, other *httptest.Server) string { return asLocalhost(other) }, bareHop("other"), hostBounce},
-			{"the API", func(api, _ *httptest.Server) string { return api.URL }, atAPI, ""},
+			{"another port", func(_, other *httptest.Server) string { return other.URL }, bareHop("other"), callerHop("first"), ""},
+			{"another host", func(_, other *httptest.Server) string { return asLocalhost(other) }, bareHop("other"), cookieLost(callerHop("first")), hostBounce},
+			{"the API", func(api, _ *httptest.Server) string { return api.URL }, atAPI, callerHop("first"), ""},
 		} {
 			t.Run(kind+"/"+detour.name, func(t *testing.T) {
 				rec := &hopRecorder{}
@@ -291,7 +302,7 @@ func TestRedirectKeepsCallerCredentialsAtFirstHopOrigin(t *testing.T) {
 				e := originEngine(t, public, api.URL)
 
 				sendAsCaller(t, e, http.MethodGet, redirectChain(http.StatusFound, first.URL+"/hop1", detour.url(api, other)+"/hop2", first.URL+"/hop3"))
-				rec.check(t, []wireHop{callerHop("first"), detour.want, callerHop("first")},
+				rec.check(t, []wireHop{callerHop("first"), detour.want, detour.back},
 					"the caller's credentials belong to the origin of the chain's first request, and only to it"+detour.note)
 			})
 		}
@@ -480,4 +491,42 @@ func TestRedirectKeepsTheJarsCookies(t *testing.T) {
 	require.Len(t, hops, 2)
 	assert.Contains(t, hops[0].Cookie, callerCookie)
 	assert.Equal(t, "sso=other-session", hops[1].Cookie, "the jar's cookie for the other origin, and only it")
+}
+
+// With a cookie jar, net/http rebuilds the caller's cookies on a redirect whose answer set a cookie
+// (quotes and spaces change, the cookie the answer replaced is left to the jar); they are still
+// recognised by name and held back on another port.
+func TestRedirectHoldsBackRebuiltCallerCookies(t *testing.T) {
+	var mu sync.Mutex
+	var atOther []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		atOther = append(atOther, r.Header.Values("Cookie")...)
+		mu.Unlock()
+	}))
+	defer other.Close()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "theme", Value: "light"})
+		http.Redirect(w, r, other.URL+"/land", http.StatusFound)
+	}))
+	defer api.Close()
+	e := originEngine(t, false, api.URL)
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	client := e.Client()
+	client.Jar = jar
+
+	req, err := http.NewRequest(http.MethodGet, api.URL+"/start", nil)
+	require.NoError(t, err)
+	req.Header.Set("Cookie", `sess="abc"; theme=dark`)
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	require.NoError(t, resp.Body.Close())
+
+	mu.Lock()
+	defer mu.Unlock()
+	for _, c := range atOther {
+		assert.NotContains(t, c, "sess", "the caller's cookie reached another origin")
+	}
 }

@@ -461,28 +461,29 @@ func TestBadRetryPolicyIsAConfigError(t *testing.T) {
 }
 
 // A request whose token cannot be refreshed is not retried on top of the refresh's own retries:
-// one request, one refresh with its 1 + MaxRetries calls, and every retry charged to the token
-// endpoint, none to the API.
+// the token endpoint drops every connection (a network error, which the decision would retry for a
+// GET), yet one request makes one refresh of 1 + MaxRetries calls and one API call.
 func TestFailedRefreshIsNotRetriedTwice(t *testing.T) {
 	srv := startAPI(t, fakeapi.Options{Opaque: true, AccessTTL: time.Hour})
-	e := newEngine(t, srv, srv.Login("ada"), engine.WithRetryPolicy(engine.RetryPolicy{BaseDelay: time.Millisecond}))
-	events := subscribe(e)
-	srv.SetTokenFailure(http.StatusServiceUnavailable, `{"error":"temporarily_unavailable"}`, -1)
-	srv.ExpireAccessTokens()
-
-	req, err := http.NewRequest(http.MethodPost, srv.URL()+"/orders", strings.NewReader(`{"qty":1}`))
-	require.NoError(t, err)
-	_, err = e.Client().Do(req)
-	require.ErrorIs(t, err, engine.ErrRefreshFailed)
-	assert.EqualValues(t, 1+engine.DefaultMaxRetries, srv.Stats().RefreshCalls)
-	require.Eventually(t, func() bool { return events.count(isRetry) == engine.DefaultMaxRetries }, time.Second, time.Millisecond)
-	events.mu.Lock()
-	defer events.mu.Unlock()
-	for _, ev := range events.events {
-		if r, ok := ev.(*engine.RetryScheduled); ok {
-			assert.Equal(t, "status_503", r.Reason)
-			assert.Equal(t, http.MethodPost, r.Method)
+	var calls atomic.Int64
+	dropper := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			_ = conn.Close()
 		}
-	}
-	assert.EqualValues(t, 1, srv.Stats().APIRequests, "only the first attempt reached the API")
+	}))
+	t.Cleanup(dropper.Close)
+	e, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithTokens(srv.Login("ada")),
+		engine.WithTokenEndpoint(dropper.URL+"/oauth/token", engine.OAuth2Refresh),
+		engine.WithRetryPolicy(engine.RetryPolicy{BaseDelay: time.Millisecond}))
+	require.NoError(t, err)
+	t.Cleanup(func() { closeEngine(t, e) })
+	srv.ExpireAccessTokens()
+	before := srv.Stats().APIRequests
+
+	_, err = engine.GetJSON[item](context.Background(), e, "/items/1")
+	require.ErrorIs(t, err, engine.ErrRefreshFailed)
+	assert.EqualValues(t, 1+engine.DefaultMaxRetries, calls.Load(), "refresh calls")
+	assert.EqualValues(t, 1, srv.Stats().APIRequests-before, "API calls: the request was retried on top of its refresh")
 }

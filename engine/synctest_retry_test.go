@@ -169,3 +169,55 @@ func TestBackoffWakesAtTheInstant(t *testing.T) {
 		})
 	}
 }
+
+// A token endpoint asking for an hour is not called again before the capped cool-down ends, however
+// many requests need a refresh meanwhile (they fail with ErrRefreshFailed); and a request whose
+// deadline ends inside a host's cool-down learns the time the server asked for.
+func TestRetryAfterCoolsDownRefreshesAndSaysWhen(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var tokenCalls []time.Time
+		rt := roundTripper(func(req *http.Request) (*http.Response, error) {
+			h := http.Header{"Retry-After": {"3600"}}
+			status := http.StatusUnauthorized
+			if req.URL.Path == "/oauth/token" {
+				mu.Lock()
+				tokenCalls = append(tokenCalls, time.Now())
+				mu.Unlock()
+				status = http.StatusTooManyRequests
+			}
+			return &http.Response{StatusCode: status, Header: h, Body: io.NopCloser(strings.NewReader(`{}`)), Request: req}, nil
+		})
+		e, err := engine.New(engine.WithBaseURL("http://api.test"), engine.WithTransport(rt),
+			engine.WithTokenEndpoint("http://api.test/oauth/token", engine.OAuth2Refresh),
+			engine.WithTokens(engine.Tokens{Access: "a", Refresh: "r"}),
+			engine.WithRetryPolicy(engine.RetryPolicy{MaxRetryAfter: 200 * time.Millisecond}))
+		require.NoError(t, err)
+		start := time.Now()
+		for range 5 {
+			_, err := engine.GetJSON[map[string]any](context.Background(), e, "/x")
+			require.ErrorIs(t, err, engine.ErrRefreshFailed)
+		}
+		require.Len(t, tokenCalls, 5)
+		for i := 1; i < len(tokenCalls); i++ {
+			assert.Equal(t, 200*time.Millisecond, tokenCalls[i].Sub(tokenCalls[i-1]), "refresh %d came early", i+1)
+		}
+
+		// The token endpoint's host is cooling down; a refresh-free request to it with a short
+		// deadline is told when the server wants it back, not when the cap ends.
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://api.test/oauth/token", nil)
+		_, err = e.Client().Do(req)
+		var rl *engine.RetryLaterError
+		require.ErrorAs(t, err, &rl)
+		assert.Equal(t, http.StatusTooManyRequests, rl.Status)
+		assert.Equal(t, tokenCalls[4].Add(time.Hour), rl.At)
+		assert.Equal(t, start.Add(800*time.Millisecond), time.Now(), "failed at once")
+		closeInBubble(t, e)
+	})
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -22,9 +22,11 @@ type RetryAsk struct {
 // sent before Until. Every request to Host then waits in the engine until that time. Done, if not
 // nil, is closed once the cool-down is in force.
 type CoolDown struct {
-	Host  string
-	Until time.Time
-	Done  chan<- struct{}
+	Host   string
+	Until  time.Time // when requests may go again (the server's time, capped by the policy)
+	At     time.Time // when the server asked to be called again
+	Status int       // the status of the answer that asked
+	Done   chan<- struct{}
 }
 
 // PruneCoolDowns is sent by the supervisor's own timer when a cool-down ends.
