@@ -295,10 +295,11 @@ func (r *Requester) forAPI(u *url.URL) bool {
 // prepare is req bound to ctx with body, and with the headers this hop may carry: on a hop to an
 // API origin the engine's token (auth, unless empty) and secret headers; on a redirect hop that left
 // the first request's origin, none of the caller's credentials (Authorization, Proxy-Authorization,
-// Cookie, and the configured secret header names). net/http copies those to any redirect within the
-// same domain, whatever the port or scheme; credentials stay at their exact origin here. The
-// caller's request is not modified: a new header map is made when anything changes (its value slices
-// are shared, read-only).
+// the configured secret header names, and the cookies the first request carried; a cookie jar's
+// other cookies for the hop stay); on a hop back at the first origin, the caller's Authorization and
+// the like again. net/http copies credentials to any redirect within the same domain, whatever the
+// port or scheme; here they stay at their exact origin. The caller's request is not modified: a new
+// header map is made when anything changes (its value slices are shared, read-only).
 func (r *Requester) prepare(req *http.Request, ctx context.Context, body io.ReadCloser, auth string) *http.Request {
 	r2 := req.WithContext(ctx)
 	r2.Body = body
