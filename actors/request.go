@@ -95,7 +95,7 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 type attemptState struct {
 	sends     int            // physical sends so far, 401 resends included
 	replayed  bool           // the one resend after a 401 has been used
-	open      *http.Response // an answer not yet handed on or discarded, closed if we panic
+	open      *http.Response // an answer being shown to the user's Decide, closed if it panics
 	exhausted bool           // the retry budget refused a retry: the last answer is the answer
 	noToken   bool           // the attempt failed for want of a token (the refresh applied the policy already)
 }
@@ -179,9 +179,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 		r.Token.ReportRejected(g.Gen)
 		return resp, nil
 	}
-	st.open = resp
 	discard(resp)
-	st.open = nil
 	st.replayed = true
 	g, err = r.Token.Rejected(ctx, g.Gen)
 	if err != nil {

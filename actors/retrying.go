@@ -47,50 +47,33 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 			// retrying here would multiply its retries and charge them to the API's host.
 			return nil, err
 		}
-		st.open = resp
+		st.open = resp // Decide is the user's: if it panics, this answer is still closed
 		reason, again := p.Decide(req, resp, err)
+		st.open = nil
 		now := time.Now()
-		wait, fromServer, at := time.Duration(0), false, time.Time{}
+		serverWait, fromServer, at := time.Duration(0), false, time.Time{}
 		if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-			if d, ok := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), now); ok {
-				// The server asked for a pause: it holds every request to this host, not only ours,
-				// for as long as the policy lets a server hold anyone.
-				wait, fromServer, at = d, true, now.Add(d)
-				if hold := min(d, p.MaxRetryAfter); hold > 0 {
-					s.coolDown(ctx, host, now.Add(hold), at, resp.StatusCode)
-				}
+			if serverWait, fromServer = retry.ParseRetryAfter(resp.Header.Get("Retry-After"), now); fromServer {
+				at = s.serverPause(ctx, host, serverWait, resp.StatusCode, now)
 			}
 		}
 		if !again || retries >= p.MaxRetries || !replayable(req) {
-			st.open = nil
 			return resp, err
 		}
-		if fromServer {
-			if dl, ok := ctx.Deadline(); ok && at.After(dl) {
-				// Waiting would outlive the caller: say when to come back, at once.
-				discard(resp)
-				st.open = nil
-				return nil, &messages.RetryLaterError{Host: host, Status: resp.StatusCode, At: at}
-			}
-			if wait > p.MaxRetryAfter { // longer than a server may hold a caller: the answer stands
-				st.open = nil
-				return resp, err
-			}
-		} else {
-			wait = retry.Backoff(retries+1, p.BaseDelay, p.MaxDelay, nil)
-			if dl, ok := ctx.Deadline(); ok && now.Add(wait).After(dl) {
-				// Our own backoff would outlive the caller: the last answer is the answer.
-				st.open = nil
-				return resp, err
-			}
+		dl, hasDeadline := ctx.Deadline()
+		if fromServer && hasDeadline && at.After(dl) {
+			// Waiting would outlive the caller: say when to come back, at once.
+			discard(resp)
+			return nil, &messages.RetryLaterError{Host: host, Status: resp.StatusCode, At: at}
 		}
-		if now.Add(wait).Sub(start) > p.MaxElapsed {
-			st.open = nil
+		wait, ok := p.nextWait(retries+1, serverWait, fromServer, start, now)
+		if !ok || (hasDeadline && now.Add(wait).After(dl)) {
+			// The policy will not wait that long, or our own backoff would outlive the caller: the
+			// last answer is the answer.
 			return resp, err
 		}
 		ask := messages.RetryAsk{Host: host, Method: req.Method, Attempt: st.sends + 1, Reason: reason, Delay: wait}
 		if aerr := s.askRetry(ctx, ask); aerr != nil {
-			st.open = nil
 			if !errors.Is(aerr, messages.ErrRetryBudgetExhausted) {
 				if resp != nil {
 					discard(resp)
@@ -101,15 +84,11 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 				return nil, fmt.Errorf("%w: %w", messages.ErrRetryBudgetExhausted, err)
 			}
 			st.exhausted = true
-			if rep := ReportFrom(ctx); rep != nil {
-				rep.BudgetExhausted = true
-			}
 			return resp, nil
 		}
 		if resp != nil {
 			discard(resp)
 		}
-		st.open = nil
 		if err := sleep(ctx, wait); err != nil {
 			return nil, err
 		}
@@ -118,6 +97,29 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 			return nil, fmt.Errorf("engine: replaying the request body: %w", rerr)
 		}
 	}
+}
+
+// serverPause makes a Retry-After of d from host (on an answer of status) the host's cool-down,
+// cut to MaxRetryAfter, and returns when the server asked to be called again.
+func (s *Supervisor) serverPause(ctx context.Context, host string, d time.Duration, status int, now time.Time) time.Time {
+	at := now.Add(d)
+	if hold := min(d, s.policy.MaxRetryAfter); hold > 0 {
+		s.coolDown(ctx, host, now.Add(hold), at, status)
+	}
+	return at
+}
+
+// nextWait is the wait before retry n (1 for the first): the server's Retry-After when fromServer,
+// else the jittered backoff. ok is false when the policy will not wait: a Retry-After longer than
+// MaxRetryAfter (no server holds a caller longer), or a wait ending more than MaxElapsed after start.
+func (p *RetryPolicy) nextWait(n int, server time.Duration, fromServer bool, start, now time.Time) (time.Duration, bool) {
+	wait := server
+	if !fromServer {
+		wait = retry.Backoff(n, p.BaseDelay, p.MaxDelay, nil)
+	} else if server > p.MaxRetryAfter {
+		return 0, false
+	}
+	return wait, now.Add(wait).Sub(start) <= p.MaxElapsed
 }
 
 // waitCoolDown holds a request while its host cools down. A cool-down that outlasts ctx's deadline
@@ -192,8 +194,7 @@ func NewIdempotencyKey() string {
 // Report is filled, when a caller put one in the request's context with WithReport, with what the
 // request path knows of a logical request that the response itself cannot say.
 type Report struct {
-	Attempts        int  // physical sends, 401 resends included
-	BudgetExhausted bool // the last answer is returned because the retry budget refused a retry
+	Attempts int // physical sends, 401 resends included
 	// Failure is what the Finished hook made of a failed request (an *APIError for a status), so a
 	// typed helper reports the same value rather than parsing the answer again.
 	Failure error

@@ -330,27 +330,21 @@ func refreshRetrying(ctx context.Context, f RefreshFunc, current messages.Tokens
 		if err == nil || s == nil || ctx.Err() != nil {
 			return t, err
 		}
-		p := &s.policy
-		reason, wait, ok := refreshRetryable(err)
-		if !ok || calls > p.MaxRetries {
+		reason, serverWait, ok := refreshRetryable(err)
+		if !ok || calls > s.policy.MaxRetries {
 			return t, err
 		}
-		if wait > 0 {
+		now := time.Now()
+		if serverWait > 0 {
 			var ee *tokenwire.EndpointError
 			status := 0
 			if errors.As(err, &ee) {
 				status = ee.Status
 			}
-			now := time.Now()
-			s.coolDown(ctx, host, now.Add(min(wait, p.MaxRetryAfter)), now.Add(wait), status)
+			s.serverPause(ctx, host, serverWait, status, now) // the next refresh waits it out too
 		}
-		if wait > p.MaxRetryAfter {
-			return t, err // longer than the policy lets a server hold anyone: the next refresh waits the cool-down
-		}
-		if wait == 0 {
-			wait = retry.Backoff(calls, p.BaseDelay, p.MaxDelay, nil)
-		}
-		if time.Since(start)+wait > p.MaxElapsed {
+		wait, ok := s.policy.nextWait(calls, serverWait, serverWait > 0, start, now)
+		if !ok {
 			return t, err
 		}
 		ask := messages.RetryAsk{Host: host, Method: http.MethodPost, Attempt: calls + 1, Reason: reason, Delay: wait}

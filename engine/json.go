@@ -103,9 +103,6 @@ func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, e.maxErrors))
 			ae = parseAPIError(resp, body)
 		}
-		if rep.BudgetExhausted {
-			ae.cause = ErrRetryBudgetExhausted
-		}
 		e.fail(ctx, &Failure{Method: method, URL: ae.URL, Status: ae.Status, Attempts: attempts(&rep), Err: ae})
 		return zero, ae
 	}

@@ -108,7 +108,8 @@ func closeInBubble(t *testing.T, e *engine.Engine) {
 // and the host's cool-down holds the next request for MaxRetryAfter, not an hour.
 func TestRetryAfterAboveTheCapIsNotWaitedFor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		srv := &scriptedServer{script: []func(http.Header) int{answer(429, "3600")}}
+		// Ten seconds: longer than the cap, well within MaxElapsed (a minute), so only the cap stops it.
+		srv := &scriptedServer{script: []func(http.Header) int{answer(429, "10")}}
 		e, err := engine.NewPublic(engine.WithTransport(srv), engine.WithRetryPolicy(engine.RetryPolicy{MaxRetryAfter: 5 * time.Second}))
 		require.NoError(t, err)
 		start := time.Now()
@@ -116,13 +117,39 @@ func TestRetryAfterAboveTheCapIsNotWaitedFor(t *testing.T) {
 		var ae *engine.APIError
 		require.ErrorAs(t, err, &ae)
 		assert.Equal(t, http.StatusTooManyRequests, ae.Status)
-		assert.Equal(t, time.Hour, ae.RetryAfter, "the caller learns when the server wants it back")
+		assert.Equal(t, 10*time.Second, ae.RetryAfter, "the caller learns when the server wants it back")
 		assert.Equal(t, start, time.Now(), "the caller must not wait at all")
 
 		_, err = engine.GetJSON[map[string]any](context.Background(), e, "http://api.test/x")
 		require.NoError(t, err)
 		require.Len(t, srv.at, 2)
 		assert.Equal(t, 5*time.Second, srv.at[1].Sub(srv.at[0]), "the cool-down is capped too")
+		closeInBubble(t, e)
+	})
+}
+
+// No retry starts later than MaxElapsed after the logical request began: with a Retry-After of one
+// second every time and MaxElapsed 2.5 s, the attempts are at 0, 1 and 2 s, and the third 503 is the
+// answer (a fourth would start at 3 s).
+func TestMaxElapsedStopsRetrying(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		script := make([]func(http.Header) int, 10)
+		for i := range script {
+			script[i] = answer(503, "1")
+		}
+		srv := &scriptedServer{script: script}
+		e, err := engine.NewPublic(engine.WithTransport(srv), engine.WithRetryPolicy(engine.RetryPolicy{
+			MaxRetries: 9, MaxElapsed: 2500 * time.Millisecond,
+		}))
+		require.NoError(t, err)
+		start := time.Now()
+		resp, err := e.Client().Get("http://api.test/x")
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		require.Len(t, srv.at, 3)
+		assert.Equal(t, start.Add(2*time.Second), srv.at[2])
+		assert.Equal(t, start.Add(2*time.Second), time.Now(), "the answer comes at once, not after a wait it will not use")
 		closeInBubble(t, e)
 	})
 }
