@@ -39,6 +39,9 @@ type Options struct {
 	// Opaque makes access tokens random strings and leaves expires_in out of token answers, so a
 	// client learns that a token expired only from a 401.
 	Opaque bool
+	// Observe, when set, sees every request before it is handled (on the handler's goroutine), for
+	// tests that check what reached the server: trace headers, keys, tokens. It must not keep r.
+	Observe func(r *http.Request)
 }
 
 // Server is the fake API. Start one with Start and stop it with Close.
@@ -135,7 +138,14 @@ func Start(opts Options) *Server {
 	mux.HandleFunc("POST /echo", s.authed(s.handleEcho))
 	mux.HandleFunc("POST /orders", s.authed(s.handleCreateOrder))
 	mux.HandleFunc("GET /public/status", s.handleStatus)
-	s.http = httptest.NewServer(mux)
+	var h http.Handler = mux
+	if opts.Observe != nil {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			opts.Observe(r)
+			mux.ServeHTTP(w, r)
+		})
+	}
+	s.http = httptest.NewServer(h)
 	return s
 }
 
