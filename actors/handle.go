@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/resilientclient/resilient/messages"
 )
@@ -32,7 +33,14 @@ func (s *Snapshot) usableAt(now time.Time) bool {
 type Grant struct {
 	Header string
 	Gen    uint64
+	// When the request was parked behind a refresh: when it asked and when it was answered (both
+	// zero when it was answered at once), and the refresh's span.
+	ParkedAt, ReleasedAt time.Time
+	Refresh              trace.SpanContext
 }
+
+// Parked reports whether the request waited for a refresh.
+func (g *Grant) Parked() bool { return !g.ParkedAt.IsZero() }
 
 // TokenHandle is how requests talk to a running token actor. It is safe for concurrent use.
 type TokenHandle struct {
@@ -69,27 +77,33 @@ func SpawnToken(system *actor.ActorSystem, cfg TokenConfig) (*TokenHandle, error
 // else from the token actor, parking until a refresh ends if one must run. It returns early with
 // context.Cause(ctx) when ctx ends, after withdrawing from the queue.
 func (h *TokenHandle) Acquire(ctx context.Context) (Grant, error) {
-	if s := h.snap.Load(); s != nil && s.usableAt(time.Now()) {
+	return h.AcquireAt(ctx, time.Now())
+}
+
+// AcquireAt is Acquire for a caller that has just read the clock: now decides whether the snapshot
+// is still usable.
+func (h *TokenHandle) AcquireAt(ctx context.Context, now time.Time) (Grant, error) {
+	if s := h.snap.Load(); s != nil && s.usableAt(now) {
 		return Grant{Header: s.Header, Gen: s.Gen}, nil
 	}
-	return h.ask(ctx, func(id uint64, r chan<- messages.TokenReply) any {
-		return messages.NeedToken{ID: id, Reply: r}
+	return h.ask(ctx, func(id uint64, r chan<- messages.TokenReply, sc trace.SpanContext) any {
+		return messages.NeedToken{ID: id, Reply: r, Trace: sc}
 	})
 }
 
 // AcquireByMessage is Acquire without the snapshot: always a NeedToken round trip through the
 // mailbox. It exists to measure what the snapshot saves.
 func (h *TokenHandle) AcquireByMessage(ctx context.Context) (Grant, error) {
-	return h.ask(ctx, func(id uint64, r chan<- messages.TokenReply) any {
-		return messages.NeedToken{ID: id, Reply: r}
+	return h.ask(ctx, func(id uint64, r chan<- messages.TokenReply, sc trace.SpanContext) any {
+		return messages.NeedToken{ID: id, Reply: r, Trace: sc}
 	})
 }
 
 // Rejected reports that the API answered 401 to a request sent with generation gen, and returns the
 // token to retry with: the current one if gen was already replaced, else the one a refresh brings.
 func (h *TokenHandle) Rejected(ctx context.Context, gen uint64) (Grant, error) {
-	return h.ask(ctx, func(id uint64, r chan<- messages.TokenReply) any {
-		return messages.TokenRejected{ID: id, Gen: gen, Reply: r}
+	return h.ask(ctx, func(id uint64, r chan<- messages.TokenReply, sc trace.SpanContext) any {
+		return messages.TokenRejected{ID: id, Gen: gen, Reply: r, Trace: sc}
 	})
 }
 
@@ -99,23 +113,31 @@ func (h *TokenHandle) ReportRejected(gen uint64) {
 	h.root.Send(h.pid, messages.TokenRejected{ID: h.ids.Add(1), Gen: gen})
 }
 
-// ask sends the message made by mk and waits for the reply or for ctx to end.
-func (h *TokenHandle) ask(ctx context.Context, mk func(uint64, chan<- messages.TokenReply) any) (Grant, error) {
+// ask sends the message made by mk and waits for the reply or for ctx to end. The message names the
+// requester's span (from ctx), which a refresh it starts links to. On an error the Grant still says
+// whether and how long the request was parked, and which refresh failed it.
+func (h *TokenHandle) ask(ctx context.Context, mk func(uint64, chan<- messages.TokenReply, trace.SpanContext) any) (Grant, error) {
 	if ctx.Err() != nil {
 		return Grant{}, ctxErr(ctx)
 	}
 	id := h.ids.Add(1)
 	r := make(chan messages.TokenReply, 1)
-	h.root.Send(h.pid, mk(id, r))
+	asked := time.Now()
+	h.root.Send(h.pid, mk(id, r, trace.SpanContextFromContext(ctx)))
 	select {
 	case rep := <-r:
-		if rep.Err != nil {
-			return Grant{}, rep.Err
+		g := Grant{Refresh: rep.Refresh}
+		if rep.Waited {
+			g.ParkedAt, g.ReleasedAt = asked, time.Now()
 		}
-		return Grant{Header: "Bearer " + rep.Token, Gen: rep.Gen}, nil
+		if rep.Err != nil {
+			return g, rep.Err
+		}
+		g.Header, g.Gen = "Bearer "+rep.Token, rep.Gen
+		return g, nil
 	case <-ctx.Done():
 		h.root.Send(h.pid, messages.CancelWait{ID: id})
-		return Grant{}, ctxErr(ctx)
+		return Grant{ParkedAt: asked, ReleasedAt: time.Now()}, ctxErr(ctx)
 	case <-h.stopped: // a message that reached a stopped actor is never answered
 		return Grant{}, messages.ErrClosed
 	}

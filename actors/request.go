@@ -12,6 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/resilientclient/resilient/internal/telemetry"
 	"github.com/resilientclient/resilient/messages"
 )
 
@@ -45,6 +48,8 @@ type Requester struct {
 	// ByMessage makes every request ask the token actor by message instead of reading the snapshot.
 	// It exists to measure what the snapshot saves; leave it false.
 	ByMessage bool
+	// Tel traces and measures every logical request and every send; nil: no telemetry.
+	Tel *telemetry.T
 }
 
 // RoundTrip runs one logical request: take a token (parking behind a refresh if one runs), send,
@@ -57,8 +62,11 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	defer r.Inflight.returned()
-	var st attemptState
-	resp, err := r.logical(c.ctx, req, &st)
+	now := time.Now() // the one clock read the first attempt needs: start, budget, token, send
+	st := attemptState{start: now, fresh: now}
+	ctx, tel := r.Tel.StartLogical(c.ctx, req, now)
+	st.tel = tel
+	resp, err := r.logical(ctx, req, &st)
 	if err == nil {
 		// The caller's request, not the copy that was sent: that one carries the engine's
 		// credentials, and redirect hops must find the chain as the caller made it.
@@ -77,8 +85,14 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 		if errors.Is(context.Cause(c.ctx), messages.ErrClosed) && !errors.Is(err, messages.ErrClosed) {
 			err = fmt.Errorf("%w (%w)", messages.ErrClosed, err)
 		}
+		st.tel.End(ctx, st.keyed(req), nil, err, st.sends, time.Now())
 		return nil, err
 	}
+	end := st.lastEnd // an answer that went through no hook ends when its send did
+	if resp.StatusCode >= 400 || end.IsZero() {
+		end = time.Now()
+	}
+	st.tel.End(ctx, st.keyed(req), resp, nil, st.sends, end)
 	if resp.Body == nil || resp.StatusCode == http.StatusSwitchingProtocols {
 		// No body to watch, or an upgraded connection whose body must stay a ReadWriteCloser.
 		if resp.Body == nil {
@@ -98,6 +112,35 @@ type attemptState struct {
 	open      *http.Response // an answer being shown to the user's Decide, closed if it panics
 	exhausted bool           // the retry budget refused a retry: the last answer is the answer
 	noToken   bool           // the attempt failed for want of a token (the refresh applied the policy already)
+
+	start   time.Time         // when the logical request began
+	fresh   time.Time         // a clock reading the next send may start at; zero once stale
+	lastEnd time.Time         // when the last send's answer (or error) came back
+	sent    *http.Request     // the request as sent (with the engine's Idempotency-Key), if not req
+	tel     telemetry.Logical // the logical request's span and measurements
+}
+
+// now is a clock reading for the next send: the fresh one if nothing waited since it was taken.
+func (st *attemptState) now() time.Time {
+	if st.fresh.IsZero() {
+		st.fresh = time.Now()
+	}
+	return st.fresh
+}
+
+// take is now, consumed: the send it starts makes it stale.
+func (st *attemptState) take() time.Time {
+	t := st.now()
+	st.fresh = time.Time{}
+	return t
+}
+
+// keyed is the request as its attempts were sent: with the Idempotency-Key the engine added.
+func (st *attemptState) keyed(req *http.Request) *http.Request {
+	if st.sent != nil {
+		return st.sent
+	}
+	return req
 }
 
 // Outcome is what the request path knows of a finished logical request beyond its answer.
@@ -113,7 +156,7 @@ func (r *Requester) finish(req *http.Request, resp *http.Response, err error, o 
 			if resp != nil {
 				discard(resp)
 			}
-			ferr = r.panicked(req, p)
+			ferr = r.panicked(req.Context(), req, p)
 		}
 	}()
 	resp, err = r.Finished(req, resp, err, o)
@@ -133,7 +176,7 @@ func (r *Requester) logical(ctx context.Context, req *http.Request, st *attemptS
 				discard(st.open)
 			}
 			closeBody(req)
-			resp, err = nil, r.panicked(req, p)
+			resp, err = nil, r.panicked(ctx, req, p)
 		}
 	}()
 	if r.Supervisor == nil {
@@ -143,8 +186,9 @@ func (r *Requester) logical(ctx context.Context, req *http.Request, st *attemptS
 }
 
 // panicked reports a panic to the supervisor and makes the caller's error.
-func (r *Requester) panicked(req *http.Request, p any) error {
-	m := messages.RequestPanicked{Method: req.Method, Host: req.URL.Host, Value: fmt.Sprint(p), Stack: debug.Stack()}
+func (r *Requester) panicked(ctx context.Context, req *http.Request, p any) error {
+	m := messages.RequestPanicked{Method: req.Method, Host: req.URL.Host, Value: fmt.Sprint(p), Stack: debug.Stack(),
+		Trace: trace.SpanContextFromContext(ctx)}
 	if r.Supervisor != nil {
 		r.Supervisor.reportPanic(m)
 	}
@@ -154,20 +198,24 @@ func (r *Requester) panicked(req *http.Request, p any) error {
 // attempt makes one attempt with body: a token, a send, and after a 401 (once per logical request)
 // a resend with the token that replaces the rejected one.
 func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.ReadCloser, st *attemptState) (*http.Response, error) {
+	own := st.tel.Injects() // the trace context goes into the header: it must be a copy
 	if r.Token == nil || !r.forAPI(req.URL) {
-		return r.exchange(ctx, r.prepare(req, ctx, body, ""), st)
+		return r.exchange(ctx, r.prepare(req, ctx, body, "", own), st)
 	}
-	acquire := r.Token.Acquire
+	var g Grant
+	var err error
 	if r.ByMessage {
-		acquire = r.Token.AcquireByMessage
+		g, err = r.Token.AcquireByMessage(ctx)
+	} else {
+		g, err = r.Token.AcquireAt(ctx, st.now())
 	}
-	g, err := acquire(ctx)
+	st.granted(ctx, &g, err)
 	if err != nil {
 		closeReader(body)
 		st.noToken = true
 		return nil, err
 	}
-	resp, err := r.exchange(ctx, r.prepare(req, ctx, body, g.Header), st)
+	resp, err := r.exchange(ctx, r.prepare(req, ctx, body, g.Header, own), st)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || st.replayed {
 		if err == nil && resp.StatusCode == http.StatusUnauthorized {
 			r.Token.ReportRejected(g.Gen) // a second 401: the caller gets it, the token actor hears of it
@@ -182,6 +230,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 	discard(resp)
 	st.replayed = true
 	g, err = r.Token.Rejected(ctx, g.Gen)
+	st.granted(ctx, &g, err)
 	if err != nil {
 		st.noToken = true
 		return nil, err
@@ -193,31 +242,66 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 	// At most one resend per logical request: a second 401 goes to the caller as it is. It is still
 	// reported: the resend may have carried a token that was current but is rejected too (the first
 	// attempt was stale), and only a report for the current generation starts a refresh.
-	resp, err = r.exchange(ctx, r.prepare(req, ctx, body, g.Header), st)
+	resp, err = r.exchange(ctx, r.prepare(req, ctx, body, g.Header, own), st)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
 		r.Token.ReportRejected(g.Gen)
 	}
 	return resp, err
 }
 
-// send makes one physical send. With an attempt timeout, the send must have its response headers
-// within it; the body may take longer (it is bound to the logical request's context only).
+// granted records what acquiring a token cost a request: the generation it got, and when it was
+// parked behind a refresh, how long, how it ended, and the refresh's span (linked).
+func (st *attemptState) granted(ctx context.Context, g *Grant, err error) {
+	st.tel.Token(g.Gen)
+	if !g.Parked() {
+		return
+	}
+	st.fresh = time.Time{} // the clock reading taken before parking is stale
+	outcome := "token"
+	switch {
+	case err != nil && ctx.Err() != nil:
+		outcome = "cancelled"
+	case err != nil:
+		outcome = "error"
+	}
+	st.tel.Parked(g.ParkedAt, g.ReleasedAt, outcome, g.Refresh)
+}
+
+// send makes one physical send, traced as one CLIENT span that carries its trace context to the
+// server. With an attempt timeout, the send must have its response headers within it; the body may
+// take longer (it is bound to the logical request's context only).
 func (r *Requester) send(ctx context.Context, req *http.Request, st *attemptState) (*http.Response, error) {
 	st.sends++
+	ctx, sp := st.tel.StartSend(ctx, req, st.sends-1, st.take())
+	if sp.Rebind() {
+		req = req.WithContext(ctx)
+	}
+	st.tel.Inject(ctx, req.Header) // if it injects, prepare gave this request a header map of its own
+	resp, err, raw := r.roundTrip(ctx, req)
+	st.lastEnd = time.Now()
+	sp.End(ctx, req, resp, raw, st.lastEnd)
+	return resp, err
+}
+
+// roundTrip sends req under the attempt timeout, if any. raw is the transport's own error, err what
+// the request path makes of it.
+func (r *Requester) roundTrip(ctx context.Context, req *http.Request) (resp *http.Response, err, raw error) {
 	d := time.Duration(0)
 	if r.Supervisor != nil {
 		d = r.Supervisor.policy.AttemptTimeout
 	}
 	if d <= 0 {
 		resp, err := r.Base.RoundTrip(req)
+		raw = err
 		if err != nil && ctx.Err() == nil {
 			err = &networkError{err: err}
 		}
-		return resp, err
+		return resp, err, raw
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	t := time.AfterFunc(d, func() { cancel(errAttemptTimeout) })
-	resp, err := r.Base.RoundTrip(req.WithContext(actx))
+	resp, err = r.Base.RoundTrip(req.WithContext(actx))
+	raw = err
 	if t.Stop() {
 		if err != nil {
 			cancel(nil)
@@ -226,7 +310,7 @@ func (r *Requester) send(ctx context.Context, req *http.Request, st *attemptStat
 			}
 		}
 		// On success actx lives as long as the body: it ends with the logical request's context.
-		return resp, err
+		return resp, err, raw
 	}
 	// The timer fired: this attempt is over, whatever came back.
 	if err == nil {
@@ -234,9 +318,10 @@ func (r *Requester) send(ctx context.Context, req *http.Request, st *attemptStat
 	}
 	cancel(nil)
 	if ctx.Err() != nil {
-		return nil, ctxErr(ctx)
+		return nil, ctxErr(ctx), ctxErr(ctx)
 	}
-	return nil, &AttemptTimeoutError{After: d}
+	err = &AttemptTimeoutError{After: d}
+	return nil, err, err
 }
 
 // errAttemptTimeout is the cause an attempt's context ends with when its timeout fires.
@@ -297,8 +382,9 @@ func (r *Requester) forAPI(u *url.URL) bool {
 // other cookies for the hop stay); on a hop back at the first origin, the caller's Authorization and
 // the like again. net/http copies credentials to any redirect within the same domain, whatever the
 // port or scheme; here they stay at their exact origin. The caller's request is not modified: a new
-// header map is made when anything changes (its value slices are shared, read-only).
-func (r *Requester) prepare(req *http.Request, ctx context.Context, body io.ReadCloser, auth string) *http.Request {
+// header map is made when anything changes, or when own asks for one (its value slices are shared,
+// read-only).
+func (r *Requester) prepare(req *http.Request, ctx context.Context, body io.ReadCloser, auth string, own bool) *http.Request {
 	r2 := req.WithContext(ctx)
 	r2.Body = body
 	api := auth != "" || (len(r.Secrets) > 0 && r.forAPI(req.URL))
@@ -308,7 +394,7 @@ func (r *Requester) prepare(req *http.Request, ctx context.Context, body io.Read
 		first = firstOfChain(req)
 		crossed = originOf(first.URL) != originOf(req.URL)
 	}
-	if !api && first == nil {
+	if !api && first == nil && !own {
 		return r2
 	}
 	h := make(http.Header, len(req.Header)+1+len(r.Secrets))

@@ -25,12 +25,17 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 	s := r.Supervisor
 	p := &s.policy
 	host := strings.ToLower(req.URL.Host)
-	start := time.Now()
+	start := st.start
 	s.budget(host).Request(start)
 	req = withIdempotencyKey(req, p)
+	st.sent = req
 	body := req.Body
 	for retries := 0; ; retries++ {
-		if err := s.waitCoolDown(ctx, host); err != nil {
+		waited, err := s.waitCoolDown(ctx, host)
+		if waited > 0 {
+			st.tel.CoolDown(ctx, host, waited)
+		}
+		if err != nil {
 			closeReader(body)
 			return nil, err
 		}
@@ -80,12 +85,14 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 				}
 				return nil, aerr
 			}
+			st.tel.BudgetExhausted(ctx, host)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %w", messages.ErrRetryBudgetExhausted, err)
 			}
 			st.exhausted = true
 			return resp, nil
 		}
+		st.tel.RetryScheduled(ctx, host, reason, wait, fromServer, st.sends)
 		if resp != nil {
 			discard(resp)
 		}
@@ -122,22 +129,26 @@ func (p *RetryPolicy) nextWait(n int, server time.Duration, fromServer bool, sta
 	return wait, now.Add(wait).Sub(start) <= p.MaxElapsed
 }
 
-// waitCoolDown holds a request while its host cools down. A cool-down that outlasts ctx's deadline
-// fails at once with a *RetryLaterError.
-func (s *Supervisor) waitCoolDown(ctx context.Context, host string) error {
+// waitCoolDown holds a request while its host cools down, and says how long it held it. A
+// cool-down that outlasts ctx's deadline fails at once with a *RetryLaterError.
+func (s *Supervisor) waitCoolDown(ctx context.Context, host string) (time.Duration, error) {
+	var waited time.Duration
 	for s.cool.Load() != nil {
-		cd, ok := s.coolingUntil(host, time.Now())
+		now := time.Now()
+		cd, ok := s.coolingUntil(host, now)
 		if !ok {
-			return nil
+			break
 		}
 		if dl, ok := ctx.Deadline(); ok && cd.until.After(dl) {
-			return &messages.RetryLaterError{Host: host, Status: cd.status, At: cd.at}
+			return waited, &messages.RetryLaterError{Host: host, Status: cd.status, At: cd.at}
 		}
-		if err := sleep(ctx, time.Until(cd.until)); err != nil {
-			return err
+		err := sleep(ctx, cd.until.Sub(now))
+		waited += time.Since(now)
+		if err != nil {
+			return waited, err
 		}
 	}
-	return nil
+	return waited, nil
 }
 
 // sleep waits d, or returns early with why ctx ended.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/resilientclient/resilient/internal/retry"
 	"github.com/resilientclient/resilient/messages"
@@ -167,7 +168,7 @@ func (s *Supervisor) reportPanic(m messages.RequestPanicked) {
 }
 
 func logPanic(l *slog.Logger, m messages.RequestPanicked) {
-	l.Error("request panicked; its caller got ErrRequestPanicked",
+	l.ErrorContext(trace.ContextWithSpanContext(context.Background(), m.Trace), "request panicked; its caller got ErrRequestPanicked",
 		"method", m.Method, "host", m.Host, "panic", m.Value, "stack", string(m.Stack))
 }
 

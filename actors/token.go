@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/resilientclient/resilient/internal/retry"
+	"github.com/resilientclient/resilient/internal/telemetry"
 	"github.com/resilientclient/resilient/internal/tokenwire"
 	"github.com/resilientclient/resilient/messages"
 )
@@ -38,6 +40,7 @@ type TokenConfig struct {
 	Save                 func(ctx context.Context, t messages.Tokens) error // optional; persists a refreshed pair before anyone is released
 	Publish              func(event any)                                    // receives events; must not block
 	Logger               *slog.Logger
+	Telemetry            *telemetry.T // spans and metrics of refreshes and parked requests; nil: none
 }
 
 // tokenActor is the only writer of credentials. Its behaviour is one of three states, switched with
@@ -60,6 +63,10 @@ type tokenActor struct {
 	started   time.Time
 	cancel    context.CancelFunc // ends the running refresh
 
+	trigger   trace.SpanContext // the span of the requester whose message is being handled
+	refresh   telemetry.Refresh // the running refresh's span (ended when it reports back)
+	refreshSC trace.SpanContext // the last refresh's span, named in the replies it releases
+
 	timer *time.Timer // the proactive refresh of the current generation
 
 	life context.Context // ends on Shutdown; parent of every refresh
@@ -76,12 +83,22 @@ func newTokenActor(cfg TokenConfig, h *TokenHandle) *tokenActor {
 // Receive handles what every state handles alike, then hands the message to the current state.
 func (a *tokenActor) Receive(c actor.Context) {
 	defer a.recoverPanic(c)
+	a.trigger = trace.SpanContext{}
+	switch m := c.Message().(type) {
+	case messages.NeedToken:
+		a.trigger = m.Trace
+	case messages.TokenRejected:
+		a.trigger = m.Trace
+	}
 	switch m := c.Message().(type) {
 	case *actor.Started:
 		a.install(c, a.cfg.Tokens)
 		return
 	case messages.CancelWait:
-		delete(a.parked, m.ID)
+		if _, ok := a.parked[m.ID]; ok {
+			delete(a.parked, m.ID)
+			a.cfg.Telemetry.Parking(context.Background(), -1)
+		}
 		return
 	case messages.Shutdown:
 		a.shutdown()
@@ -210,10 +227,13 @@ func (a *tokenActor) park(id uint64, r chan<- messages.TokenReply) {
 	}
 	a.parked[id] = r
 	a.order = append(a.order, id)
+	a.cfg.Telemetry.Parking(context.Background(), 1)
 }
 
-// releaseAll answers every parked requester with rep, in arrival order, and empties the queue.
+// releaseAll answers every parked requester with rep, in arrival order, and empties the queue. The
+// replies name the span of the refresh that ended the wait, if one ran.
 func (a *tokenActor) releaseAll(rep messages.TokenReply) int {
+	rep.Waited, rep.Refresh = true, a.refreshSC
 	n := 0
 	for _, id := range a.order {
 		if r, ok := a.parked[id]; ok {
@@ -223,6 +243,9 @@ func (a *tokenActor) releaseAll(rep messages.TokenReply) int {
 	}
 	clear(a.parked)
 	a.order = a.order[:0]
+	if n > 0 {
+		a.cfg.Telemetry.Parking(context.Background(), -int64(n))
+	}
 	return n
 }
 
@@ -283,15 +306,21 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool) {
 	ctx, cancel := context.WithCancel(a.life)
 	a.cancel = cancel
 	a.behavior.Become(a.refreshing)
+	trigger := a.trigger
+	if proactive {
+		trigger = trace.SpanContext{}
+	}
+	ctx, a.refresh = a.cfg.Telemetry.StartRefresh(ctx, a.cfg.RefreshHost, proactive, trigger)
+	a.refreshSC = a.refresh.SpanContext()
 
 	seq, current, self, root := a.seq, a.creds, c.Self(), c.ActorSystem().Root
 	refresh, save, timeout := a.cfg.Refresh, a.cfg.Save, a.cfg.RefreshTimeout
-	sup, host := a.cfg.Supervisor, a.cfg.RefreshHost
+	sup, host, tel := a.cfg.Supervisor, a.cfg.RefreshHost, a.cfg.Telemetry
 	a.h.background.Add(1)
 	go func() {
 		defer a.h.background.Done()
 		defer cancel()
-		t, err := refreshRetrying(ctx, refresh, current, timeout, sup, host)
+		t, err := refreshRetrying(ctx, refresh, current, timeout, sup, host, tel)
 		if a.life.Err() != nil {
 			return // the actor is shutting down: nobody is left to tell (and no dead letter)
 		}
@@ -303,7 +332,7 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool) {
 			// Persist the rotated pair before anyone is released: the old refresh token is spent.
 			sctx, scancel := context.WithTimeout(a.life, timeout)
 			if serr := save(sctx, t); serr != nil {
-				a.cfg.Logger.Warn("token store: saving the refreshed tokens failed", "error", serr)
+				a.cfg.Logger.WarnContext(ctx, "token store: saving the refreshed tokens failed", "error", serr)
 			}
 			scancel()
 		}
@@ -315,16 +344,16 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool) {
 // (the endpoint answered 408, 429 or 5xx, could not be reached, or timed out) is retried under the
 // supervisor's policy, honouring the endpoint's Retry-After, while the requests stay parked; the
 // error of the last call is returned when retrying stops. Without a supervisor it calls once.
-func refreshRetrying(ctx context.Context, f RefreshFunc, current messages.Tokens, timeout time.Duration, s *Supervisor, host string) (messages.Tokens, error) {
+func refreshRetrying(ctx context.Context, f RefreshFunc, current messages.Tokens, timeout time.Duration, s *Supervisor, host string, tel *telemetry.T) (messages.Tokens, error) {
 	start := time.Now()
 	for calls := 1; ; calls++ {
 		if s != nil {
 			// An endpoint that asked for a pause (Retry-After) is not called before it ends.
-			if err := s.waitCoolDown(ctx, host); err != nil {
+			if _, err := s.waitCoolDown(ctx, host); err != nil {
 				return messages.Tokens{}, err
 			}
 		}
-		actx, cancel := context.WithTimeout(ctx, timeout)
+		actx, cancel := context.WithTimeout(telemetry.WithResend(ctx, calls-1), timeout)
 		t, err := callRefresh(actx, f, current)
 		cancel()
 		if err == nil || s == nil || ctx.Err() != nil {
@@ -348,7 +377,11 @@ func refreshRetrying(ctx context.Context, f RefreshFunc, current messages.Tokens
 			return t, err
 		}
 		ask := messages.RetryAsk{Host: host, Method: http.MethodPost, Attempt: calls + 1, Reason: reason, Delay: wait}
-		if s.askRetry(ctx, ask) != nil || sleep(ctx, wait) != nil {
+		if s.askRetry(ctx, ask) != nil {
+			return t, err
+		}
+		tel.RefreshRetry(ctx, host, reason, wait, serverWait > 0, calls)
+		if sleep(ctx, wait) != nil {
 			return t, err
 		}
 	}
@@ -408,6 +441,12 @@ func (a *tokenActor) abandonRefresh() {
 		a.cancel()
 		a.cancel = nil
 	}
+	a.refresh.End(context.Background(), telemetry.RefreshAbandoned, 0, 0, nil)
+}
+
+// logCtx carries the last refresh's span, so log records about it name its trace.
+func (a *tokenActor) logCtx() context.Context {
+	return trace.ContextWithSpanContext(context.Background(), a.refreshSC)
 }
 
 func (a *tokenActor) refreshed(c actor.Context, t messages.Tokens) {
@@ -416,34 +455,40 @@ func (a *tokenActor) refreshed(c actor.Context, t messages.Tokens) {
 	a.install(c, t)
 	a.behavior.Become(a.valid)
 	n := a.releaseAll(messages.TokenReply{Token: t.Access, Gen: a.gen})
+	a.refresh.End(context.Background(), telemetry.RefreshSuccess, a.gen, n, nil)
 	a.publish(messages.TokenRefreshed{Gen: a.gen, Expiry: t.Expiry, Proactive: proactive, Released: n, Duration: took})
 }
 
 func (a *tokenActor) refreshFailed(c actor.Context, m messages.RefreshFailed) {
 	a.cancel = nil
 	if m.Permanent {
-		a.expire(m.Err)
+		n := a.expire(m.Err)
+		a.refresh.End(context.Background(), telemetry.RefreshExpired, 0, n, a.ended)
 		return
 	}
-	a.cfg.Logger.Warn("token refresh failed; credentials kept", "error", m.Err)
+	a.cfg.Logger.WarnContext(a.logCtx(), "token refresh failed; credentials kept", "error", m.Err)
 	a.behavior.Become(a.valid)
-	a.releaseAll(messages.TokenReply{Err: fmt.Errorf("%w: %w", messages.ErrRefreshFailed, m.Err)})
+	err := fmt.Errorf("%w: %w", messages.ErrRefreshFailed, m.Err)
+	n := a.releaseAll(messages.TokenReply{Err: err})
+	a.refresh.End(context.Background(), telemetry.RefreshFailed, 0, n, err)
 	if a.proactive && a.usable() {
 		// The old token still works; try again half-way to its expiry rather than waiting for it.
 		a.schedule(c, time.Second)
 	}
 }
 
-// expire ends the session: credentials cleared, every parked requester failed, one event.
-func (a *tokenActor) expire(cause error) {
+// expire ends the session: credentials cleared, every parked requester failed, one event. It
+// returns how many parked requesters it failed.
+func (a *tokenActor) expire(cause error) int {
 	a.stopTimer()
 	a.creds = messages.Tokens{}
 	a.h.snap.Store(nil)
 	a.ended = fmt.Errorf("%w: %w", messages.ErrSessionExpired, cause)
 	a.behavior.Become(a.expired)
 	n := a.releaseAll(messages.TokenReply{Err: a.ended})
-	a.cfg.Logger.Warn("session expired", "error", a.ended, "failed_requests", n)
+	a.cfg.Logger.WarnContext(a.logCtx(), "session expired", "error", a.ended, "failed_requests", n)
 	a.publish(messages.SessionExpired{Err: a.ended, Failed: n})
+	return n
 }
 
 // replace installs credentials given by the application and answers everyone parked with them.
@@ -463,6 +508,7 @@ func (a *tokenActor) replace(c actor.Context, m messages.SetTokens) {
 }
 
 func (a *tokenActor) shutdown() {
+	a.refresh.End(context.Background(), telemetry.RefreshAbandoned, 0, len(a.parked), messages.ErrClosed)
 	a.stop()
 	a.stopTimer()
 	a.h.snap.Store(nil)
@@ -484,7 +530,7 @@ func (a *tokenActor) recoverPanic(c actor.Context) {
 		return
 	}
 	err := fmt.Errorf("engine: internal error in the token actor: %v", r)
-	a.cfg.Logger.Error("token actor panicked", "error", err)
+	a.cfg.Logger.ErrorContext(trace.ContextWithSpanContext(context.Background(), a.trigger), "token actor panicked", "error", err)
 	switch m := c.Message().(type) {
 	case messages.NeedToken:
 		reply(m.Reply, messages.TokenReply{Err: err})

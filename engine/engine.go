@@ -13,6 +13,7 @@ import (
 
 	"github.com/resilientclient/resilient/actors"
 	"github.com/resilientclient/resilient/internal/httpcache"
+	"github.com/resilientclient/resilient/internal/telemetry"
 	"github.com/resilientclient/resilient/internal/tokenwire"
 	"github.com/resilientclient/resilient/messages"
 )
@@ -85,6 +86,11 @@ func build(public bool, opts []Option) (*Engine, error) {
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
+	c.logger = slog.New(traceHandler{c.logger.Handler()})
+	tel, err := telemetry.New(c.tel)
+	if err != nil {
+		return nil, configErr("WithMeterProvider", "creating the engine's instruments: %v", err)
+	}
 
 	var start Tokens
 	if !public {
@@ -111,7 +117,7 @@ func build(public bool, opts []Option) (*Engine, error) {
 		e.system.Shutdown()
 		return nil, err
 	}
-	e.requester = &actors.Requester{Base: base, Origins: v.origins, Inflight: e.inflight, Supervisor: e.sup, Secrets: c.secrets}
+	e.requester = &actors.Requester{Base: base, Origins: v.origins, Inflight: e.inflight, Supervisor: e.sup, Secrets: c.secrets, Tel: tel}
 	e.requester.Finished = e.finished
 	if c.cacheBytes == 0 {
 		c.cacheBytes = DefaultCacheBytes
@@ -124,13 +130,14 @@ func build(public bool, opts []Option) (*Engine, error) {
 	if !public {
 		tc := actors.TokenConfig{
 			Tokens:         start,
-			Refresh:        c.refresher(base),
+			Refresh:        c.refresher(tel.Transport(base)),
 			RefreshTimeout: c.refreshTimeout,
 			Skew:           c.skew,
 			Publish:        e.system.EventStream.Publish,
 			Logger:         c.logger,
 			Supervisor:     e.sup,
 			RefreshHost:    "refresh",
+			Telemetry:      tel,
 		}
 		if u, err := url.Parse(c.tokenEndpoint); err == nil && c.tokenEndpoint != "" {
 			tc.RefreshHost = strings.ToLower(u.Host)

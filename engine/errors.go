@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"mime"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/resilientclient/resilient/internal/redact"
 	"github.com/resilientclient/resilient/internal/retry"
 	"github.com/resilientclient/resilient/internal/tokenwire"
 	"github.com/resilientclient/resilient/messages"
@@ -106,7 +106,7 @@ func (e *APIError) Error() string {
 func parseAPIError(resp *http.Response, body []byte) *APIError {
 	e := &APIError{Status: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
 	if resp.Request != nil {
-		e.Method, e.URL = resp.Request.Method, redactURL(resp.Request.URL)
+		e.Method, e.URL = resp.Request.Method, redact.URL(resp.Request.URL)
 	}
 	if e.RequestID == "" {
 		e.RequestID = resp.Header.Get("X-Correlation-Id")
@@ -190,23 +190,4 @@ func clip(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
-}
-
-// redactURL prints u without user info and with every query value replaced, so secrets passed in
-// URLs (api_key=…, token=…) do not reach errors and logs.
-func redactURL(u *url.URL) string {
-	if u == nil {
-		return ""
-	}
-	c := *u
-	c.User = nil
-	c.Fragment, c.RawFragment = "", ""
-	if c.RawQuery != "" {
-		q := c.Query()
-		for k := range q {
-			q[k] = []string{"redacted"}
-		}
-		c.RawQuery = q.Encode()
-	}
-	return c.String()
 }

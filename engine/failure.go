@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/resilientclient/resilient/actors"
+	"github.com/resilientclient/resilient/internal/redact"
 )
 
 // Failure describes one failed logical request, for the error handler: the request got an error,
@@ -55,7 +56,7 @@ func (e *Engine) finished(req *http.Request, resp *http.Response, err error, o a
 		rep.Failure = ferr
 		return resp, err
 	}
-	e.fail(req.Context(), &Failure{Method: req.Method, URL: redactURL(req.URL), Status: status, Attempts: o.Sends, Err: ferr})
+	e.fail(req.Context(), &Failure{Method: req.Method, URL: redact.URL(req.URL), Status: status, Attempts: o.Sends, Err: ferr})
 	return resp, err
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/resilientclient/resilient/actors"
+	"github.com/resilientclient/resilient/internal/redact"
 )
 
 // timeNow is the clock of token expiry computations; tests may replace it.
@@ -61,7 +62,7 @@ func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return zero, fmt.Errorf("engine: encoding the %s %s body: %w", method, redactURL(u), err)
+			return zero, fmt.Errorf("engine: encoding the %s %s body: %w", method, redact.URL(u), err)
 		}
 		rd = bytes.NewReader(b)
 	}
@@ -84,8 +85,8 @@ func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		err = fmt.Errorf("engine: %s %s: %w", method, redactURL(u), err)
-		e.fail(ctx, &Failure{Method: method, URL: redactURL(u), Attempts: attempts(&rep), Err: err})
+		err = fmt.Errorf("engine: %s %s: %w", method, redact.URL(u), err)
+		e.fail(ctx, &Failure{Method: method, URL: redact.URL(u), Attempts: attempts(&rep), Err: err})
 		return zero, err
 	}
 	defer func() {
@@ -114,8 +115,8 @@ func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any
 		if errors.Is(err, io.EOF) {
 			return zero, nil
 		}
-		err = fmt.Errorf("engine: decoding the %s %s answer: %w", method, redactURL(u), err)
-		e.fail(ctx, &Failure{Method: method, URL: redactURL(u), Status: resp.StatusCode, Attempts: attempts(&rep), Err: err})
+		err = fmt.Errorf("engine: decoding the %s %s answer: %w", method, redact.URL(u), err)
+		e.fail(ctx, &Failure{Method: method, URL: redact.URL(u), Status: resp.StatusCode, Attempts: attempts(&rep), Err: err})
 		return zero, err
 	}
 	return out, nil

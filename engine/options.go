@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/resilientclient/resilient/actors"
+	"github.com/resilientclient/resilient/internal/telemetry"
 	"github.com/resilientclient/resilient/internal/tokenwire"
 )
 
@@ -80,6 +81,7 @@ type config struct {
 	onError        func(context.Context, *Failure)
 	secrets        []actors.SecretHeader
 	cacheBytes     int64
+	tel            telemetry.Config
 }
 
 // WithBaseURL sets the API's base URL: typed helpers resolve their paths against it, and its origin
@@ -163,8 +165,8 @@ func WithSecretHeader(name, value string) Option {
 }
 
 // WithLogger sets where the engine logs (refresh failures, session expiry, panics in subscribers).
-// Records never contain a token. The actor system's own records go there too, from Warn up.
-// Default: logs are discarded.
+// Records never contain a token; records about a request or a refresh carry its trace_id and
+// span_id. The actor system's own records go there too, from Warn up. Default: logs are discarded.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // ErrInvalidConfig is wrapped by every error New and NewPublic return for bad options.

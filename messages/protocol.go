@@ -1,6 +1,10 @@
 package messages
 
-import "time"
+import (
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+)
 
 // TokenReply is the token actor's answer to NeedToken and TokenRejected: either a token with the
 // generation it belongs to, or the error that ended the wait (ErrSessionExpired, ErrClosed,
@@ -10,6 +14,11 @@ type TokenReply struct {
 	Token string
 	Gen   uint64
 	Err   error
+	// Waited is true when the requester was parked behind a refresh (not answered at once).
+	Waited bool
+	// Refresh is the span of the refresh that ended the wait (invalid when none, or not traced), for
+	// the requester's span to link to.
+	Refresh trace.SpanContext
 }
 
 // NeedToken asks for a usable access token. The token actor answers at once while its token is valid;
@@ -17,6 +26,7 @@ type TokenReply struct {
 type NeedToken struct {
 	ID    uint64            // the requester's wait ticket, unique per engine; CancelWait names it
 	Reply chan<- TokenReply // buffered, capacity ≥ 1
+	Trace trace.SpanContext // the requester's span, linked from a refresh it starts; may be invalid
 }
 
 // TokenRejected reports that the API answered 401 to a request sent with the token of generation Gen.
@@ -26,6 +36,7 @@ type TokenRejected struct {
 	ID    uint64
 	Gen   uint64
 	Reply chan<- TokenReply
+	Trace trace.SpanContext // the requester's span, linked from a refresh it starts; may be invalid
 }
 
 // CancelWait withdraws a parked requester whose context ended: it leaves the queue and is never

@@ -1,6 +1,10 @@
 package messages
 
-import "time"
+import (
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+)
 
 // The supervisor's protocol. Request actors ask it before every retry (RetryAsk), tell it when a
 // host asks for a pause (CoolDown), and report their own panics (RequestPanicked). It owns the state
@@ -39,6 +43,7 @@ type RequestPanicked struct {
 	Host   string
 	Value  string // the panic value, printed
 	Stack  []byte
+	Trace  trace.SpanContext // the request's span, so the log record names its trace; may be invalid
 }
 
 // RetryScheduled is published when a logical request will be retried.

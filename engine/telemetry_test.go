@@ -1,0 +1,543 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/resilientclient/resilient/engine"
+	"github.com/resilientclient/resilient/internal/fakeapi"
+)
+
+// rig is an OpenTelemetry SDK that keeps everything in memory, a log buffer, and what the fake API
+// saw of each request: the traceparent and Idempotency-Key headers, by path, in arrival order.
+type rig struct {
+	spans  *tracetest.SpanRecorder
+	tp     *sdktrace.TracerProvider
+	reader *sdkmetric.ManualReader
+	mp     *sdkmetric.MeterProvider
+	logs   syncBuffer
+
+	mu   sync.Mutex
+	seen []seenRequest
+}
+
+type seenRequest struct {
+	path, traceparent, idemKey string
+}
+
+func newRig(t *testing.T) *rig {
+	r := &rig{spans: tracetest.NewSpanRecorder(), reader: sdkmetric.NewManualReader()}
+	r.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(r.spans))
+	r.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(r.reader))
+	t.Cleanup(func() {
+		_ = r.tp.Shutdown(context.Background())
+		_ = r.mp.Shutdown(context.Background())
+	})
+	return r
+}
+
+// observe is the fake API's Observe hook.
+func (r *rig) observe(req *http.Request) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen = append(r.seen, seenRequest{path: req.URL.Path, traceparent: req.Header.Get("Traceparent"), idemKey: req.Header.Get("Idempotency-Key")})
+}
+
+func (r *rig) seenAt(path string) []seenRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []seenRequest
+	for _, s := range r.seen {
+		if s.path == path {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (r *rig) options() []engine.Option {
+	return []engine.Option{
+		engine.WithTracerProvider(r.tp), engine.WithMeterProvider(r.mp),
+		engine.WithPropagator(propagation.TraceContext{}),
+		engine.WithLogger(slog.New(slog.NewJSONHandler(&r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
+	}
+}
+
+func (r *rig) named(name string) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range r.spans.Ended() {
+		if s.Name() == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (r *rig) children(parent sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range r.spans.Ended() {
+		if s.Parent().SpanID() == parent.SpanContext().SpanID() && s.Parent().TraceID() == parent.SpanContext().TraceID() {
+			out = append(out, s)
+		}
+	}
+	slices.SortFunc(out, func(a, b sdktrace.ReadOnlySpan) int { return a.StartTime().Compare(b.StartTime()) })
+	return out
+}
+
+func (r *rig) metrics(t *testing.T) map[string]metricdata.Metrics {
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, r.reader.Collect(context.Background(), &rm))
+	out := map[string]metricdata.Metrics{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			out[m.Name] = m
+		}
+	}
+	return out
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func attr(s sdktrace.ReadOnlySpan, key string) (attribute.Value, bool) {
+	for _, kv := range s.Attributes() {
+		if string(kv.Key) == key {
+			return kv.Value, true
+		}
+	}
+	return attribute.Value{}, false
+}
+
+func eventAttr(ev sdktrace.Event, key string) attribute.Value {
+	for _, kv := range ev.Attributes {
+		if string(kv.Key) == key {
+			return kv.Value
+		}
+	}
+	return attribute.Value{}
+}
+
+func traceparentOf(s sdktrace.ReadOnlySpan) string {
+	return fmt.Sprintf("00-%s-%s-01", s.SpanContext().TraceID(), s.SpanContext().SpanID())
+}
+
+func fastRetries() engine.Option {
+	return engine.WithRetryPolicy(engine.RetryPolicy{BaseDelay: 2 * time.Millisecond, MaxDelay: 10 * time.Millisecond})
+}
+
+// A request answered 503, 503, 200 is one logical span (a child of the caller's span) with three
+// CLIENT children, the 2nd and 3rd carrying http.request.resend_count, two backoff events, and every
+// send carried its own CLIENT span's traceparent to the server.
+func TestTraceRetriedRequest(t *testing.T) {
+	r := newRig(t)
+	srv := startAPI(t, fakeapi.Options{Observe: r.observe})
+	e := newEngine(t, srv, srv.Login("ann"), append(r.options(), fastRetries())...)
+	srv.SetAPIFailure(http.StatusServiceUnavailable, "", 2)
+
+	ctx, caller := r.tp.Tracer("test").Start(context.Background(), "caller")
+	got, err := engine.GetJSON[item](ctx, e, "/items/1")
+	caller.End()
+	require.NoError(t, err)
+	require.Equal(t, "1", got.ID)
+
+	logical := r.named("resilient GET")
+	require.Len(t, logical, 1)
+	l := logical[0]
+	assert.Equal(t, trace.SpanKindInternal, l.SpanKind())
+	assert.Equal(t, caller.SpanContext().SpanID(), l.Parent().SpanID(), "the logical span is the caller's child")
+	assert.Equal(t, codes.Unset, l.Status().Code)
+	v, _ := attr(l, engine.AttrAttempts)
+	assert.Equal(t, int64(3), v.AsInt64())
+	v, _ = attr(l, engine.AttrBackoff)
+	assert.Greater(t, v.AsFloat64(), 0.0)
+	v, _ = attr(l, engine.AttrTokenGeneration)
+	assert.Equal(t, int64(1), v.AsInt64())
+	v, _ = attr(l, "http.response.status_code")
+	assert.Equal(t, int64(200), v.AsInt64())
+
+	var retries []sdktrace.Event
+	for _, ev := range l.Events() {
+		if ev.Name == "retry scheduled" {
+			retries = append(retries, ev)
+		}
+	}
+	require.Len(t, retries, 2)
+	for i, ev := range retries {
+		assert.Equal(t, "status_503", eventAttr(ev, engine.AttrRetryReason).AsString())
+		assert.Equal(t, "backoff", eventAttr(ev, "resilient.retry.source").AsString())
+		assert.Equal(t, int64(i+1), eventAttr(ev, "http.request.resend_count").AsInt64())
+	}
+
+	sends := r.children(l)
+	require.Len(t, sends, 3)
+	seen := r.seenAt("/items/1")
+	require.Len(t, seen, 3)
+	for i, s := range sends {
+		assert.Equal(t, "GET", s.Name())
+		assert.Equal(t, trace.SpanKindClient, s.SpanKind())
+		rc, ok := attr(s, "http.request.resend_count")
+		if i == 0 {
+			assert.False(t, ok, "the first send is not a resend")
+		} else {
+			assert.Equal(t, int64(i), rc.AsInt64())
+		}
+		status, _ := attr(s, "http.response.status_code")
+		errType, hasErr := attr(s, "error.type")
+		if i < 2 {
+			assert.Equal(t, int64(503), status.AsInt64())
+			assert.Equal(t, "503", errType.AsString())
+			assert.Equal(t, codes.Error, s.Status().Code)
+		} else {
+			assert.Equal(t, int64(200), status.AsInt64())
+			assert.False(t, hasErr)
+		}
+		assert.Equal(t, traceparentOf(s), seen[i].traceparent, "send %d carried its own span to the server", i)
+	}
+}
+
+// 100 requests that find the token revoked park behind one refresh: one "token refresh" span (the
+// root of its own trace, linked to the request that started it, with its own CLIENT child that
+// carried its traceparent to the token endpoint), and every one of the 100 logical spans links to it.
+func TestTraceHerdLinksToOneRefresh(t *testing.T) {
+	r := newRig(t)
+	srv := startAPI(t, fakeapi.Options{Observe: r.observe})
+	e := newEngine(t, srv, srv.Login("ann"), r.options()...)
+	srv.ExpireAccessTokens()
+	srv.SetTokenDelay(100 * time.Millisecond)
+
+	fanOut(100, func(int) {
+		_, err := engine.GetJSON[item](context.Background(), e, "/items/1")
+		assert.NoError(t, err)
+	})
+	require.Equal(t, int64(1), srv.Stats().RefreshCalls)
+
+	refreshes := r.named("token refresh")
+	require.Len(t, refreshes, 1)
+	rs := refreshes[0]
+	assert.False(t, rs.Parent().IsValid(), "a refresh is the root of its own trace")
+	outcome, _ := attr(rs, engine.AttrRefreshOutcome)
+	assert.Equal(t, "success", outcome.AsString())
+	gen, _ := attr(rs, engine.AttrTokenGeneration)
+	assert.Equal(t, int64(2), gen.AsInt64())
+	proactive, _ := attr(rs, "resilient.refresh.proactive")
+	assert.False(t, proactive.AsBool())
+	require.Len(t, rs.Links(), 1, "linked to the request that started it")
+
+	logical := r.named("resilient GET")
+	require.Len(t, logical, 100)
+	trigger := false
+	for _, l := range logical {
+		linked := slices.ContainsFunc(l.Links(), func(k sdktrace.Link) bool { return k.SpanContext.Equal(rs.SpanContext()) })
+		assert.True(t, linked, "every released request links to the refresh")
+		trigger = trigger || l.SpanContext().Equal(rs.Links()[0].SpanContext)
+		names := []string{}
+		for _, ev := range l.Events() {
+			names = append(names, ev.Name)
+		}
+		assert.Subset(t, names, []string{"parked", "released"})
+		parked, _ := attr(l, engine.AttrParked)
+		assert.Greater(t, parked.AsFloat64(), 0.0)
+	}
+	assert.True(t, trigger, "the refresh links to one of the requests")
+
+	calls := r.children(rs)
+	require.Len(t, calls, 1)
+	assert.Equal(t, trace.SpanKindClient, calls[0].SpanKind())
+	seen := r.seenAt("/oauth/token")
+	require.Len(t, seen, 1)
+	assert.Equal(t, traceparentOf(calls[0]), seen[0].traceparent, "the refresh call carries the refresh's trace")
+}
+
+// A refresh call that fails with 503 is retried under the refresh span: two CLIENT children, the
+// second with resend_count 1, a backoff event, and both traceparents reach the token endpoint.
+func TestTraceRefreshRetried(t *testing.T) {
+	r := newRig(t)
+	srv := startAPI(t, fakeapi.Options{Observe: r.observe})
+	e := newEngine(t, srv, srv.Login("ann"), append(r.options(), fastRetries())...)
+	srv.ExpireAccessTokens()
+	srv.SetTokenFailure(http.StatusServiceUnavailable, `{"error":"busy"}`, 1)
+
+	_, err := engine.GetJSON[item](context.Background(), e, "/items/1")
+	require.NoError(t, err)
+	refreshes := r.named("token refresh")
+	require.Len(t, refreshes, 1)
+	calls := r.children(refreshes[0])
+	require.Len(t, calls, 2)
+	_, first := attr(calls[0], "http.request.resend_count")
+	assert.False(t, first)
+	rc, _ := attr(calls[1], "http.request.resend_count")
+	assert.Equal(t, int64(1), rc.AsInt64())
+	seen := r.seenAt("/oauth/token")
+	require.Len(t, seen, 2)
+	for i := range calls {
+		assert.Equal(t, traceparentOf(calls[i]), seen[i].traceparent)
+	}
+	assert.True(t, slices.ContainsFunc(refreshes[0].Events(), func(ev sdktrace.Event) bool { return ev.Name == "retry scheduled" }))
+}
+
+// A refused refresh: the refresh span has an error status and outcome "expired", every parked
+// request's logical span carries error.type session_expired and links to it, and the log record
+// of the session's end names the refresh's trace.
+func TestTraceFailedRefresh(t *testing.T) {
+	r := newRig(t)
+	srv := startAPI(t, fakeapi.Options{Observe: r.observe})
+	e := newEngine(t, srv, srv.Login("ann"), r.options()...)
+	srv.ExpireAccessTokens()
+	srv.SetTokenDelay(50 * time.Millisecond)
+	srv.SetTokenFailure(http.StatusBadRequest, `{"error":"invalid_grant"}`, -1)
+
+	fanOut(20, func(int) {
+		_, err := engine.GetJSON[item](context.Background(), e, "/items/1")
+		assert.ErrorIs(t, err, engine.ErrSessionExpired)
+	})
+	refreshes := r.named("token refresh")
+	require.Len(t, refreshes, 1)
+	rs := refreshes[0]
+	assert.Equal(t, codes.Error, rs.Status().Code)
+	outcome, _ := attr(rs, engine.AttrRefreshOutcome)
+	assert.Equal(t, "expired", outcome.AsString())
+
+	logical := r.named("resilient GET")
+	require.Len(t, logical, 20)
+	for _, l := range logical {
+		assert.Equal(t, codes.Error, l.Status().Code)
+		et, _ := attr(l, "error.type")
+		assert.Equal(t, "session_expired", et.AsString())
+		assert.True(t, slices.ContainsFunc(l.Links(), func(k sdktrace.Link) bool { return k.SpanContext.Equal(rs.SpanContext()) }))
+	}
+
+	var record map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(r.logs.String()), "\n") {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &m))
+		if m["msg"] == "session expired" {
+			record = m
+		}
+	}
+	require.NotNil(t, record, "logs: %s", r.logs.String())
+	assert.Equal(t, rs.SpanContext().TraceID().String(), record["trace_id"])
+	assert.Equal(t, rs.SpanContext().SpanID().String(), record["span_id"])
+}
+
+// The metrics agree with what the fake API saw: one http.client.request.duration point per request
+// it received (API and token endpoint), the retries it caused by reason, one refresh, one logical
+// duration per request made, and no request left counted as parked.
+func TestMetricsMatchTheServer(t *testing.T) {
+	r := newRig(t)
+	srv := startAPI(t, fakeapi.Options{Observe: r.observe})
+	e := newEngine(t, srv, srv.Login("ann"), append(r.options(), fastRetries())...)
+
+	srv.SetAPIFailure(http.StatusServiceUnavailable, "", 2)
+	_, err := engine.GetJSON[item](context.Background(), e, "/items/1") // 3 sends, 2 retries
+	require.NoError(t, err)
+	srv.ExpireAccessTokens()
+	srv.SetTokenDelay(50 * time.Millisecond)
+	fanOut(30, func(int) { // 30 sends that get 401, one refresh, 30 resends
+		_, err := engine.GetJSON[item](context.Background(), e, "/items/1")
+		assert.NoError(t, err)
+	})
+	st := srv.Stats()
+	require.Equal(t, int64(1), st.RefreshCalls)
+
+	m := r.metrics(t)
+	sends := m["http.client.request.duration"].Data.(metricdata.Histogram[float64])
+	var points uint64
+	byStatus := map[int64]uint64{}
+	for _, p := range sends.DataPoints {
+		points += p.Count
+		s, _ := p.Attributes.Value("http.response.status_code")
+		byStatus[s.AsInt64()] += p.Count
+	}
+	assert.Equal(t, uint64(st.APIRequests+st.RefreshCalls), points, "one duration per request the server received")
+	assert.Equal(t, uint64(2), byStatus[503])
+	assert.Equal(t, uint64(st.Unauthorized), byStatus[401])
+
+	logical := m[engine.MetricRequestDuration].Data.(metricdata.Histogram[float64])
+	var n uint64
+	for _, p := range logical.DataPoints {
+		n += p.Count
+	}
+	assert.Equal(t, uint64(31), n)
+
+	retries := m[engine.MetricRetries].Data.(metricdata.Sum[int64])
+	require.Len(t, retries.DataPoints, 1)
+	reason, _ := retries.DataPoints[0].Attributes.Value(attribute.Key(engine.AttrRetryReason))
+	assert.Equal(t, "status_503", reason.AsString())
+	assert.Equal(t, int64(2), retries.DataPoints[0].Value)
+
+	refreshes := m[engine.MetricRefreshes].Data.(metricdata.Sum[int64])
+	require.Len(t, refreshes.DataPoints, 1)
+	assert.Equal(t, int64(1), refreshes.DataPoints[0].Value)
+	outcome, _ := refreshes.DataPoints[0].Attributes.Value(attribute.Key(engine.AttrRefreshOutcome))
+	assert.Equal(t, "success", outcome.AsString())
+
+	parked := m[engine.MetricParked].Data.(metricdata.Sum[int64])
+	require.Len(t, parked.DataPoints, 1)
+	assert.Equal(t, int64(0), parked.DataPoints[0].Value, "every parked request was released")
+}
+
+// Our CLIENT spans and http.client.request.duration carry exactly what otelhttp's do for the same
+// request (a dashboard built on otelhttp works unchanged), except what the conventions add for
+// resends.
+func TestSameAttributesAsOtelhttp(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	defer srv.Close()
+
+	theirs := newRig(t)
+	ot := otelhttp.NewTransport(http.DefaultTransport, otelhttp.WithTracerProvider(theirs.tp), otelhttp.WithMeterProvider(theirs.mp))
+	resp, err := (&http.Client{Transport: ot}).Get(srv.URL + "/x/y")
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+
+	ours := newRig(t)
+	e, err := engine.NewPublic(append(ours.options(), engine.WithMaxRetries(0))...)
+	require.NoError(t, err)
+	defer closeEngine(t, e)
+	resp, err = e.Client().Get(srv.URL + "/x/y")
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+
+	clientSpan := func(r *rig) sdktrace.ReadOnlySpan {
+		for _, s := range r.spans.Ended() {
+			if s.SpanKind() == trace.SpanKindClient {
+				return s
+			}
+		}
+		t.Fatal("no CLIENT span")
+		return nil
+	}
+	want, got := clientSpan(theirs), clientSpan(ours)
+	assert.ElementsMatch(t, want.Attributes(), got.Attributes())
+	assert.Equal(t, want.Status(), got.Status())
+	assert.Equal(t, "GET", got.Name(), "the conventions name a client span by its method (otelhttp: %q)", want.Name())
+
+	point := func(r *rig) attribute.Set {
+		h, ok := r.metrics(t)["http.client.request.duration"].Data.(metricdata.Histogram[float64])
+		require.True(t, ok)
+		require.Len(t, h.DataPoints, 1)
+		return h.DataPoints[0].Attributes
+	}
+	want2, got2 := point(theirs), point(ours)
+	assert.ElementsMatch(t, want2.ToSlice(), got2.ToSlice())
+}
+
+// Nothing secret reaches telemetry: every span (names, attributes, events, links, statuses), metric
+// attribute and log record, over refreshes, retries, lost orders with Idempotency-Keys, an expired
+// session and a URL with a secret query value, is searched for every token the server issued, every
+// key the server saw, and the query secret.
+func TestTelemetryKeepsNoSecrets(t *testing.T) {
+	r := newRig(t)
+	srv := startAPI(t, fakeapi.Options{Observe: r.observe})
+	e := newEngine(t, srv, srv.Login("ann"), append(r.options(), fastRetries())...)
+
+	run := func() {
+		fanOut(20, func(i int) {
+			_, _ = engine.GetJSON[item](context.Background(), e, "/items/1?api_key=QUERYSECRET123")
+			_, _ = engine.PostJSON[map[string]any](context.Background(), e, "/orders", map[string]any{"sku": i})
+		})
+	}
+	run()
+	srv.SetOrderLoss(5)
+	srv.SetAPIFailure(http.StatusServiceUnavailable, "", 5)
+	srv.ExpireAccessTokens()
+	run()
+	srv.ExpireAccessTokens()
+	srv.SetTokenFailure(http.StatusBadRequest, `{"error":"invalid_grant"}`, -1)
+	run()
+
+	var text strings.Builder
+	for _, s := range r.spans.Ended() {
+		fmt.Fprintln(&text, s.Name(), s.Status(), s.Attributes(), s.Events(), s.Links())
+	}
+	fmt.Fprintln(&text, r.metrics(t))
+	text.WriteString(r.logs.String())
+	all := text.String()
+
+	var secrets []string
+	for _, tok := range srv.IssuedTokens() {
+		secrets = append(secrets, tok[:16])
+	}
+	keys := 0
+	for _, s := range r.seenAt("/orders") {
+		if s.idemKey != "" {
+			secrets = append(secrets, s.idemKey)
+			keys++
+		}
+	}
+	secrets = append(secrets, "QUERYSECRET123")
+	require.Greater(t, keys, 20, "orders were sent with keys")
+	require.Greater(t, len(srv.IssuedTokens()), 3, "tokens were rotated")
+	require.Contains(t, all, "session_expired", "the session's end is in the telemetry searched")
+	require.Contains(t, all, engine.AttrIdempotencyKeyPresent)
+	for _, s := range secrets {
+		assert.NotContains(t, all, s)
+	}
+	t.Logf("searched %d bytes of telemetry (%d spans) for %d secrets", len(all), len(r.spans.Ended()), len(secrets))
+}
+
+// With no provider given, the engine follows the global ones: before an SDK is installed it records
+// nothing; once one is (after New), its spans appear at once.
+func TestFollowsGlobalProviders(t *testing.T) {
+	r := newRig(t)
+	srv := startAPI(t, fakeapi.Options{})
+	e := newEngine(t, srv, srv.Login("ann"))
+	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
+	t.Cleanup(func() {
+		otel.SetTracerProvider(tracenoop.NewTracerProvider())
+		otel.SetTextMapPropagator(prevProp)
+	})
+	_ = prevTP
+
+	_, err := engine.GetJSON[item](context.Background(), e, "/items/1")
+	require.NoError(t, err)
+	require.Empty(t, r.spans.Ended())
+
+	otel.SetTracerProvider(r.tp)
+	_, err = engine.GetJSON[item](context.Background(), e, "/items/1")
+	require.NoError(t, err)
+	assert.Len(t, r.named("resilient GET"), 1)
+	assert.Len(t, r.named("GET"), 1)
+}
