@@ -234,18 +234,17 @@ func (a *tokenActor) park(id uint64, r chan<- messages.TokenReply) {
 // replies name the span of the refresh that ended the wait, if one ran.
 func (a *tokenActor) releaseAll(rep messages.TokenReply) int {
 	rep.Waited, rep.Refresh = true, a.refreshSC
-	n := 0
+	n := len(a.parked) // withdrawn requesters left the map but not the order
+	if n > 0 {
+		a.cfg.Telemetry.Parking(context.Background(), -int64(n)) // before anyone runs on
+	}
 	for _, id := range a.order {
 		if r, ok := a.parked[id]; ok {
 			reply(r, rep)
-			n++
 		}
 	}
 	clear(a.parked)
 	a.order = a.order[:0]
-	if n > 0 {
-		a.cfg.Telemetry.Parking(context.Background(), -int64(n))
-	}
 	return n
 }
 
@@ -454,32 +453,32 @@ func (a *tokenActor) refreshed(c actor.Context, t messages.Tokens) {
 	proactive, took := a.proactive, time.Since(a.started)
 	a.install(c, t)
 	a.behavior.Become(a.valid)
+	// The refresh's span ends before the requests it released go on, so their work follows it.
+	a.refresh.End(context.Background(), telemetry.RefreshSuccess, a.gen, len(a.parked), nil)
 	n := a.releaseAll(messages.TokenReply{Token: t.Access, Gen: a.gen})
-	a.refresh.End(context.Background(), telemetry.RefreshSuccess, a.gen, n, nil)
 	a.publish(messages.TokenRefreshed{Gen: a.gen, Expiry: t.Expiry, Proactive: proactive, Released: n, Duration: took})
 }
 
 func (a *tokenActor) refreshFailed(c actor.Context, m messages.RefreshFailed) {
 	a.cancel = nil
 	if m.Permanent {
-		n := a.expire(m.Err)
-		a.refresh.End(context.Background(), telemetry.RefreshExpired, 0, n, a.ended)
+		a.refresh.End(context.Background(), telemetry.RefreshExpired, 0, len(a.parked), fmt.Errorf("%w: %w", messages.ErrSessionExpired, m.Err))
+		a.expire(m.Err)
 		return
 	}
 	a.cfg.Logger.WarnContext(a.logCtx(), "token refresh failed; credentials kept", "error", m.Err)
 	a.behavior.Become(a.valid)
 	err := fmt.Errorf("%w: %w", messages.ErrRefreshFailed, m.Err)
-	n := a.releaseAll(messages.TokenReply{Err: err})
-	a.refresh.End(context.Background(), telemetry.RefreshFailed, 0, n, err)
+	a.refresh.End(context.Background(), telemetry.RefreshFailed, 0, len(a.parked), err)
+	a.releaseAll(messages.TokenReply{Err: err})
 	if a.proactive && a.usable() {
 		// The old token still works; try again half-way to its expiry rather than waiting for it.
 		a.schedule(c, time.Second)
 	}
 }
 
-// expire ends the session: credentials cleared, every parked requester failed, one event. It
-// returns how many parked requesters it failed.
-func (a *tokenActor) expire(cause error) int {
+// expire ends the session: credentials cleared, every parked requester failed, one event.
+func (a *tokenActor) expire(cause error) {
 	a.stopTimer()
 	a.creds = messages.Tokens{}
 	a.h.snap.Store(nil)
@@ -488,7 +487,6 @@ func (a *tokenActor) expire(cause error) int {
 	n := a.releaseAll(messages.TokenReply{Err: a.ended})
 	a.cfg.Logger.WarnContext(a.logCtx(), "session expired", "error", a.ended, "failed_requests", n)
 	a.publish(messages.SessionExpired{Err: a.ended, Failed: n})
-	return n
 }
 
 // replace installs credentials given by the application and answers everyone parked with them.

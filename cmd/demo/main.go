@@ -7,12 +7,15 @@
 //     one SessionExpired event, and signing in again (SetTokens) brings the engine back;
 //  4. the API goes down for a second under 200 workers: retries stay within the budget (attempts ÷
 //     requests ≤ 1.25) and everyone succeeds afterwards; then the answers of 10 of 100 orders are
-//     lost after the server created them: every order succeeds, and none is created twice.
+//     lost after the server created them: every order succeeds, and none is created twice;
+//  5. one request, traced with OpenTelemetry: it parks behind a refresh, its first send meets a 503,
+//     its retry succeeds; the demo prints its trace as a tree, and the refresh's trace it links to.
 //
 // It exits 0 when every act went as it should, 1 otherwise.
 //
 //	go run ./cmd/demo                 # the whole story
 //	go run ./cmd/demo -requests 5000  # a bigger herd
+//	go run ./cmd/demo -otlp-endpoint localhost:4318  # also send every span and metric to a collector
 //
 // With -base-url and -access-token it sends one GET to a real API instead (add -refresh-token and
 // -token-endpoint for refreshes).
@@ -43,6 +46,7 @@ func main() {
 	refresh := flag.String("refresh-token", "", "refresh token for the real API")
 	endpoint := flag.String("token-endpoint", "", "the real API's token endpoint")
 	format := flag.String("format", "oauth2", "refresh format of -token-endpoint: oauth2 or json")
+	otlp := flag.String("otlp-endpoint", "", "host:port of an OpenTelemetry collector's OTLP/HTTP receiver (e.g. localhost:4318); every act's spans and metrics go there too")
 	flag.Parse()
 
 	if *baseURL != "" {
@@ -52,11 +56,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "demo: -requests must be between 1 and 20000")
 		os.Exit(2)
 	}
+	tel, err := startTelemetry(*otlp)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo: -otlp-endpoint:", err)
+		os.Exit(2)
+	}
 	ok := true
-	for _, act := range []func(int, io.Writer) bool{herdAct, proactiveAct, expiryAct, outageAct} {
+	for _, act := range []func(int, io.Writer) bool{herdAct, proactiveAct, expiryAct, outageAct, traceAct(tel.spans)} {
 		ok = act(*requests, os.Stdout) && ok
 		fmt.Println()
 	}
+	tel.stop(os.Stdout)
 	if !ok {
 		fmt.Println("demo: the story went wrong (see the lines marked FAIL)")
 		os.Exit(1)

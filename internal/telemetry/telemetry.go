@@ -262,16 +262,7 @@ func (t *T) StartLogical(ctx context.Context, req *http.Request, start time.Time
 	if !ok {
 		name = "resilient " + methodAttr(req.Method).Value.AsString()
 	}
-	ctx, span := a.tracer.Start(ctx, name, internalKind...)
-	l.span = span
-	if span.IsRecording() {
-		host, port := hostPort(req.URL)
-		attrs := []attribute.KeyValue{methodAttr(req.Method), semconv.ServerAddress(host), semconv.URLFull(redact.URL(req.URL))}
-		if port > 0 {
-			attrs = append(attrs, semconv.ServerPort(port))
-		}
-		span.SetAttributes(attrs...)
-	}
+	ctx, l.span = a.tracer.Start(ctx, name, internalKind...)
 	l.inject = !a.propOff && injects(ctx)
 	return ctx, l
 }
@@ -406,8 +397,15 @@ func (l *Logical) End(ctx context.Context, req *http.Request, resp *http.Respons
 		l.span.End() // no options: they would allocate for a span that keeps nothing
 		return
 	}
-	attrs := []attribute.KeyValue{AttrAttempts.Int(sends), AttrBackoff.Float64(l.backoff.Seconds()),
-		AttrParked.Float64(l.parked.Seconds()), AttrIdempotencyKey.Bool(hasIdempotencyKey(req))}
+	// Every attribute in one call, at the end: one copy into the span instead of several.
+	host, port := hostPort(req.URL)
+	attrs := make([]attribute.KeyValue, 0, 12)
+	attrs = append(attrs, methodAttr(req.Method), semconv.ServerAddress(host), semconv.URLFull(redact.URL(req.URL)))
+	if port > 0 {
+		attrs = append(attrs, semconv.ServerPort(port))
+	}
+	attrs = append(attrs, AttrAttempts.Int(sends), AttrBackoff.Float64(l.backoff.Seconds()),
+		AttrParked.Float64(l.parked.Seconds()), AttrIdempotencyKey.Bool(hasIdempotencyKey(req)))
 	if l.gen > 0 {
 		attrs = append(attrs, AttrGeneration.Int64(int64(l.gen)))
 	}
@@ -423,7 +421,7 @@ func (l *Logical) End(ctx context.Context, req *http.Request, resp *http.Respons
 		l.span.SetStatus(codes.Error, msg)
 	}
 	l.span.SetAttributes(attrs...)
-	l.span.End(trace.WithTimestamp(now))
+	l.span.End()
 }
 
 func hasIdempotencyKey(req *http.Request) bool {
@@ -477,6 +475,7 @@ type Send struct {
 	span   trace.Span
 	start  time.Time
 	rebind bool // the send's context holds a span of its own
+	resend int
 }
 
 // StartSend starts the CLIENT span of a send of req (the resend-th of the logical request, counting
@@ -503,8 +502,7 @@ func (t *T) startSend(a *active, ctx context.Context, req *http.Request, resend 
 		s.rebind = true
 		return sctx, s
 	}
-	s.rebind = true
-	span.SetAttributes(requestAttrs(req, resend)...)
+	s.rebind, s.resend = true, resend
 	return sctx, s
 }
 
@@ -512,11 +510,12 @@ func (t *T) startSend(a *active, ctx context.Context, req *http.Request, resend 
 // rebound to it for the transport below to see the send's span.
 func (s *Send) Rebind() bool { return s.rebind }
 
-// requestAttrs are otelhttp's request attributes (RequestTraceAttrs), with url.full redacted and
-// the conventions' http.request.resend_count on resends.
-func requestAttrs(req *http.Request, resend int) []attribute.KeyValue {
+// sendAttrs are otelhttp's request and response attributes (RequestTraceAttrs and
+// ResponseTraceAttrs) of a send that was answered status (0: not answered) over proto, with
+// url.full redacted and the conventions' http.request.resend_count on resends.
+func sendAttrs(req *http.Request, resend, status int, proto string) []attribute.KeyValue {
 	host, port := hostPort(req.URL)
-	attrs := make([]attribute.KeyValue, 0, 8)
+	attrs := make([]attribute.KeyValue, 0, 10)
 	attrs = append(attrs, methodAttr(req.Method))
 	if m := methodAttr(req.Method); m.Value.AsString() == "_OTHER" || m.Value.AsString() != req.Method {
 		attrs = append(attrs, semconv.HTTPRequestMethodOriginal(req.Method))
@@ -525,7 +524,7 @@ func requestAttrs(req *http.Request, resend int) []attribute.KeyValue {
 	if port > 0 {
 		attrs = append(attrs, semconv.ServerPort(port))
 	}
-	if name, version := netProtocol(req.Proto); version != "" {
+	if name, version := netProtocol(proto); version != "" {
 		if name != "http" {
 			attrs = append(attrs, semconv.NetworkProtocolName(name))
 		}
@@ -533,6 +532,12 @@ func requestAttrs(req *http.Request, resend int) []attribute.KeyValue {
 	}
 	if resend > 0 {
 		attrs = append(attrs, semconv.HTTPRequestResendCount(resend))
+	}
+	if status > 0 {
+		attrs = append(attrs, semconv.HTTPResponseStatusCode(status))
+	}
+	if status >= 400 || (status > 0 && status < 100) {
+		attrs = append(attrs, semconv.ErrorTypeKey.String(strconv.Itoa(status)))
 	}
 	return attrs
 }
@@ -568,25 +573,17 @@ func (s *Send) End(ctx context.Context, req *http.Request, resp *http.Response, 
 		s.span.End()
 		return
 	}
-	if err != nil {
-		s.span.SetAttributes(semconv.ErrorType(err))
+	// Every attribute in one call, at the end: one copy into the span instead of two.
+	attrs := sendAttrs(req, s.resend, status, proto)
+	switch {
+	case err != nil:
+		attrs = append(attrs, semconv.ErrorType(err))
 		s.span.SetStatus(codes.Error, err.Error())
-	} else {
-		attrs := make([]attribute.KeyValue, 0, 4)
-		attrs = append(attrs, semconv.HTTPResponseStatusCode(status))
-		if status >= 400 || status < 100 {
-			attrs = append(attrs, semconv.ErrorTypeKey.String(strconv.Itoa(status)))
-			s.span.SetStatus(codes.Error, "")
-		}
-		if name, version := netProtocol(resp.Proto); version != "" {
-			if name != "http" {
-				attrs = append(attrs, semconv.NetworkProtocolName(name))
-			}
-			attrs = append(attrs, semconv.NetworkProtocolVersion(version))
-		}
-		s.span.SetAttributes(attrs...)
+	case status >= 400 || status < 100:
+		s.span.SetStatus(codes.Error, "")
 	}
-	s.span.End(trace.WithTimestamp(now))
+	s.span.SetAttributes(attrs...)
+	s.span.End()
 }
 
 // ---- refreshes ----
