@@ -13,6 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/resilientclient/resilient/engine"
 )
 
@@ -258,4 +262,42 @@ func ExampleWithErrorHandler() {
 	// Output:
 	// toast: no such thing (404, after 1 attempt)
 	// engine: GET http://api/missing?api_key=redacted: 404 Not Found: no such thing
+}
+
+// Tracing with OpenTelemetry: give the engine a tracer provider (or install one globally) and every
+// logical request becomes an INTERNAL span whose sends are CLIENT spans, named and attributed as
+// otelhttp names them; a refresh is a span of its own that the requests it released link to.
+func ExampleWithTracerProvider() {
+	api := exampleAPI()
+	defer api.Close()
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	defer tp.Shutdown(context.Background())
+
+	eng, err := engine.New(
+		engine.WithBaseURL(api.URL),
+		engine.WithTokenEndpoint(api.URL+"/oauth/token", engine.OAuth2Refresh),
+		engine.WithTokens(engine.Tokens{Access: "stale", Refresh: "refresh-1"}),
+		engine.WithTracerProvider(tp),
+		engine.WithPropagator(propagation.TraceContext{}), // traceparent on every send
+	)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer eng.Close(context.Background())
+
+	if _, err := engine.GetJSON[map[string]string](context.Background(), eng, "/items/7"); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, s := range spans.Ended() {
+		fmt.Println(s.SpanKind(), s.Name())
+	}
+	// Output:
+	// client GET
+	// client POST
+	// internal token refresh
+	// client GET
+	// internal resilient GET
 }
