@@ -541,3 +541,48 @@ func TestFollowsGlobalProviders(t *testing.T) {
 	assert.Len(t, r.named("resilient GET"), 1)
 	assert.Len(t, r.named("GET"), 1)
 }
+
+// The retry budget's refusals and the requests held by a host's cool-down are counted, and the
+// counts match the events the engine published for the same requests.
+func TestMetricsBudgetAndCoolDown(t *testing.T) {
+	r := newRig(t)
+	srv := startAPI(t, fakeapi.Options{Observe: r.observe})
+	e := newEngine(t, srv, srv.Login("ann"), append(r.options(),
+		engine.WithRetryPolicy(engine.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond, BudgetRatio: 0.01, BudgetPerSecond: 1}))...)
+	events := subscribe(e)
+
+	srv.SetAPIFailure(http.StatusServiceUnavailable, "", -1) // down, without Retry-After
+	fanOut(40, func(int) { _, _ = engine.GetJSON[item](context.Background(), e, "/items/1") })
+	srv.SetAPIFailure(0, "", 0)
+
+	isExhausted := func(ev engine.Event) bool { _, ok := ev.(*engine.RetryBudgetExhausted); return ok }
+	require.Eventually(t, func() bool { return events.count(isExhausted) > 0 }, 2*time.Second, 5*time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // events are delivered on their own goroutine
+	m := r.metrics(t)
+	exhausted := m[engine.MetricBudgetExhausted].Data.(metricdata.Sum[int64])
+	require.Len(t, exhausted.DataPoints, 1)
+	assert.Equal(t, int64(events.count(isExhausted)), exhausted.DataPoints[0].Value)
+	assert.Greater(t, exhausted.DataPoints[0].Value, int64(30), "most of the 40 were refused a retry")
+
+	// A 503 with Retry-After: 1 cools the host down; requests made meanwhile wait, and say so.
+	srv.SetAPIFailure(http.StatusServiceUnavailable, "1", 1)
+	first := make(chan error, 1)
+	go func() { _, err := engine.GetJSON[item](context.Background(), e, "/items/1"); first <- err }()
+	require.Eventually(t, func() bool { return len(r.seenAt("/items/1")) > 40 }, 2*time.Second, time.Millisecond)
+	time.Sleep(20 * time.Millisecond)
+	fanOut(5, func(int) {
+		_, err := engine.GetJSON[item](context.Background(), e, "/items/1")
+		assert.NoError(t, err)
+	})
+	<-first // its own retry may be refused: the budget is still spent from the outage
+	waits := r.metrics(t)[engine.MetricCoolDownWaits].Data.(metricdata.Sum[int64])
+	require.Len(t, waits.DataPoints, 1)
+	assert.GreaterOrEqual(t, waits.DataPoints[0].Value, int64(5))
+	var held int
+	for _, s := range r.named("resilient GET") {
+		if slices.ContainsFunc(s.Events(), func(ev sdktrace.Event) bool { return ev.Name == "cool-down wait" }) {
+			held++
+		}
+	}
+	assert.Equal(t, int(waits.DataPoints[0].Value), held, "one event per held request")
+}
