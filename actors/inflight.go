@@ -24,6 +24,12 @@ type Inflight struct {
 	shards  [inflightShards]inflightShard
 	running atomic.Int64 // RoundTrip calls that have not returned yet
 	closed  atomic.Bool
+
+	// life ends (with cause ErrClosed) when Close is called. Requests whose own context can never
+	// be cancelled use it instead of a cancel context of their own, and are not listed in a shard.
+	lifeOnce sync.Once
+	life     context.Context
+	endLife  context.CancelCauseFunc
 }
 
 type inflightShard struct {
@@ -36,12 +42,39 @@ type inflightShard struct {
 // (EOF or Close) ends the call and releases its context; one allocation serves both.
 type call struct {
 	ctx    context.Context
-	cancel context.CancelCauseFunc
-	shard  *inflightShard
+	cancel context.CancelCauseFunc // nil when ctx is the shared one
+	shard  *inflightShard          // nil when ctx is the shared one
 	prev   *call
 	next   *call
 	linked bool
 	body   io.ReadCloser
+	shared sharedCtx // ctx, for a request whose parent can never be cancelled
+}
+
+// sharedCtx is the context of a request whose parent can never be cancelled (context.Background,
+// or values on top of it, as http.NewRequest gives): the parent's values, and the registry's life
+// for its end. Such a request needs no cancel context of its own (two allocations and a lock fewer
+// on the hot path), and Close reaches it by ending the life it shares with the others.
+type sharedCtx struct {
+	context.Context                 // the parent: values, and never a Done channel
+	life            context.Context // ends with cause ErrClosed on Close
+}
+
+func (c *sharedCtx) Done() <-chan struct{} { return c.life.Done() }
+func (c *sharedCtx) Err() error            { return c.life.Err() }
+
+// Value is the parent's value, else the life's: context.Cause finds the life's cause (ErrClosed)
+// through it, and contexts derived from this one are cancelled with the life.
+func (c *sharedCtx) Value(key any) any {
+	if v := c.Context.Value(key); v != nil {
+		return v
+	}
+	return c.life.Value(key)
+}
+
+func (f *Inflight) lifeCtx() context.Context {
+	f.lifeOnce.Do(func() { f.life, f.endLife = context.WithCancelCause(context.Background()) })
+	return f.life
 }
 
 // begin registers a logical request and derives its context, which ends when parent ends or when
@@ -51,6 +84,14 @@ func (f *Inflight) begin(parent context.Context) (*call, error) {
 	if f.closed.Load() {
 		f.running.Add(-1)
 		return nil, messages.ErrClosed
+	}
+	if parent.Done() == nil {
+		// Nothing can cancel the parent: the shared life is all this request needs. (Close ends
+		// the life after setting closed, so a request that got past the check above still ends.)
+		c := &call{}
+		c.shared = sharedCtx{Context: parent, life: f.lifeCtx()}
+		c.ctx = &c.shared
+		return c, nil
 	}
 	ctx, cancel := context.WithCancelCause(parent)
 	c := &call{ctx: ctx, cancel: cancel, shard: &f.shards[rand.N(uint32(inflightShards))]}
@@ -77,6 +118,9 @@ func (f *Inflight) returned() { f.running.Add(-1) }
 // end unregisters c and releases its context. It is idempotent.
 func (c *call) end() {
 	s := c.shard
+	if s == nil {
+		return // the shared context: nothing of its own to release
+	}
 	s.mu.Lock()
 	if c.linked {
 		if c.prev != nil {
@@ -117,6 +161,8 @@ func (c *call) Close() error {
 // RoundTrip has returned or ctx ends. Response bodies still held by callers fail their next read.
 func (f *Inflight) Close(ctx context.Context) error {
 	f.closed.Store(true)
+	f.lifeCtx()
+	f.endLife(messages.ErrClosed)
 	for i := range f.shards {
 		s := &f.shards[i]
 		s.mu.Lock()

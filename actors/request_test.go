@@ -43,29 +43,61 @@ func TestOriginMatches(t *testing.T) {
 	}
 }
 
+// Close cancels every request still running with ErrClosed, whatever its parent context: one that
+// can be cancelled gets a cancel context of its own (released when the request ends), one that can
+// never be (context.Background) shares the registry's life instead; and Close refuses new ones.
 func TestInflightCloseCancelsAndRefuses(t *testing.T) {
+	cancellable, stop := context.WithCancel(context.Background())
+	defer stop()
+	for _, tc := range []struct {
+		name   string
+		parent context.Context
+		shared bool
+	}{{"cancellable parent", cancellable, false}, {"background parent", context.Background(), true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var f Inflight
+			calls := make([]*call, 0, 100)
+			for range 100 {
+				c, err := f.begin(tc.parent)
+				require.NoError(t, err)
+				calls = append(calls, c)
+			}
+			for _, c := range calls[:50] {
+				c.end()
+			}
+			for range 100 {
+				f.returned()
+			}
+			for i, c := range calls {
+				if i < 50 && !tc.shared {
+					assert.ErrorIs(t, context.Cause(c.ctx), context.Canceled, "ended normally: released")
+				} else {
+					assert.NoError(t, c.ctx.Err(), "running, or sharing the registry's life")
+				}
+			}
+			require.NoError(t, f.Close(context.Background()))
+			for i, c := range calls[50:] {
+				assert.ErrorIs(t, context.Cause(c.ctx), messages.ErrClosed, "call %d", 50+i)
+				assert.ErrorIs(t, c.ctx.Err(), context.Canceled)
+			}
+			_, err := f.begin(tc.parent)
+			assert.ErrorIs(t, err, messages.ErrClosed)
+			assert.Zero(t, f.Running())
+		})
+	}
+}
+
+// A request on a context that can never be cancelled keeps its parent's values.
+func TestInflightSharedContextKeepsValues(t *testing.T) {
+	type key struct{}
 	var f Inflight
-	calls := make([]*call, 0, 100)
-	for range 100 {
-		c, err := f.begin(context.Background())
-		require.NoError(t, err)
-		calls = append(calls, c)
-	}
-	for _, c := range calls[:50] {
-		c.end()
-	}
-	for range 100 {
-		f.returned()
-	}
+	c, err := f.begin(context.WithValue(context.Background(), key{}, "v"))
+	require.NoError(t, err)
+	assert.Equal(t, "v", c.ctx.Value(key{}))
+	assert.NotNil(t, c.ctx.Done(), "it can be cancelled: by Close")
+	derived, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	f.returned()
 	require.NoError(t, f.Close(context.Background()))
-	for i, c := range calls {
-		if i < 50 {
-			assert.ErrorIs(t, context.Cause(c.ctx), context.Canceled, "ended normally")
-		} else {
-			assert.ErrorIs(t, context.Cause(c.ctx), messages.ErrClosed)
-		}
-	}
-	_, err := f.begin(context.Background())
-	assert.ErrorIs(t, err, messages.ErrClosed)
-	assert.Zero(t, f.Running())
+	assert.ErrorIs(t, context.Cause(derived), messages.ErrClosed, "contexts derived from it end with it")
 }
