@@ -21,6 +21,7 @@ type Snapshot struct {
 	Header string    // the Authorization header value, "Bearer " + token
 	Gen    uint64    // the token's generation
 	Expiry time.Time // zero when unknown
+	values []string  // []string{Header}, made once: every request shares it (read-only)
 }
 
 // usableAt reports whether the token may still be sent at now.
@@ -33,10 +34,20 @@ func (s *Snapshot) usableAt(now time.Time) bool {
 type Grant struct {
 	Header string
 	Gen    uint64
+	values []string // []string{Header} when it came from the snapshot, shared and read-only
 	// When the request was parked behind a refresh: when it asked and when it was answered (both
 	// zero when it was answered at once), and the refresh's span.
 	ParkedAt, ReleasedAt time.Time
 	Refresh              trace.SpanContext
+}
+
+// headerValues is the Authorization header's value slice: the snapshot's own (shared, never
+// modified), or a new one.
+func (g *Grant) headerValues() []string {
+	if g.values != nil {
+		return g.values
+	}
+	return []string{g.Header}
 }
 
 // Parked reports whether the request waited for a refresh.
@@ -84,7 +95,7 @@ func (h *TokenHandle) Acquire(ctx context.Context) (Grant, error) {
 // is still usable.
 func (h *TokenHandle) AcquireAt(ctx context.Context, now time.Time) (Grant, error) {
 	if s := h.snap.Load(); s != nil && s.usableAt(now) {
-		return Grant{Header: s.Header, Gen: s.Gen}, nil
+		return Grant{Header: s.Header, Gen: s.Gen, values: s.values}, nil
 	}
 	return h.ask(ctx, func(id uint64, r chan<- messages.TokenReply, sc trace.SpanContext) any {
 		return messages.NeedToken{ID: id, Reply: r, Trace: sc}

@@ -200,7 +200,7 @@ func (r *Requester) panicked(ctx context.Context, req *http.Request, p any) erro
 func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.ReadCloser, st *attemptState) (*http.Response, error) {
 	own := st.tel.Injects() // the trace context goes into the header: it must be a copy
 	if r.Token == nil || !r.forAPI(req.URL) {
-		return r.exchange(ctx, r.prepare(req, ctx, body, "", own), st)
+		return r.exchange(ctx, r.prepare(req, ctx, body, nil, own), st)
 	}
 	var g Grant
 	var err error
@@ -215,7 +215,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 		st.noToken = true
 		return nil, err
 	}
-	resp, err := r.exchange(ctx, r.prepare(req, ctx, body, g.Header, own), st)
+	resp, err := r.exchange(ctx, r.prepare(req, ctx, body, g.headerValues(), own), st)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || st.replayed {
 		if err == nil && resp.StatusCode == http.StatusUnauthorized {
 			r.Token.ReportRejected(g.Gen) // a second 401: the caller gets it, the token actor hears of it
@@ -242,7 +242,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 	// At most one resend per logical request: a second 401 goes to the caller as it is. It is still
 	// reported: the resend may have carried a token that was current but is rejected too (the first
 	// attempt was stale), and only a report for the current generation starts a refresh.
-	resp, err = r.exchange(ctx, r.prepare(req, ctx, body, g.Header, own), st)
+	resp, err = r.exchange(ctx, r.prepare(req, ctx, body, g.headerValues(), own), st)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
 		r.Token.ReportRejected(g.Gen)
 	}
@@ -384,10 +384,10 @@ func (r *Requester) forAPI(u *url.URL) bool {
 // port or scheme; here they stay at their exact origin. The caller's request is not modified: a new
 // header map is made when anything changes, or when own asks for one (its value slices are shared,
 // read-only).
-func (r *Requester) prepare(req *http.Request, ctx context.Context, body io.ReadCloser, auth string, own bool) *http.Request {
+func (r *Requester) prepare(req *http.Request, ctx context.Context, body io.ReadCloser, auth []string, own bool) *http.Request {
 	r2 := req.WithContext(ctx)
 	r2.Body = body
-	api := auth != "" || (len(r.Secrets) > 0 && r.forAPI(req.URL))
+	api := len(auth) > 0 || (len(r.Secrets) > 0 && r.forAPI(req.URL))
 	var first *http.Request // the request that started a redirect chain, when this is a later hop
 	crossed := false
 	if req.Response != nil {
@@ -399,7 +399,7 @@ func (r *Requester) prepare(req *http.Request, ctx context.Context, body io.Read
 	}
 	h := make(http.Header, len(req.Header)+1+len(r.Secrets))
 	for k, v := range req.Header {
-		if api && r.replaced(k, auth != "") {
+		if api && r.replaced(k, len(auth) > 0) {
 			continue
 		}
 		if crossed && r.credential(k) {
@@ -421,13 +421,13 @@ func (r *Requester) prepare(req *http.Request, ctx context.Context, body io.Read
 		// are not restored: the jar, if any, speaks for them, and a cookie a server deleted on the
 		// way must not come back.
 		for k, v := range first.Header {
-			if r.credential(k) && !strings.EqualFold(k, "Cookie") && !hasKey(h, k) && !(api && r.replaced(k, auth != "")) {
+			if r.credential(k) && !strings.EqualFold(k, "Cookie") && !hasKey(h, k) && !(api && r.replaced(k, len(auth) > 0)) {
 				h[k] = v
 			}
 		}
 	}
-	if auth != "" {
-		h["Authorization"] = []string{auth}
+	if len(auth) > 0 {
+		h["Authorization"] = auth
 	}
 	if api {
 		for _, s := range r.Secrets {

@@ -39,6 +39,7 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 			closeReader(body)
 			return nil, err
 		}
+		st.lastEnd = time.Time{}
 		resp, err := r.attempt(ctx, req, body, st)
 		if ctx.Err() != nil {
 			if err == nil { // an answer raced the end of ctx: the caller no longer wants it
@@ -55,7 +56,10 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 		st.open = resp // Decide is the user's: if it panics, this answer is still closed
 		reason, again := p.Decide(req, resp, err)
 		st.open = nil
-		now := time.Now()
+		now := st.lastEnd // the clock read when this attempt's answer came back
+		if now.IsZero() {
+			now = time.Now()
+		}
 		serverWait, fromServer, at := time.Duration(0), false, time.Time{}
 		if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 			if serverWait, fromServer = retry.ParseRetryAfter(resp.Header.Get("Retry-After"), now); fromServer {

@@ -259,7 +259,8 @@ func (a *tokenActor) install(c actor.Context, t messages.Tokens) {
 		a.h.snap.Store(nil)
 		return
 	}
-	a.h.snap.Store(&Snapshot{Header: "Bearer " + t.Access, Gen: a.gen, Expiry: t.Expiry})
+	auth := "Bearer " + t.Access
+	a.h.snap.Store(&Snapshot{Header: auth, Gen: a.gen, Expiry: t.Expiry, values: []string{auth}})
 	a.schedule(c, 0)
 }
 
