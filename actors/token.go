@@ -63,9 +63,9 @@ type tokenActor struct {
 	started   time.Time
 	cancel    context.CancelFunc // ends the running refresh
 
-	trigger   trace.SpanContext // the span of the requester whose message is being handled
-	refresh   telemetry.Refresh // the running refresh's span (ended when it reports back)
-	refreshSC trace.SpanContext // the last refresh's span, named in the replies it releases
+	trigger   *trace.SpanContext // the span of the requester whose message is being handled, if traced
+	refresh   telemetry.Refresh  // the running refresh's span (ended when it reports back)
+	refreshSC *trace.SpanContext // the last refresh's span, named in the replies it releases; nil if none
 
 	timer *time.Timer // the proactive refresh of the current generation
 
@@ -83,7 +83,7 @@ func newTokenActor(cfg TokenConfig, h *TokenHandle) *tokenActor {
 // Receive handles what every state handles alike, then hands the message to the current state.
 func (a *tokenActor) Receive(c actor.Context) {
 	defer a.recoverPanic(c)
-	a.trigger = trace.SpanContext{}
+	a.trigger = nil
 	switch m := c.Message().(type) {
 	case messages.NeedToken:
 		a.trigger = m.Trace
@@ -306,12 +306,15 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool) {
 	ctx, cancel := context.WithCancel(a.life)
 	a.cancel = cancel
 	a.behavior.Become(a.refreshing)
-	trigger := a.trigger
-	if proactive {
-		trigger = trace.SpanContext{}
+	var trigger trace.SpanContext
+	if a.trigger != nil && !proactive {
+		trigger = *a.trigger
 	}
 	ctx, a.refresh = a.cfg.Telemetry.StartRefresh(ctx, a.cfg.RefreshHost, proactive, trigger)
-	a.refreshSC = a.refresh.SpanContext()
+	a.refreshSC = nil
+	if sc := a.refresh.SpanContext(); sc.IsValid() {
+		a.refreshSC = &sc // one per refresh, shared by every reply it releases
+	}
 
 	seq, current, self, root := a.seq, a.creds, c.Self(), c.ActorSystem().Root
 	refresh, save, timeout := a.cfg.Refresh, a.cfg.Save, a.cfg.RefreshTimeout
@@ -446,7 +449,10 @@ func (a *tokenActor) abandonRefresh() {
 
 // logCtx carries the last refresh's span, so log records about it name its trace.
 func (a *tokenActor) logCtx() context.Context {
-	return trace.ContextWithSpanContext(context.Background(), a.refreshSC)
+	if a.refreshSC == nil {
+		return context.Background()
+	}
+	return trace.ContextWithSpanContext(context.Background(), *a.refreshSC)
 }
 
 func (a *tokenActor) refreshed(c actor.Context, t messages.Tokens) {
@@ -529,7 +535,11 @@ func (a *tokenActor) recoverPanic(c actor.Context) {
 		return
 	}
 	err := fmt.Errorf("engine: internal error in the token actor: %v", r)
-	a.cfg.Logger.ErrorContext(trace.ContextWithSpanContext(context.Background(), a.trigger), "token actor panicked", "error", err)
+	ctx := context.Background()
+	if a.trigger != nil {
+		ctx = trace.ContextWithSpanContext(ctx, *a.trigger)
+	}
+	a.cfg.Logger.ErrorContext(ctx, "token actor panicked", "error", err)
 	switch m := c.Message().(type) {
 	case messages.NeedToken:
 		reply(m.Reply, messages.TokenReply{Err: err})

@@ -16,17 +16,17 @@ type TokenReply struct {
 	Err   error
 	// Waited is true when the requester was parked behind a refresh (not answered at once).
 	Waited bool
-	// Refresh is the span of the refresh that ended the wait (invalid when none, or not traced), for
-	// the requester's span to link to.
-	Refresh trace.SpanContext
+	// Refresh is the span of the refresh that ended the wait (nil when none, or not traced), for the
+	// requester's span to link to. Replies share it: it must not be modified.
+	Refresh *trace.SpanContext
 }
 
 // NeedToken asks for a usable access token. The token actor answers at once while its token is valid;
 // while a refresh runs (or one must start first) the requester is parked until it ends.
 type NeedToken struct {
-	ID    uint64            // the requester's wait ticket, unique per engine; CancelWait names it
-	Reply chan<- TokenReply // buffered, capacity ≥ 1
-	Trace trace.SpanContext // the requester's span, linked from a refresh it starts; may be invalid
+	ID    uint64             // the requester's wait ticket, unique per engine; CancelWait names it
+	Reply chan<- TokenReply  // buffered, capacity ≥ 1
+	Trace *trace.SpanContext // the requester's span, linked from a refresh it starts; nil when not traced
 }
 
 // TokenRejected reports that the API answered 401 to a request sent with the token of generation Gen.
@@ -36,7 +36,7 @@ type TokenRejected struct {
 	ID    uint64
 	Gen   uint64
 	Reply chan<- TokenReply
-	Trace trace.SpanContext // the requester's span, linked from a refresh it starts; may be invalid
+	Trace *trace.SpanContext // the requester's span, linked from a refresh it starts; nil when not traced
 }
 
 // CancelWait withdraws a parked requester whose context ended: it leaves the queue and is never
