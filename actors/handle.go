@@ -11,6 +11,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/resilientclient/resilient/internal/telemetry"
 	"github.com/resilientclient/resilient/messages"
 )
 
@@ -55,6 +56,7 @@ func (g *Grant) Parked() bool { return !g.ParkedAt.IsZero() }
 
 // TokenHandle is how requests talk to a running token actor. It is safe for concurrent use.
 type TokenHandle struct {
+	tel  *telemetry.T // the parked-requests gauge
 	root *actor.RootContext
 	pid  *actor.PID
 	snap atomic.Pointer[Snapshot]
@@ -74,7 +76,7 @@ func SpawnToken(system *actor.ActorSystem, cfg TokenConfig) (*TokenHandle, error
 	if cfg.RefreshTimeout <= 0 {
 		cfg.RefreshTimeout = time.Minute
 	}
-	h := &TokenHandle{root: system.Root, stopped: make(chan struct{})}
+	h := &TokenHandle{root: system.Root, stopped: make(chan struct{}), tel: cfg.Telemetry}
 	props := actor.PropsFromProducer(func() actor.Actor { return newTokenActor(cfg, h) })
 	pid, err := system.Root.SpawnNamed(props, "token")
 	if err != nil {
@@ -139,26 +141,45 @@ func (h *TokenHandle) ask(ctx context.Context, mk func(uint64, chan<- messages.T
 		sc = &s // only traced requests pay for it
 	}
 	h.root.Send(h.pid, mk(id, r, sc))
+	var rep messages.TokenReply
 	select {
-	case rep := <-r:
-		var g Grant
-		if rep.Refresh != nil {
-			g.Refresh = *rep.Refresh
-		}
-		if rep.Waited {
-			g.ParkedAt, g.ReleasedAt = asked, time.Now()
-		}
-		if rep.Err != nil {
-			return g, rep.Err
-		}
-		g.Header, g.Gen = "Bearer "+rep.Token, rep.Gen
-		return g, nil
+	case rep = <-r: // the actor answers at once; its answer is dropped if ctx ends first
 	case <-ctx.Done():
-		h.root.Send(h.pid, messages.CancelWait{ID: id})
-		return Grant{ParkedAt: asked, ReleasedAt: time.Now()}, ctxErr(ctx)
+		return Grant{}, ctxErr(ctx)
 	case <-h.stopped: // a message that reached a stopped actor is never answered
 		return Grant{}, messages.ErrClosed
 	}
+	var g Grant
+	if p := rep.Wait; p != nil {
+		// Parked behind a refresh: wait for its outcome with everyone else. (The actor resolves
+		// every Pending before it stops, so no other wake-up is needed.)
+		p.Join()
+		h.tel.Parking(ctx, 1)
+		select {
+		case <-p.Done():
+			rep = p.Reply()
+		case <-ctx.Done():
+			p.Leave()
+		}
+		h.tel.Parking(ctx, -1)
+		g.ParkedAt, g.ReleasedAt = asked, time.Now()
+		if rep.Wait != nil { // still the parking answer: ctx ended first
+			return g, ctxErr(ctx)
+		}
+	}
+	if rep.Refresh != nil {
+		g.Refresh = *rep.Refresh
+	}
+	if rep.Err != nil {
+		return g, rep.Err
+	}
+	g.Gen, g.values = rep.Gen, rep.Auth
+	if len(rep.Auth) == 1 {
+		g.Header = rep.Auth[0]
+	} else {
+		g.Header = "Bearer " + rep.Token
+	}
+	return g, nil
 }
 
 // ctxErr is why ctx ended: ErrClosed when the engine closed it, else context.Canceled or

@@ -55,8 +55,8 @@ type tokenActor struct {
 	rejected bool   // the API answered 401 to creds.Access
 	ended    error  // why the session expired (wraps ErrSessionExpired), in the expired state
 
-	parked map[uint64]chan<- messages.TokenReply // requesters waiting for the refresh, by ticket
-	order  []uint64                              // the same tickets, first come first served
+	pending *messages.Pending // what requesters wait for while a refresh runs; nil when none waits
+	auth    []string          // {"Bearer " + creds.Access}, shared by every reply of this generation
 
 	seq       uint64 // numbers refreshes; a RefreshDone/Failed for another seq is stale
 	proactive bool
@@ -74,7 +74,7 @@ type tokenActor struct {
 }
 
 func newTokenActor(cfg TokenConfig, h *TokenHandle) *tokenActor {
-	a := &tokenActor{cfg: cfg, h: h, behavior: actor.NewBehavior(), parked: map[uint64]chan<- messages.TokenReply{}}
+	a := &tokenActor{cfg: cfg, h: h, behavior: actor.NewBehavior()}
 	a.life, a.stop = context.WithCancel(context.Background())
 	a.behavior.Become(a.valid)
 	return a
@@ -94,12 +94,6 @@ func (a *tokenActor) Receive(c actor.Context) {
 	case *actor.Started:
 		a.install(c, a.cfg.Tokens)
 		return
-	case messages.CancelWait:
-		if _, ok := a.parked[m.ID]; ok {
-			delete(a.parked, m.ID)
-			a.cfg.Telemetry.Parking(context.Background(), -1)
-		}
-		return
 	case messages.Shutdown:
 		a.shutdown()
 		close(m.Done)
@@ -115,12 +109,12 @@ func (a *tokenActor) Receive(c actor.Context) {
 func (a *tokenActor) valid(c actor.Context) {
 	switch m := c.Message().(type) {
 	case messages.NeedToken:
-		a.serve(c, m.ID, m.Reply)
+		a.serve(c, m.Reply)
 	case messages.TokenRejected:
 		if m.Gen == a.gen {
 			a.reject()
 		}
-		a.serve(c, m.ID, m.Reply)
+		a.serve(c, m.Reply)
 	case messages.RefreshDue:
 		if m.Gen == a.gen && a.canRefresh() {
 			a.startRefresh(c, true)
@@ -139,7 +133,7 @@ func (a *tokenActor) refreshing(c actor.Context) {
 			a.grant(m.Reply)
 			return
 		}
-		a.park(m.ID, m.Reply)
+		a.park(m.Reply)
 	case messages.TokenRejected:
 		if m.Gen == a.gen {
 			a.reject()
@@ -148,7 +142,7 @@ func (a *tokenActor) refreshing(c actor.Context) {
 			a.grant(m.Reply)
 			return
 		}
-		a.park(m.ID, m.Reply)
+		a.park(m.Reply)
 	case messages.RefreshDone:
 		if m.Seq == a.seq {
 			a.refreshed(c, m.Tokens)
@@ -190,16 +184,16 @@ func (a *tokenActor) closed(c actor.Context) {
 }
 
 // serve answers a requester in the valid state: now if the token is usable, else after a refresh.
-func (a *tokenActor) serve(c actor.Context, id uint64, r chan<- messages.TokenReply) {
+func (a *tokenActor) serve(c actor.Context, r chan<- messages.TokenReply) {
 	switch {
 	case a.usable():
 		a.grant(r)
 	case a.canRefresh():
-		a.park(id, r)
+		a.park(r)
 		a.startRefresh(c, false)
 	default:
-		a.park(id, r)
 		a.expire(errors.New("no refresh token"))
+		reply(r, messages.TokenReply{Err: a.ended})
 	}
 }
 
@@ -212,7 +206,7 @@ func (a *tokenActor) canRefresh() bool {
 }
 
 func (a *tokenActor) grant(r chan<- messages.TokenReply) {
-	reply(r, messages.TokenReply{Token: a.creds.Access, Gen: a.gen})
+	reply(r, messages.TokenReply{Token: a.creds.Access, Auth: a.auth, Gen: a.gen})
 }
 
 // reject marks the current token as refused by the API: nobody is handed it again.
@@ -221,30 +215,38 @@ func (a *tokenActor) reject() {
 	a.h.snap.Store(nil)
 }
 
-func (a *tokenActor) park(id uint64, r chan<- messages.TokenReply) {
+// park answers a requester with the Pending it waits on until the refresh ends (made now if nobody
+// waits yet).
+func (a *tokenActor) park(r chan<- messages.TokenReply) {
 	if r == nil {
-		return
+		return // a report without a reply channel: nobody waits
 	}
-	a.parked[id] = r
-	a.order = append(a.order, id)
-	a.cfg.Telemetry.Parking(context.Background(), 1)
+	if a.pending == nil {
+		a.pending = messages.NewPending()
+	}
+	reply(r, messages.TokenReply{Wait: a.pending})
 }
 
-// releaseAll answers every parked requester with rep, in arrival order, and empties the queue. The
-// replies name the span of the refresh that ended the wait, if one ran.
+// waiting is how many requesters wait for the Pending now.
+func (a *tokenActor) waiting() int {
+	if a.pending == nil {
+		return 0
+	}
+	return a.pending.Waiting()
+}
+
+// releaseAll resolves the Pending with rep, releasing every requester parked on it at once (one
+// channel close), and returns how many there were. The reply names the span of the refresh that
+// ended the wait, if one ran.
 func (a *tokenActor) releaseAll(rep messages.TokenReply) int {
-	rep.Waited, rep.Refresh = true, a.refreshSC
-	n := len(a.parked) // withdrawn requesters left the map but not the order
-	if n > 0 {
-		a.cfg.Telemetry.Parking(context.Background(), -int64(n)) // before anyone runs on
+	p := a.pending
+	if p == nil {
+		return 0
 	}
-	for _, id := range a.order {
-		if r, ok := a.parked[id]; ok {
-			reply(r, rep)
-		}
-	}
-	clear(a.parked)
-	a.order = a.order[:0]
+	a.pending = nil
+	rep.Refresh = a.refreshSC
+	n := p.Waiting()
+	p.Resolve(rep)
 	return n
 }
 
@@ -255,12 +257,13 @@ func (a *tokenActor) install(c actor.Context, t messages.Tokens) {
 	a.creds = t
 	a.gen++
 	a.rejected = false
+	a.auth = nil
 	if t.Access == "" {
 		a.h.snap.Store(nil)
 		return
 	}
-	auth := "Bearer " + t.Access
-	a.h.snap.Store(&Snapshot{Header: auth, Gen: a.gen, Expiry: t.Expiry, values: []string{auth}})
+	a.auth = []string{"Bearer " + t.Access}
+	a.h.snap.Store(&Snapshot{Header: a.auth[0], Gen: a.gen, Expiry: t.Expiry, values: a.auth})
 	a.schedule(c, 0)
 }
 
@@ -461,22 +464,22 @@ func (a *tokenActor) refreshed(c actor.Context, t messages.Tokens) {
 	a.install(c, t)
 	a.behavior.Become(a.valid)
 	// The refresh's span ends before the requests it released go on, so their work follows it.
-	a.refresh.End(context.Background(), telemetry.RefreshSuccess, a.gen, len(a.parked), nil)
-	n := a.releaseAll(messages.TokenReply{Token: t.Access, Gen: a.gen})
+	a.refresh.End(context.Background(), telemetry.RefreshSuccess, a.gen, a.waiting(), nil)
+	n := a.releaseAll(messages.TokenReply{Token: t.Access, Auth: a.auth, Gen: a.gen})
 	a.publish(messages.TokenRefreshed{Gen: a.gen, Expiry: t.Expiry, Proactive: proactive, Released: n, Duration: took})
 }
 
 func (a *tokenActor) refreshFailed(c actor.Context, m messages.RefreshFailed) {
 	a.cancel = nil
 	if m.Permanent {
-		a.refresh.End(context.Background(), telemetry.RefreshExpired, 0, len(a.parked), fmt.Errorf("%w: %w", messages.ErrSessionExpired, m.Err))
+		a.refresh.End(context.Background(), telemetry.RefreshExpired, 0, a.waiting(), fmt.Errorf("%w: %w", messages.ErrSessionExpired, m.Err))
 		a.expire(m.Err)
 		return
 	}
 	a.cfg.Logger.WarnContext(a.logCtx(), "token refresh failed; credentials kept", "error", m.Err)
 	a.behavior.Become(a.valid)
 	err := fmt.Errorf("%w: %w", messages.ErrRefreshFailed, m.Err)
-	a.refresh.End(context.Background(), telemetry.RefreshFailed, 0, len(a.parked), err)
+	a.refresh.End(context.Background(), telemetry.RefreshFailed, 0, a.waiting(), err)
 	a.releaseAll(messages.TokenReply{Err: err})
 	if a.proactive && a.usable() {
 		// The old token still works; try again half-way to its expiry rather than waiting for it.
@@ -502,9 +505,9 @@ func (a *tokenActor) replace(c actor.Context, m messages.SetTokens) {
 	a.install(c, m.Tokens)
 	a.behavior.Become(a.valid)
 	if a.usable() {
-		a.releaseAll(messages.TokenReply{Token: a.creds.Access, Gen: a.gen})
-	} else if len(a.parked) > 0 {
-		a.serve(c, 0, nil) // starts the refresh the parked requesters are waiting for
+		a.releaseAll(messages.TokenReply{Token: a.creds.Access, Auth: a.auth, Gen: a.gen})
+	} else if a.pending != nil {
+		a.serve(c, nil) // starts the refresh the parked requesters are waiting for
 	}
 	a.publish(messages.TokensReplaced{Gen: a.gen})
 	if m.Done != nil {
@@ -513,7 +516,7 @@ func (a *tokenActor) replace(c actor.Context, m messages.SetTokens) {
 }
 
 func (a *tokenActor) shutdown() {
-	a.refresh.End(context.Background(), telemetry.RefreshAbandoned, 0, len(a.parked), messages.ErrClosed)
+	a.refresh.End(context.Background(), telemetry.RefreshAbandoned, 0, a.waiting(), messages.ErrClosed)
 	a.stop()
 	a.stopTimer()
 	a.h.snap.Store(nil)

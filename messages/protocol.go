@@ -1,30 +1,65 @@
 package messages
 
 import (
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 )
 
-// TokenReply is the token actor's answer to NeedToken and TokenRejected: either a token with the
-// generation it belongs to, or the error that ended the wait (ErrSessionExpired, ErrClosed,
-// ErrRefreshFailed, each wrapping its cause). Reply channels have room for one reply, so the token
-// actor never blocks on a requester.
+// TokenReply is the token actor's answer to NeedToken and TokenRejected: a token with the generation
+// it belongs to, the error that ends the request's wait (ErrSessionExpired, ErrClosed,
+// ErrRefreshFailed, each wrapping its cause), or, while a refresh runs, the Pending the requester
+// parks on. Reply channels have room for one reply, so the token actor never blocks on a requester.
 type TokenReply struct {
 	Token string
+	Auth  []string // {"Bearer " + Token}, made once per token and shared: read-only
 	Gen   uint64
 	Err   error
-	// Waited is true when the requester was parked behind a refresh (not answered at once).
-	Waited bool
+	// Wait, when not nil, parks the requester: the real answer is Wait's, once the refresh ends.
+	Wait *Pending
 	// Refresh is the span of the refresh that ended the wait (nil when none, or not traced), for the
 	// requester's span to link to. Replies share it: it must not be modified.
 	Refresh *trace.SpanContext
 }
 
-// NeedToken asks for a usable access token. The token actor answers at once while its token is valid;
-// while a refresh runs (or one must start first) the requester is parked until it ends.
+// Pending is what requesters parked behind a refresh wait for: the token actor makes one per
+// refresh it is asked to wait for, hands it out in TokenReply.Wait, and resolves it once with the
+// refresh's outcome, for everyone at the same time (one close of a channel, however many wait). It
+// is the protocol's one value with behaviour: a future, safe for concurrent use.
+type Pending struct {
+	done    chan struct{}
+	reply   TokenReply
+	waiters atomic.Int64
+}
+
+// NewPending returns an unresolved Pending.
+func NewPending() *Pending { return &Pending{done: make(chan struct{})} }
+
+// Done is closed when the Pending is resolved.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
+// Reply is the outcome; read it only after Done is closed.
+func (p *Pending) Reply() TokenReply { return p.reply }
+
+// Join counts a requester that waits; Leave uncounts one that gave up (its context ended).
+func (p *Pending) Join()  { p.waiters.Add(1) }
+func (p *Pending) Leave() { p.waiters.Add(-1) }
+
+// Waiting is how many requesters wait now.
+func (p *Pending) Waiting() int { return int(p.waiters.Load()) }
+
+// Resolve sets the outcome and releases every waiter. Only the token actor calls it, once.
+func (p *Pending) Resolve(rep TokenReply) {
+	p.reply = rep
+	close(p.done)
+}
+
+// NeedToken asks for a usable access token. The token actor answers at once: with its token while it
+// is valid, else with the Pending of the refresh that will bring one (starting that refresh if none
+// runs), or with the error that ended the session.
 type NeedToken struct {
-	ID    uint64             // the requester's wait ticket, unique per engine; CancelWait names it
+	ID    uint64             // the requester's ticket, unique per engine
 	Reply chan<- TokenReply  // buffered, capacity ≥ 1
 	Trace *trace.SpanContext // the requester's span, linked from a refresh it starts; nil when not traced
 }
@@ -37,12 +72,6 @@ type TokenRejected struct {
 	Gen   uint64
 	Reply chan<- TokenReply
 	Trace *trace.SpanContext // the requester's span, linked from a refresh it starts; nil when not traced
-}
-
-// CancelWait withdraws a parked requester whose context ended: it leaves the queue and is never
-// answered.
-type CancelWait struct {
-	ID uint64
 }
 
 // SetTokens replaces the credentials with ones the application obtained itself (a new login). It ends
