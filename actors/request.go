@@ -20,13 +20,14 @@ import (
 
 // Requester is the request path: an http.RoundTripper that runs each logical request as a small
 // actor of its own. The request actor owns its state (attempt, token generation, body) on the
-// caller's goroutine, speaks to the token actor only in messages (NeedToken, TokenRejected,
-// CancelWait), and reads the token actor's published snapshot on the hot path.
+// caller's goroutine, speaks to the token actor only in messages (NeedToken, TokenRejected; the
+// answer may be a Pending to park on until the refresh ends), and reads the token actor's published
+// snapshot on the hot path.
 //
 // Why not a protoactor actor per request: spawning and stopping one costs several microseconds and
 // tens of allocations (see bench/), an order of magnitude more than the whole token-attaching cost
 // of golang.org/x/oauth2; the caller's goroutine already exists and already waits, so it serves as
-// the request actor's thread with a one-slot reply channel as its mailbox.
+// the request actor's thread, with a one-slot reply channel as its mailbox.
 //
 // A Requester is safe for concurrent use.
 type Requester struct {

@@ -150,7 +150,7 @@ func TestTokenActorParkedCancellation(t *testing.T) {
 	for _, w := range gone {
 		assert.ErrorIs(t, (<-w).err, context.Canceled)
 	}
-	time.Sleep(20 * time.Millisecond) // the CancelWaits reach the actor before the refresh ends
+	time.Sleep(20 * time.Millisecond) // every cancelled requester has left the Pending before the refresh ends
 	g.answer <- refreshAnswer{t: messages.Tokens{Access: "t2", Refresh: "r2"}}
 	require.NoError(t, (<-keep).err)
 	ev := (<-f.events).(messages.TokenRefreshed)
