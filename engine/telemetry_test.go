@@ -586,3 +586,23 @@ func TestMetricsBudgetAndCoolDown(t *testing.T) {
 	}
 	assert.Equal(t, int(waits.DataPoints[0].Value), held, "one event per held request")
 }
+
+// An engine whose tracing is off leaves the caller's own span alone: it neither ends it nor adds
+// events to it, even when the request is retried and parks behind a refresh.
+func TestTracingOffLeavesCallersSpanAlone(t *testing.T) {
+	r := newRig(t)
+	srv := startAPI(t, fakeapi.Options{})
+	e := newEngine(t, srv, srv.Login("ann"), engine.WithTracerProvider(tracenoop.NewTracerProvider()), fastRetries())
+	srv.ExpireAccessTokens()
+	srv.SetAPIFailure(http.StatusServiceUnavailable, "", 1)
+
+	ctx, caller := r.tp.Tracer("test").Start(context.Background(), "caller")
+	_, err := engine.GetJSON[item](ctx, e, "/items/1")
+	require.NoError(t, err)
+	assert.True(t, caller.IsRecording(), "the caller's span is still open")
+	caller.End()
+	spans := r.spans.Ended()
+	require.Len(t, spans, 1)
+	assert.Empty(t, spans[0].Events())
+	assert.Empty(t, spans[0].Links())
+}

@@ -10,6 +10,9 @@
 //     API fail (with or without Retry-After) or lose the answers of the orders it creates;
 //   - POST /orders honours Idempotency-Key (replay, 409 while in progress, 422 for another body);
 //   - counters say what happened: refresh calls, 401s, requests per token, revocations.
+//   - for benchmarks: token calls can be held until released, a random fraction of API requests can
+//     fail (503) or lose their answer (connection reset after the work is done), duplicate orders are
+//     counted, and Handler serves the API without a socket.
 //
 // A Server is safe for concurrent use.
 package fakeapi
@@ -21,6 +24,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -65,13 +70,18 @@ type Server struct {
 	loseNext int               // the next n orders are committed, then answered 503
 	orderLag time.Duration     // how long creating an order takes
 	issued   []string          // every access and refresh token ever issued, in order
+	ordered  map[string]int    // orders created, by user + "\x00" + request body
+	dupes    int64             // orders whose user and body were already ordered
 
 	refreshCalls  atomic.Int64
 	apiRequests   atomic.Int64
 	unauthorized  atomic.Int64
 	revocations   atomic.Int64
 	reuseDetected atomic.Int64
-	tokenDone     atomic.Int64 // token endpoint answers completed (including failures)
+	tokenDone     atomic.Int64              // token endpoint answers completed (including failures)
+	flaky         atomic.Pointer[Flakiness] // nil: no random failures
+	flaky503      atomic.Int64              // API requests answered 503 by Flakiness
+	flakyResets   atomic.Int64              // API requests whose connection Flakiness reset
 }
 
 type accessRecord struct {
@@ -97,7 +107,8 @@ type tokenKnobs struct {
 	failBody  string
 	failTimes int // -1: every call; n>0: the next n calls
 	hang      bool
-	garbage   int64 // bytes of unterminated JSON to stream with a 200
+	garbage   int64         // bytes of unterminated JSON to stream with a 200
+	hold      chan struct{} // non-nil: calls wait until it is closed (HoldTokenCalls)
 }
 
 // apiFailure makes API endpoints answer a status before doing anything; see SetAPIFailure.
@@ -128,6 +139,7 @@ func Start(opts Options) *Server {
 		perToken: map[string]int64{},
 		items:    map[string]json.RawMessage{},
 		orders:   map[string]*order{},
+		ordered:  map[string]int{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /oauth/token", s.handleOAuth2)
@@ -235,6 +247,27 @@ func (s *Server) SetTokenGarbage(n int64) {
 	s.mu.Lock()
 	s.knobs.garbage = n
 	s.mu.Unlock()
+}
+
+// HoldTokenCalls makes token endpoint calls wait, before any other knob applies, until the returned
+// release function is called, the client gives up, or the server closes. Benchmarks use it to park
+// every request behind one refresh before timing the release. Calling release again does nothing.
+func (s *Server) HoldTokenCalls() (release func()) {
+	hold := make(chan struct{})
+	s.mu.Lock()
+	s.knobs.hold = hold
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.knobs.hold == hold {
+				s.knobs.hold = nil
+			}
+			s.mu.Unlock()
+			close(hold)
+		})
+	}
 }
 
 // SetAPIDelay makes every API (non-token) call wait d before answering; the wait ends early if the
@@ -377,6 +410,15 @@ func (s *Server) misbehave(w http.ResponseWriter, r *http.Request) bool {
 	}
 	s.mu.Unlock()
 
+	if k.hold != nil {
+		select {
+		case <-k.hold:
+		case <-r.Context().Done():
+			return false
+		case <-s.done:
+			return false
+		}
+	}
 	if k.delay > 0 && !s.sleep(r.Context(), k.delay) {
 		return false
 	}
@@ -450,6 +492,46 @@ func (s *Server) SetOrderLatency(d time.Duration) {
 	s.mu.Unlock()
 }
 
+// Flakiness makes a random fraction of API requests (every endpoint behind a token) fail, as a
+// struggling server or network does. The fractions are between 0 and 1; their sum must not exceed 1.
+type Flakiness struct {
+	// Unavailable is the fraction answered 503, without Retry-After, before anything is done: a
+	// retry is harmless.
+	Unavailable float64
+	// Reset is the fraction that is handled in full (an order is created) and whose connection is
+	// then reset instead of answered: the answer is lost, and a retry without an Idempotency-Key
+	// creates a duplicate. Without a connection to reset (Handler served without a socket) the
+	// handler panics with http.ErrAbortHandler instead.
+	Reset float64
+}
+
+// SetFlakiness sets the random failures; the zero Flakiness turns them off.
+func (s *Server) SetFlakiness(f Flakiness) {
+	if f == (Flakiness{}) {
+		s.flaky.Store(nil)
+		return
+	}
+	s.flaky.Store(&f)
+}
+
+// FlakyCounts says how many API requests Flakiness answered 503 and how many it reset.
+func (s *Server) FlakyCounts() (unavailable, resets int64) {
+	return s.flaky503.Load(), s.flakyResets.Load()
+}
+
+// DuplicateOrders is how many orders repeated an earlier order of the same user with the same
+// request body: the duplicates a retry without an Idempotency-Key creates when every logical
+// order has a distinct body.
+func (s *Server) DuplicateOrders() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dupes
+}
+
+// Handler is the API's handler, for a client that serves it without a socket (an in-memory
+// http.RoundTripper). Counters and knobs apply as over loopback.
+func (s *Server) Handler() http.Handler { return s.http.Config.Handler }
+
 // Orders is how many orders were created (each one a side effect).
 func (s *Server) Orders() int64 {
 	s.mu.Lock()
@@ -482,26 +564,61 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, string)) http
 		if s.failAPI(w) {
 			return
 		}
-		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		s.mu.Lock()
-		if tok != "" {
-			s.perToken[tok]++
+		if f := s.flaky.Load(); f != nil {
+			switch x := mrand.Float64(); {
+			case x < f.Unavailable:
+				s.flaky503.Add(1)
+				problem(w, http.StatusServiceUnavailable, "injected flaky failure")
+				return
+			case x < f.Unavailable+f.Reset:
+				s.flakyResets.Add(1)
+				s.serveAuthed(h, httptest.NewRecorder(), r) // the work is done; its answer is lost
+				resetConnection(w)
+				return
+			}
 		}
-		rec, ok := s.access[tok]
-		valid := ok && time.Now().Before(rec.expires) && !s.families[rec.family].revoked
-		delay := s.apiDelay
-		s.mu.Unlock()
-		if !valid {
-			s.unauthorized.Add(1)
-			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-			problem(w, http.StatusUnauthorized, "invalid or expired access token")
-			return
-		}
-		if delay > 0 && !s.sleep(r.Context(), delay) {
-			return
-		}
-		h(w, r, rec.user)
+		s.serveAuthed(h, w, r)
 	}
+}
+
+// serveAuthed checks the bearer token and runs h.
+func (s *Server) serveAuthed(h func(http.ResponseWriter, *http.Request, string), w http.ResponseWriter, r *http.Request) {
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.mu.Lock()
+	if tok != "" {
+		s.perToken[tok]++
+	}
+	rec, ok := s.access[tok]
+	valid := ok && time.Now().Before(rec.expires) && !s.families[rec.family].revoked
+	delay := s.apiDelay
+	s.mu.Unlock()
+	if !valid {
+		s.unauthorized.Add(1)
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		problem(w, http.StatusUnauthorized, "invalid or expired access token")
+		return
+	}
+	if delay > 0 && !s.sleep(r.Context(), delay) {
+		return
+	}
+	h(w, r, rec.user)
+}
+
+// resetConnection drops the connection under w with a TCP reset, so the client sees ECONNRESET
+// instead of an answer.
+func resetConnection(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic(http.ErrAbortHandler)
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // close sends RST, not FIN
+	}
+	_ = conn.Close()
 }
 
 func (s *Server) handleMe(w http.ResponseWriter, _ *http.Request, user string) {
@@ -581,6 +698,10 @@ func (s *Server) handleCreateOrder(w http.ResponseWriter, r *http.Request, user 
 		s.orders[user+"/"+key] = o
 	}
 	s.nOrders++
+	s.ordered[user+"\x00"+string(body)]++
+	if s.ordered[user+"\x00"+string(body)] > 1 {
+		s.dupes++
+	}
 	id := s.nOrders
 	lag, lose := s.orderLag, s.loseNext > 0
 	if lose {

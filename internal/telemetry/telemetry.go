@@ -231,6 +231,10 @@ type Logical struct {
 	inject  bool              // sends carry trace context: their headers must be the engine's own
 }
 
+// noSpan stands for the spans a tracer that makes none does not start: it records nothing and its
+// End does nothing. (Not the span in the caller's context: that one is the caller's to end.)
+var noSpan = trace.SpanFromContext(context.Background())
+
 var (
 	internalKind = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
 	clientKind   = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
@@ -254,7 +258,7 @@ func (t *T) StartLogical(ctx context.Context, req *http.Request, start time.Time
 	a := t.now()
 	l := Logical{t: t, a: a, start: start}
 	if a.tracesOff {
-		l.span = trace.SpanFromContext(ctx) // never recording: every span method below is a no-op
+		l.span = noSpan
 		l.inject = !a.propOff && injects(ctx)
 		return ctx, l
 	}
@@ -491,7 +495,7 @@ func (l *Logical) StartSend(ctx context.Context, req *http.Request, resend int, 
 
 func (t *T) startSend(a *active, ctx context.Context, req *http.Request, resend int, now time.Time) (context.Context, Send) {
 	if a.tracesOff {
-		return ctx, Send{t: t, a: a, span: trace.SpanFromContext(ctx), start: now}
+		return ctx, Send{t: t, a: a, span: noSpan, start: now}
 	}
 	sctx, span := a.tracer.Start(ctx, methodAttr(req.Method).Value.AsString(), clientKind...)
 	s := Send{t: t, a: a, span: span, start: now}
