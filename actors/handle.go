@@ -88,7 +88,7 @@ func SpawnToken(system *actor.ActorSystem, cfg TokenConfig) (*TokenHandle, error
 
 // Acquire returns the token to send: from the published snapshot when it is valid (no message),
 // else from the token actor, parking until a refresh ends if one must run. It returns early with
-// context.Cause(ctx) when ctx ends, after withdrawing from the queue.
+// context.Cause(ctx) when ctx ends (a parked request just stops waiting).
 func (h *TokenHandle) Acquire(ctx context.Context) (Grant, error) {
 	return h.AcquireAt(ctx, time.Now())
 }
@@ -143,8 +143,15 @@ func (h *TokenHandle) ask(ctx context.Context, mk func(uint64, chan<- messages.T
 	h.root.Send(h.pid, mk(id, r, sc))
 	var rep messages.TokenReply
 	select {
-	case rep = <-r: // the actor answers at once; its answer is dropped if ctx ends first
+	case rep = <-r: // the actor answers at once
 	case <-ctx.Done():
+		select {
+		case rep = <-r: // the answer came too: if it parked us, leave
+			if rep.Wait != nil {
+				rep.Wait.Leave()
+			}
+		default:
+		}
 		return Grant{}, ctxErr(ctx)
 	case <-h.stopped: // a message that reached a stopped actor is never answered
 		return Grant{}, messages.ErrClosed
@@ -153,8 +160,7 @@ func (h *TokenHandle) ask(ctx context.Context, mk func(uint64, chan<- messages.T
 	if p := rep.Wait; p != nil {
 		// Parked behind a refresh: wait for its outcome with everyone else. (The actor resolves
 		// every Pending before it stops, so no other wake-up is needed.)
-		p.Join()
-		h.tel.Parking(ctx, 1)
+		h.tel.Parking(ctx, 1) // (the actor counted us in when it parked us)
 		select {
 		case <-p.Done():
 			rep = p.Reply()

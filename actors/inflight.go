@@ -25,12 +25,17 @@ type Inflight struct {
 	running atomic.Int64 // RoundTrip calls that have not returned yet
 	closed  atomic.Bool
 
-	// life ends (with cause ErrClosed) when Close is called. Requests whose own context can never
-	// be cancelled use it instead of a cancel context of their own, and are not listed in a shard.
+	// lives end (with cause ErrClosed) when Close is called. Requests whose own context can never
+	// be cancelled share one of them instead of a cancel context of their own, and are not listed
+	// in a shard. There are several so that the contexts net/http derives from every request (it
+	// registers each with its parent, under the parent's lock) do not all meet on one lock.
 	lifeOnce sync.Once
-	life     context.Context
-	endLife  context.CancelCauseFunc
+	lives    [lifeShards]context.Context
+	endLives [lifeShards]context.CancelCauseFunc
 }
+
+// lifeShards is how many life contexts requests that cannot be cancelled are spread over.
+const lifeShards = 16
 
 type inflightShard struct {
 	mu     sync.Mutex // guards closed and the list
@@ -49,6 +54,9 @@ type call struct {
 	linked bool
 	body   io.ReadCloser
 	shared sharedCtx // ctx, for a request whose parent can never be cancelled
+	// release, if set, ends what the request's answer was read under (an attempt's own context).
+	release func()
+	ended   atomic.Bool
 }
 
 // sharedCtx is the context of a request whose parent can never be cancelled (context.Background,
@@ -72,9 +80,14 @@ func (c *sharedCtx) Value(key any) any {
 	return c.life.Value(key)
 }
 
+// lifeCtx returns one of the life contexts, made on first use.
 func (f *Inflight) lifeCtx() context.Context {
-	f.lifeOnce.Do(func() { f.life, f.endLife = context.WithCancelCause(context.Background()) })
-	return f.life
+	f.lifeOnce.Do(func() {
+		for i := range f.lives {
+			f.lives[i], f.endLives[i] = context.WithCancelCause(context.Background())
+		}
+	})
+	return f.lives[rand.N(uint32(lifeShards))]
 }
 
 // begin registers a logical request and derives its context, which ends when parent ends or when
@@ -117,6 +130,12 @@ func (f *Inflight) returned() { f.running.Add(-1) }
 
 // end unregisters c and releases its context. It is idempotent.
 func (c *call) end() {
+	if !c.ended.CompareAndSwap(false, true) {
+		return
+	}
+	if c.release != nil {
+		c.release()
+	}
 	s := c.shard
 	if s == nil {
 		return // the shared context: nothing of its own to release
@@ -162,7 +181,9 @@ func (c *call) Close() error {
 func (f *Inflight) Close(ctx context.Context) error {
 	f.closed.Store(true)
 	f.lifeCtx()
-	f.endLife(messages.ErrClosed)
+	for _, end := range f.endLives {
+		end(messages.ErrClosed)
+	}
 	for i := range f.shards {
 		s := &f.shards[i]
 		s.mu.Lock()

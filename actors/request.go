@@ -68,6 +68,7 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx, tel := r.Tel.StartLogical(c.ctx, req, now)
 	st.tel = tel
 	resp, err := r.logical(ctx, req, &st)
+	c.release = st.release // the caller's answer is read under it: released when the call ends
 	if err == nil {
 		// The caller's request, not the copy that was sent: that one carries the engine's
 		// credentials, and redirect hops must find the chain as the caller made it.
@@ -118,6 +119,7 @@ type attemptState struct {
 	fresh   time.Time         // a clock reading the next send may start at; zero once stale
 	lastEnd time.Time         // when the last send's answer (or error) came back
 	sent    *http.Request     // the request as sent (with the engine's Idempotency-Key), if not req
+	release func()            // ends the context of the send whose answer may be the caller's
 	tel     telemetry.Logical // the logical request's span and measurements
 }
 
@@ -278,15 +280,37 @@ func (r *Requester) send(ctx context.Context, req *http.Request, st *attemptStat
 		req = req.WithContext(ctx)
 	}
 	st.tel.Inject(ctx, req.Header) // if it injects, prepare gave this request a header map of its own
-	resp, err, raw := r.roundTrip(ctx, req)
+	ended := false
+	defer func() {
+		if !ended { // the transport panicked: the span still ends (the panic goes on to logical)
+			sp.End(ctx, req, nil, errTransportPanicked, time.Now())
+		}
+	}()
+	resp, err, raw, release := r.roundTrip(ctx, req)
 	st.lastEnd = time.Now()
+	ended = true
 	sp.End(ctx, req, resp, raw, st.lastEnd)
+	st.keep(release)
 	return resp, err
 }
 
+// errTransportPanicked is what a send span records when the transport panicked.
+var errTransportPanicked = errors.New("engine: the transport panicked")
+
+// keep holds release, the end of the context of the send whose answer may be the caller's (its
+// body is read under it), releasing the previous one's: only one answer of a logical request is
+// ever the caller's. The logical request's end calls the last one.
+func (st *attemptState) keep(release func()) {
+	if st.release != nil {
+		st.release()
+	}
+	st.release = release
+}
+
 // roundTrip sends req under the attempt timeout, if any. raw is the transport's own error, err what
-// the request path makes of it.
-func (r *Requester) roundTrip(ctx context.Context, req *http.Request) (resp *http.Response, err, raw error) {
+// the request path makes of it; release, when not nil, ends the attempt's own context once its
+// answer's body is done with.
+func (r *Requester) roundTrip(ctx context.Context, req *http.Request) (resp *http.Response, err, raw error, release func()) {
 	d := time.Duration(0)
 	if r.Supervisor != nil {
 		d = r.Supervisor.policy.AttemptTimeout
@@ -297,7 +321,7 @@ func (r *Requester) roundTrip(ctx context.Context, req *http.Request) (resp *htt
 		if err != nil && ctx.Err() == nil {
 			err = &networkError{err: err}
 		}
-		return resp, err, raw
+		return resp, err, raw, nil
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	t := time.AfterFunc(d, func() { cancel(errAttemptTimeout) })
@@ -309,9 +333,12 @@ func (r *Requester) roundTrip(ctx context.Context, req *http.Request) (resp *htt
 			if ctx.Err() == nil {
 				err = &networkError{err: err}
 			}
+			return resp, err, raw, nil
 		}
-		// On success actx lives as long as the body: it ends with the logical request's context.
-		return resp, err, raw
+		// On success actx lives as long as the body, which is read under it: the logical request
+		// releases it when it ends (the shared context of a request that cannot be cancelled
+		// would otherwise keep it until Close).
+		return resp, err, raw, func() { cancel(nil) }
 	}
 	// The timer fired: this attempt is over, whatever came back.
 	if err == nil {
@@ -319,10 +346,10 @@ func (r *Requester) roundTrip(ctx context.Context, req *http.Request) (resp *htt
 	}
 	cancel(nil)
 	if ctx.Err() != nil {
-		return nil, ctxErr(ctx), ctxErr(ctx)
+		return nil, ctxErr(ctx), ctxErr(ctx), nil
 	}
 	err = &AttemptTimeoutError{After: d}
-	return nil, err, err
+	return nil, err, err, nil
 }
 
 // errAttemptTimeout is the cause an attempt's context ends with when its timeout fires.

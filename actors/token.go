@@ -35,7 +35,7 @@ type TokenConfig struct {
 	RequiresRefreshToken bool
 	RefreshTimeout       time.Duration                                      // bounds one refresh call; must be > 0
 	Supervisor           *Supervisor                                        // retries refresh calls that fail transiently; nil: one call
-	RefreshHost          string                                             // the token endpoint's host, for the retry budget and events
+	RefreshHost          string                                             // the token endpoint's host[:port], for the retry budget, events and telemetry; "" when unknown
 	Skew                 time.Duration                                      // refresh this long before expiry (at most half the token's lifetime); ≤ 0: never proactively
 	Save                 func(ctx context.Context, t messages.Tokens) error // optional; persists a refreshed pair before anyone is released
 	Publish              func(event any)                                    // receives events; must not block
@@ -192,8 +192,8 @@ func (a *tokenActor) serve(c actor.Context, r chan<- messages.TokenReply) {
 		a.park(r)
 		a.startRefresh(c, false)
 	default:
+		a.park(r) // counted among the requests the session's end failed
 		a.expire(errors.New("no refresh token"))
-		reply(r, messages.TokenReply{Err: a.ended})
 	}
 }
 
@@ -224,6 +224,7 @@ func (a *tokenActor) park(r chan<- messages.TokenReply) {
 	if a.pending == nil {
 		a.pending = messages.NewPending()
 	}
+	a.pending.Join() // counted here; a requester that gives up leaves
 	reply(r, messages.TokenReply{Wait: a.pending})
 }
 
@@ -307,13 +308,13 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool) {
 		a.h.snap.Store(nil)
 	}
 	ctx, cancel := context.WithCancel(a.life)
-	a.cancel = cancel
 	a.behavior.Become(a.refreshing)
 	var trigger trace.SpanContext
 	if a.trigger != nil && !proactive {
 		trigger = *a.trigger
 	}
 	ctx, a.refresh = a.cfg.Telemetry.StartRefresh(ctx, a.cfg.RefreshHost, proactive, trigger)
+	a.cancel = cancel // from here on, the refresh resolves what requesters wait for
 	a.refreshSC = nil
 	if sc := a.refresh.SpanContext(); sc.IsValid() {
 		a.refreshSC = &sc // one per refresh, shared by every reply it releases
@@ -350,8 +351,12 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool) {
 // (the endpoint answered 408, 429 or 5xx, could not be reached, or timed out) is retried under the
 // supervisor's policy, honouring the endpoint's Retry-After, while the requests stay parked; the
 // error of the last call is returned when retrying stops. Without a supervisor it calls once.
-func refreshRetrying(ctx context.Context, f RefreshFunc, current messages.Tokens, timeout time.Duration, s *Supervisor, host string, tel *telemetry.T) (messages.Tokens, error) {
+func refreshRetrying(ctx context.Context, f RefreshFunc, current messages.Tokens, timeout time.Duration, s *Supervisor, endpoint string, tel *telemetry.T) (messages.Tokens, error) {
 	start := time.Now()
+	host := endpoint // the supervisor keys budgets and cool-downs by it
+	if host == "" {
+		host = "refresh"
+	}
 	for calls := 1; ; calls++ {
 		if s != nil {
 			// An endpoint that asked for a pause (Retry-After) is not called before it ends.
@@ -386,7 +391,7 @@ func refreshRetrying(ctx context.Context, f RefreshFunc, current messages.Tokens
 		if s.askRetry(ctx, ask) != nil {
 			return t, err
 		}
-		tel.RefreshRetry(ctx, host, reason, wait, serverWait > 0, calls)
+		tel.RefreshRetry(ctx, endpoint, reason, wait, serverWait > 0, calls)
 		if sleep(ctx, wait) != nil {
 			return t, err
 		}
@@ -447,7 +452,8 @@ func (a *tokenActor) abandonRefresh() {
 		a.cancel()
 		a.cancel = nil
 	}
-	a.refresh.End(context.Background(), telemetry.RefreshAbandoned, 0, 0, nil)
+	a.refresh.End(context.Background(), telemetry.RefreshAbandoned, 0, 0, nil, time.Now())
+	a.refreshSC = nil // what is released from now on was not released by that refresh
 }
 
 // logCtx carries the last refresh's span, so log records about it name its trace.
@@ -463,32 +469,39 @@ func (a *tokenActor) refreshed(c actor.Context, t messages.Tokens) {
 	proactive, took := a.proactive, time.Since(a.started)
 	a.install(c, t)
 	a.behavior.Become(a.valid)
-	// The refresh's span ends before the requests it released go on, so their work follows it.
-	a.refresh.End(context.Background(), telemetry.RefreshSuccess, a.gen, a.waiting(), nil)
+	// Release first, end the span after (at the release's time): span processors run on this
+	// goroutine, and a slow exporter must not hold the parked requests.
+	at := time.Now()
 	n := a.releaseAll(messages.TokenReply{Token: t.Access, Auth: a.auth, Gen: a.gen})
+	a.refresh.End(context.Background(), telemetry.RefreshSuccess, a.gen, n, nil, at)
+	a.refreshSC = nil
 	a.publish(messages.TokenRefreshed{Gen: a.gen, Expiry: t.Expiry, Proactive: proactive, Released: n, Duration: took})
 }
 
 func (a *tokenActor) refreshFailed(c actor.Context, m messages.RefreshFailed) {
 	a.cancel = nil
+	at := time.Now()
 	if m.Permanent {
-		a.refresh.End(context.Background(), telemetry.RefreshExpired, 0, a.waiting(), fmt.Errorf("%w: %w", messages.ErrSessionExpired, m.Err))
-		a.expire(m.Err)
+		n := a.expire(m.Err)
+		a.refresh.End(context.Background(), telemetry.RefreshExpired, 0, n, a.ended, at)
+		a.refreshSC = nil
 		return
 	}
 	a.cfg.Logger.WarnContext(a.logCtx(), "token refresh failed; credentials kept", "error", m.Err)
 	a.behavior.Become(a.valid)
 	err := fmt.Errorf("%w: %w", messages.ErrRefreshFailed, m.Err)
-	a.refresh.End(context.Background(), telemetry.RefreshFailed, 0, a.waiting(), err)
-	a.releaseAll(messages.TokenReply{Err: err})
+	n := a.releaseAll(messages.TokenReply{Err: err})
+	a.refresh.End(context.Background(), telemetry.RefreshFailed, 0, n, err, at)
+	a.refreshSC = nil
 	if a.proactive && a.usable() {
 		// The old token still works; try again half-way to its expiry rather than waiting for it.
 		a.schedule(c, time.Second)
 	}
 }
 
-// expire ends the session: credentials cleared, every parked requester failed, one event.
-func (a *tokenActor) expire(cause error) {
+// expire ends the session: credentials cleared, every parked requester failed, one event. It
+// returns how many parked requesters it failed.
+func (a *tokenActor) expire(cause error) int {
 	a.stopTimer()
 	a.creds = messages.Tokens{}
 	a.h.snap.Store(nil)
@@ -497,6 +510,7 @@ func (a *tokenActor) expire(cause error) {
 	n := a.releaseAll(messages.TokenReply{Err: a.ended})
 	a.cfg.Logger.WarnContext(a.logCtx(), "session expired", "error", a.ended, "failed_requests", n)
 	a.publish(messages.SessionExpired{Err: a.ended, Failed: n})
+	return n
 }
 
 // replace installs credentials given by the application and answers everyone parked with them.
@@ -516,12 +530,13 @@ func (a *tokenActor) replace(c actor.Context, m messages.SetTokens) {
 }
 
 func (a *tokenActor) shutdown() {
-	a.refresh.End(context.Background(), telemetry.RefreshAbandoned, 0, a.waiting(), messages.ErrClosed)
 	a.stop()
 	a.stopTimer()
 	a.h.snap.Store(nil)
-	a.releaseAll(messages.TokenReply{Err: messages.ErrClosed})
+	at := time.Now()
+	n := a.releaseAll(messages.TokenReply{Err: messages.ErrClosed})
 	a.behavior.Become(a.closed)
+	a.refresh.End(context.Background(), telemetry.RefreshAbandoned, 0, n, messages.ErrClosed, at)
 }
 
 func (a *tokenActor) publish(ev any) {
@@ -543,6 +558,13 @@ func (a *tokenActor) recoverPanic(c actor.Context) {
 		ctx = trace.ContextWithSpanContext(ctx, *a.trigger)
 	}
 	a.cfg.Logger.ErrorContext(ctx, "token actor panicked", "error", err)
+	if a.pending != nil && a.cancel == nil {
+		// Requesters wait, and no refresh runs to answer them: the panic came between parking them
+		// and starting it (a span processor, say). Fail them now rather than leave them waiting; the
+		// next request starts a refresh again.
+		a.releaseAll(messages.TokenReply{Err: err})
+		a.behavior.Become(a.valid)
+	}
 	switch m := c.Message().(type) {
 	case messages.NeedToken:
 		reply(m.Reply, messages.TokenReply{Err: err})

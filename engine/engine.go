@@ -136,7 +136,7 @@ func build(public bool, opts []Option) (*Engine, error) {
 			Publish:        e.system.EventStream.Publish,
 			Logger:         c.logger,
 			Supervisor:     e.sup,
-			RefreshHost:    "refresh",
+			RefreshHost:    "", // a refresh function's: unknown
 			Telemetry:      tel,
 		}
 		if u, err := url.Parse(c.tokenEndpoint); err == nil && c.tokenEndpoint != "" {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -291,13 +292,17 @@ func ExampleWithTracerProvider() {
 		fmt.Println(err)
 		return
 	}
+	_ = eng.Close(context.Background()) // every span has ended once the engine is closed
+	names := []string{}
 	for _, s := range spans.Ended() {
-		fmt.Println(s.SpanKind(), s.Name())
+		names = append(names, s.SpanKind().String()+" "+s.Name())
 	}
+	slices.Sort(names)
+	fmt.Println(strings.Join(names, "\n"))
 	// Output:
 	// client GET
-	// client POST
-	// internal token refresh
 	// client GET
+	// client POST
 	// internal resilient GET
+	// internal token refresh
 }

@@ -12,8 +12,10 @@ import (
 )
 
 // The engine's OpenTelemetry instrumentation, named here so applications can build dashboards and
-// queries on it. Sends follow the HTTP client semantic conventions exactly as otelhttp does (CLIENT
-// spans named by the method, http.client.request.duration); everything else is the engine's own:
+// queries on it. Every send is a CLIENT span with the attributes otelhttp gives the same send, and
+// the same http.client.request.duration measurement; it is named by the conventions ("GET", where
+// otelhttp's default is "HTTP GET") and ends when the answer's headers arrive (otelhttp's ends with
+// the body). Everything else is the engine's own:
 //
 //   - a span per logical request, INTERNAL, named "resilient <METHOD>", parent of its sends, with
 //     the attributes AttrAttempts, AttrBackoff, AttrParked, AttrTokenGeneration and

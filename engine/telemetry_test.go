@@ -98,6 +98,14 @@ func (r *rig) named(name string) []sdktrace.ReadOnlySpan {
 	return out
 }
 
+// ended waits (a little) until n spans named name have ended, and returns them: a refresh's span
+// ends on the token actor just after it released the requests that waited for it.
+func (r *rig) ended(t *testing.T, name string, n int) []sdktrace.ReadOnlySpan {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(r.named(name)) >= n }, 2*time.Second, time.Millisecond, "%d %q spans", n, name)
+	return r.named(name)
+}
+
 func (r *rig) children(parent sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan {
 	var out []sdktrace.ReadOnlySpan
 	for _, s := range r.spans.Ended() {
@@ -250,7 +258,7 @@ func TestTraceHerdLinksToOneRefresh(t *testing.T) {
 	})
 	require.Equal(t, int64(1), srv.Stats().RefreshCalls)
 
-	refreshes := r.named("token refresh")
+	refreshes := r.ended(t, "token refresh", 1)
 	require.Len(t, refreshes, 1)
 	rs := refreshes[0]
 	assert.False(t, rs.Parent().IsValid(), "a refresh is the root of its own trace")
@@ -298,7 +306,7 @@ func TestTraceRefreshRetried(t *testing.T) {
 
 	_, err := engine.GetJSON[item](context.Background(), e, "/items/1")
 	require.NoError(t, err)
-	refreshes := r.named("token refresh")
+	refreshes := r.ended(t, "token refresh", 1)
 	require.Len(t, refreshes, 1)
 	calls := r.children(refreshes[0])
 	require.Len(t, calls, 2)
@@ -329,7 +337,7 @@ func TestTraceFailedRefresh(t *testing.T) {
 		_, err := engine.GetJSON[item](context.Background(), e, "/items/1")
 		assert.ErrorIs(t, err, engine.ErrSessionExpired)
 	})
-	refreshes := r.named("token refresh")
+	refreshes := r.ended(t, "token refresh", 1)
 	require.Len(t, refreshes, 1)
 	rs := refreshes[0]
 	assert.Equal(t, codes.Error, rs.Status().Code)
@@ -378,6 +386,7 @@ func TestMetricsMatchTheServer(t *testing.T) {
 	st := srv.Stats()
 	require.Equal(t, int64(1), st.RefreshCalls)
 
+	r.ended(t, "token refresh", 1) // its measurements are taken when its span ends
 	m := r.metrics(t)
 	sends := m["http.client.request.duration"].Data.(metricdata.Histogram[float64])
 	var points uint64
@@ -415,53 +424,63 @@ func TestMetricsMatchTheServer(t *testing.T) {
 	assert.Equal(t, int64(0), parked.DataPoints[0].Value, "every parked request was released")
 }
 
-// Our CLIENT spans and http.client.request.duration carry exactly what otelhttp's do for the same
-// request (a dashboard built on otelhttp works unchanged), except what the conventions add for
-// resends.
+// Our CLIENT spans and http.client.request.duration carry what otelhttp's do for the same send (a
+// dashboard built on otelhttp works unchanged): for an answer, and for a transport error.
 func TestSameAttributesAsOtelhttp(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusTeapot)
-	}))
-	defer srv.Close()
-
-	theirs := newRig(t)
-	ot := otelhttp.NewTransport(http.DefaultTransport, otelhttp.WithTracerProvider(theirs.tp), otelhttp.WithMeterProvider(theirs.mp))
-	resp, err := (&http.Client{Transport: ot}).Get(srv.URL + "/x/y")
-	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-
-	ours := newRig(t)
-	e, err := engine.NewPublic(append(ours.options(), engine.WithMaxRetries(0))...)
-	require.NoError(t, err)
-	defer closeEngine(t, e)
-	resp, err = e.Client().Get(srv.URL + "/x/y")
-	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-
-	clientSpan := func(r *rig) sdktrace.ReadOnlySpan {
-		for _, s := range r.spans.Ended() {
-			if s.SpanKind() == trace.SpanKindClient {
-				return s
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+	}{
+		{"answer 418", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) }},
+		{"connection dropped", func(w http.ResponseWriter, _ *http.Request) {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				_ = conn.Close()
 			}
-		}
-		t.Fatal("no CLIENT span")
-		return nil
-	}
-	want, got := clientSpan(theirs), clientSpan(ours)
-	assert.ElementsMatch(t, want.Attributes(), got.Attributes())
-	assert.Equal(t, want.Status(), got.Status())
-	assert.Equal(t, "GET", got.Name(), "the conventions name a client span by its method (otelhttp: %q)", want.Name())
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			get := func(c *http.Client) {
+				resp, err := c.Get(srv.URL + "/x/y")
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+				}
+			}
+			theirs := newRig(t)
+			get(&http.Client{Transport: otelhttp.NewTransport(http.DefaultTransport, otelhttp.WithTracerProvider(theirs.tp), otelhttp.WithMeterProvider(theirs.mp))})
+			ours := newRig(t)
+			e, err := engine.NewPublic(append(ours.options(), engine.WithMaxRetries(0))...)
+			require.NoError(t, err)
+			defer closeEngine(t, e)
+			get(e.Client())
 
-	point := func(r *rig) attribute.Set {
-		h, ok := r.metrics(t)["http.client.request.duration"].Data.(metricdata.Histogram[float64])
-		require.True(t, ok)
-		require.Len(t, h.DataPoints, 1)
-		return h.DataPoints[0].Attributes
+			clientSpan := func(r *rig) sdktrace.ReadOnlySpan {
+				for _, s := range r.spans.Ended() {
+					if s.SpanKind() == trace.SpanKindClient {
+						return s
+					}
+				}
+				t.Fatal("no CLIENT span")
+				return nil
+			}
+			want, got := clientSpan(theirs), clientSpan(ours)
+			assert.ElementsMatch(t, want.Attributes(), got.Attributes())
+			assert.Equal(t, want.Status().Code, got.Status().Code)
+			assert.Equal(t, "GET", got.Name(), "the conventions name a client span by its method (otelhttp: %q)", want.Name())
+
+			point := func(r *rig) attribute.Set {
+				h, ok := r.metrics(t)["http.client.request.duration"].Data.(metricdata.Histogram[float64])
+				require.True(t, ok)
+				require.Len(t, h.DataPoints, 1)
+				return h.DataPoints[0].Attributes
+			}
+			want2, got2 := point(theirs), point(ours)
+			assert.ElementsMatch(t, want2.ToSlice(), got2.ToSlice())
+		})
 	}
-	want2, got2 := point(theirs), point(ours)
-	assert.ElementsMatch(t, want2.ToSlice(), got2.ToSlice())
 }
 
 // Nothing secret reaches telemetry: every span (names, attributes, events, links, statuses), metric
@@ -524,12 +543,7 @@ func TestFollowsGlobalProviders(t *testing.T) {
 	r := newRig(t)
 	srv := startAPI(t, fakeapi.Options{})
 	e := newEngine(t, srv, srv.Login("ann"))
-	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
-	t.Cleanup(func() {
-		otel.SetTracerProvider(tracenoop.NewTracerProvider())
-		otel.SetTextMapPropagator(prevProp)
-	})
-	_ = prevTP
+	t.Cleanup(func() { otel.SetTracerProvider(tracenoop.NewTracerProvider()) })
 
 	_, err := engine.GetJSON[item](context.Background(), e, "/items/1")
 	require.NoError(t, err)
@@ -540,7 +554,64 @@ func TestFollowsGlobalProviders(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, r.named("resilient GET"), 1)
 	assert.Len(t, r.named("GET"), 1)
+	assert.Len(t, r.spans.Started(), 2, "no span is started but the request's own")
 }
+
+// With the usual global setup (an SDK and a composite propagator, which cannot be compared with ==)
+// every request starts exactly its own spans, ends them all, and sends a traceparent.
+func TestGlobalSDKWithCompositePropagator(t *testing.T) {
+	r := newRig(t)
+	srv := startAPI(t, fakeapi.Options{Observe: r.observe})
+	e := newEngine(t, srv, srv.Login("ann"))
+	otel.SetTracerProvider(r.tp)
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	t.Cleanup(func() {
+		otel.SetTracerProvider(tracenoop.NewTracerProvider())
+		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator())
+	})
+	for range 20 {
+		_, err := engine.GetJSON[item](context.Background(), e, "/items/1")
+		require.NoError(t, err)
+	}
+	assert.Len(t, r.spans.Started(), 40)
+	assert.Len(t, r.spans.Ended(), 40)
+	for _, s := range r.seenAt("/items/1") {
+		assert.NotEmpty(t, s.traceparent)
+	}
+}
+
+// A span processor (or sampler) that panics when the refresh's span starts must not leave the
+// requests parked behind that refresh waiting: they fail at once, and so does the next one.
+func TestPanickingSamplerDoesNotStrandParkedRequests(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans), sdktrace.WithSampler(panicOn{"token refresh"}))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	srv := startAPI(t, fakeapi.Options{})
+	tokens := srv.Login("ann")
+	tokens.Expiry = time.Now().Add(-time.Second) // known expired: requests park for the refresh
+	e := newEngine(t, srv, tokens, engine.WithTracerProvider(tp))
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		start := time.Now()
+		_, err := engine.GetJSON[item](ctx, e, "/items/1")
+		cancel()
+		require.Error(t, err)
+		assert.NotErrorIs(t, err, context.DeadlineExceeded, "failed, not stranded")
+		assert.Less(t, time.Since(start), 2*time.Second)
+	}
+}
+
+// panicOn is a sampler that panics for spans of one name, as a buggy one might.
+type panicOn struct{ name string }
+
+func (p panicOn) ShouldSample(params sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	if params.Name == p.name {
+		panic("sampler bug")
+	}
+	return sdktrace.AlwaysSample().ShouldSample(params)
+}
+
+func (p panicOn) Description() string { return "panicOn" }
 
 // The retry budget's refusals and the requests held by a host's cool-down are counted, and the
 // counts match the events the engine published for the same requests.
@@ -605,4 +676,35 @@ func TestTracingOffLeavesCallersSpanAlone(t *testing.T) {
 	require.Len(t, spans, 1)
 	assert.Empty(t, spans[0].Events())
 	assert.Empty(t, spans[0].Links())
+}
+
+// With an attempt timeout, each send runs under a context of its own; once the caller is done with
+// the answer, that context is released, even for a request whose own context can never be
+// cancelled (context.Background): nothing of the request is kept until Close.
+func TestAttemptContextReleasedWhenDone(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }))
+	defer srv.Close()
+	var mu sync.Mutex
+	var seen []context.Context
+	capture := roundTripper(func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		seen = append(seen, r.Context())
+		mu.Unlock()
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	e, err := engine.NewPublic(engine.WithTransport(capture), engine.WithRetryPolicy(engine.RetryPolicy{AttemptTimeout: time.Minute}))
+	require.NoError(t, err)
+	defer closeEngine(t, e)
+	for range 20 {
+		resp, err := e.Client().Get(srv.URL)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		require.NoError(t, resp.Body.Close())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, seen, 20)
+	for i, ctx := range seen {
+		assert.Error(t, ctx.Err(), "send %d: its context was released when the caller closed the body", i)
+	}
 }

@@ -1,12 +1,14 @@
 // Package telemetry is the engine's OpenTelemetry instrumentation: one INTERNAL span per logical
-// request, one CLIENT span per physical send (with the HTTP client semantic conventions, as
-// otelhttp names them), one span per token refresh that the requests it released link to, events
-// for parking and backoff, W3C trace context on every send, and the metrics that go with them.
+// request, one CLIENT span per physical send (named by the conventions, with the attributes and
+// the http.client.request.duration measurement otelhttp gives the same send), one span per token
+// refresh that the requests it released link to, events for parking and backoff, trace context on
+// every send, and the metrics that go with them.
 //
-// It is built to cost almost nothing when nobody records: no attribute is built and nothing is
-// formatted unless a span is recording, metric attribute sets are made once per distinct value and
-// kept, and the time stamps the request path takes anyway are reused. With the no-op (or unset
-// global) providers a request costs two small allocations here: the contexts that carry its spans.
+// It is built to cost almost nothing when nobody records: with the no-op providers, or the global
+// ones before the application installs an SDK, no span is started, no measurement is taken and
+// nothing is allocated; when recording, no attribute is built unless a span records, metric
+// attribute sets are made once per distinct value and kept, and the clock readings the request
+// path takes anyway are reused.
 //
 // Nothing here ever records a token, a refresh token, an Idempotency-Key value or a query value.
 package telemetry
@@ -151,56 +153,71 @@ func New(cfg Config) (*T, error) {
 	return t, nil
 }
 
-// active is what the providers are at one moment, and what of them can be skipped: a tracer that
-// makes no spans, a meter that keeps nothing, a propagator that writes nothing. A request reads it
-// once (three atomic loads when following the global providers) and does no work for what is off.
+// active is what the tracer and meter providers are at one moment, and whether either can be
+// skipped: a tracer that makes no spans, a meter that keeps nothing. A request reads it once (two
+// atomic loads when following the global providers) and does no work for what is off.
 type active struct {
 	tp   trace.TracerProvider
 	mp   metric.MeterProvider
-	prop propagation.TextMapPropagator
-	same [3]bool // each of the above can be compared with ==, so it can be recognised again
+	same bool // both can be compared with ==, so they can be recognised again
 
 	tracer trace.Tracer
-	// tracesOff: a span started without a parent comes back invalid, so the tracer makes no spans
-	// of its own (the no-op provider, or the global one before an SDK is installed). Its spans would
-	// only pass the parent's span context through, which leaving the context as it is does too; so
-	// no span is started at all.
+	// tracesOff: the tracer makes no spans of its own (the no-op provider, or the global one before
+	// an SDK is installed). Its spans would only pass the parent's span context through, which
+	// leaving the context as it is does too; so no span is started at all.
 	tracesOff bool
 	// metricsOff: the meter provider is the no-op one, or the global one before an SDK is installed.
 	metricsOff bool
-	// propOff: the propagator names no fields, so it writes nothing.
-	propOff bool
 }
 
 // now returns the providers in force: the configured ones, and for the others the global ones as
-// they are now, so that an SDK installed after New takes over at once.
+// they are now, so that an SDK installed after New takes over at once. Nothing is started or
+// recorded to find out (a provider that cannot be compared is looked at again on every call).
 func (t *T) now() *active {
-	tp, mp, prop := t.cfg.TracerProvider, t.cfg.MeterProvider, t.cfg.Propagator
+	tp, mp := t.cfg.TracerProvider, t.cfg.MeterProvider
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
-	if prop == nil {
-		prop = otel.GetTextMapPropagator()
-	}
-	if a := t.cur.Load(); a != nil && a.same[0] && a.same[1] && a.same[2] && a.tp == tp && a.mp == mp && a.prop == prop {
+	if a := t.cur.Load(); a != nil && a.same && a.tp == tp && a.mp == mp {
 		return a
 	}
-	a := &active{tp: tp, mp: mp, prop: prop, tracer: tp.Tracer(ScopeName)}
-	a.same = [3]bool{reflect.TypeOf(tp).Comparable(), reflect.TypeOf(mp).Comparable(), reflect.TypeOf(prop).Comparable()}
-	if _, ok := tp.(tracenoop.TracerProvider); ok {
-		a.tracesOff = true
-	} else if t.cfg.TracerProvider == nil {
-		// The global provider: probe it. (A given one is not probed: an SDK may come behind it.)
-		_, probe := a.tracer.Start(context.Background(), "probe")
-		a.tracesOff = !probe.SpanContext().IsValid() && !probe.IsRecording()
-	}
+	a := &active{tp: tp, mp: mp, tracer: tp.Tracer(ScopeName)}
+	a.same = reflect.TypeOf(tp).Comparable() && reflect.TypeOf(mp).Comparable()
+	a.tracesOff = noTracer(tp, t.cfg.TracerProvider == nil)
 	a.metricsOff = noMeter(mp, t.cfg.MeterProvider == nil)
-	a.propOff = t.cfg.Propagator == nil && len(prop.Fields()) == 0
 	t.cur.Store(a)
 	return a
+}
+
+// propagator returns the propagator in force and whether it can write anything: the configured one
+// always can; the global one cannot while the application has set none (once it has,
+// otel.GetTextMapPropagator returns that one instead of the global stand-in).
+func (t *T) propagator() (propagation.TextMapPropagator, bool) {
+	if t.cfg.Propagator != nil {
+		return t.cfg.Propagator, true
+	}
+	p := otel.GetTextMapPropagator()
+	return p, !isGlobalStandIn(p, "*global.textMapPropagator")
+}
+
+// isGlobalStandIn reports whether v is the otel package's global stand-in of the given type, which
+// the getters return until the application installs its own. (Were the type ever renamed, the
+// engine would only do the work always.)
+func isGlobalStandIn(v any, typeName string) bool {
+	return reflect.TypeOf(v).String() == typeName
+}
+
+// noTracer reports whether tp makes no spans: the no-op provider, or, when following the global
+// provider, the global stand-in while no SDK is installed. A provider given in Config is never taken
+// for the stand-in: an SDK may come behind it later without changing its identity.
+func noTracer(tp trace.TracerProvider, global bool) bool {
+	if _, ok := tp.(tracenoop.TracerProvider); ok {
+		return true
+	}
+	return global && isGlobalStandIn(tp, "*global.tracerProvider")
 }
 
 // noMeter reports whether mp keeps nothing: the no-op provider, or, when following the global
@@ -212,7 +229,7 @@ func noMeter(mp metric.MeterProvider, global bool) bool {
 	if _, ok := mp.(metricnoop.MeterProvider); ok {
 		return true
 	}
-	return global && reflect.TypeOf(mp).String() == "*global.meterProvider"
+	return global && isGlobalStandIn(mp, "*global.meterProvider")
 }
 
 // ---- logical requests ----
@@ -228,7 +245,8 @@ type Logical struct {
 	backoff time.Duration
 	gen     uint64
 	refresh trace.SpanContext // the last refresh linked, so a request links each refresh once
-	inject  bool              // sends carry trace context: their headers must be the engine's own
+	prop    propagation.TextMapPropagator
+	inject  bool // sends carry trace context: their headers must be the engine's own
 }
 
 // noSpan stands for the spans a tracer that makes none does not start: it records nothing and its
@@ -257,17 +275,21 @@ func (t *T) StartLogical(ctx context.Context, req *http.Request, start time.Time
 	}
 	a := t.now()
 	l := Logical{t: t, a: a, start: start}
+	prop, on := t.propagator()
+	if on {
+		l.prop = prop
+	}
 	if a.tracesOff {
 		l.span = noSpan
-		l.inject = !a.propOff && injects(ctx)
+		l.inject = on && injects(ctx)
 		return ctx, l
 	}
 	name, ok := logicalNames[req.Method]
 	if !ok {
-		name = "resilient " + methodAttr(req.Method).Value.AsString()
+		name = "resilient " + sendName(req.Method)
 	}
 	ctx, l.span = a.tracer.Start(ctx, name, internalKind...)
-	l.inject = !a.propOff && injects(ctx)
+	l.inject = on && injects(ctx)
 	return ctx, l
 }
 
@@ -318,7 +340,11 @@ func (l *Logical) Link(sc trace.SpanContext) {
 }
 
 // Token remembers the token generation a send used.
-func (l *Logical) Token(gen uint64) { l.gen = gen }
+func (l *Logical) Token(gen uint64) {
+	if gen != 0 {
+		l.gen = gen
+	}
+}
 
 // RetryScheduled records a retry of host due after delay: fromServer when the delay is the
 // server's Retry-After. resend is the resend count the next attempt will carry.
@@ -345,7 +371,7 @@ func retryAttrs(reason string, delay time.Duration, fromServer bool, resend int)
 }
 
 func (t *T) countRetry(ctx context.Context, host, reason string) {
-	t.retries.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(AttrRetryReason.String(reason), semconv.ServerAddress(host))))
+	t.retries.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(append(serverAttrs(host), AttrRetryReason.String(reason))...)))
 }
 
 // BudgetExhausted records that the retry budget of host refused a retry that was due.
@@ -354,7 +380,7 @@ func (l *Logical) BudgetExhausted(ctx context.Context, host string) {
 		return
 	}
 	if !l.a.metricsOff {
-		l.t.exhausted.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(semconv.ServerAddress(host))))
+		l.t.exhausted.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(serverAttrs(host)...)))
 	}
 	if l.span.IsRecording() {
 		l.span.AddEvent("retry budget exhausted")
@@ -369,7 +395,7 @@ func (l *Logical) CoolDown(ctx context.Context, host string, d time.Duration) {
 	}
 	l.backoff += d
 	if !l.a.metricsOff {
-		l.t.coolWaits.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(semconv.ServerAddress(host))))
+		l.t.coolWaits.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(serverAttrs(host)...)))
 	}
 	if l.span.IsRecording() {
 		l.span.AddEvent("cool-down wait", trace.WithAttributes(AttrCoolDown.Float64(d.Seconds())))
@@ -420,7 +446,7 @@ func (l *Logical) End(ctx context.Context, req *http.Request, resp *http.Respons
 		attrs = append(attrs, semconv.ErrorTypeKey.String(errType))
 		msg := ""
 		if err != nil {
-			msg = err.Error()
+			msg = safeMessage(err)
 		}
 		l.span.SetStatus(codes.Error, msg)
 	}
@@ -456,7 +482,7 @@ func ErrorType(err error) string {
 	case errors.Is(err, context.DeadlineExceeded):
 		return "deadline_exceeded"
 	}
-	return semconv.ErrorType(unwrapNetwork(err)).Value.AsString()
+	return typeName(unwrapNetwork(err))
 }
 
 // unwrapNetwork is the transport's own error inside the engine's network wrapper, so error.type
@@ -497,7 +523,7 @@ func (t *T) startSend(a *active, ctx context.Context, req *http.Request, resend 
 	if a.tracesOff {
 		return ctx, Send{t: t, a: a, span: noSpan, start: now}
 	}
-	sctx, span := a.tracer.Start(ctx, methodAttr(req.Method).Value.AsString(), clientKind...)
+	sctx, span := a.tracer.Start(ctx, sendName(req.Method), clientKind...)
 	s := Send{t: t, a: a, span: span, start: now}
 	if !span.IsRecording() {
 		if span.SpanContext().Equal(trace.SpanContextFromContext(ctx)) {
@@ -549,7 +575,7 @@ func sendAttrs(req *http.Request, resend, status int, proto string) []attribute.
 // Inject writes the trace context of ctx into h (which must be the engine's own map), if Injects.
 func (l *Logical) Inject(ctx context.Context, h http.Header) {
 	if l.t != nil && l.inject {
-		l.a.prop.Inject(ctx, propagation.HeaderCarrier(h))
+		l.prop.Inject(ctx, propagation.HeaderCarrier(h))
 	}
 }
 
@@ -569,7 +595,7 @@ func (s *Send) End(ctx context.Context, req *http.Request, resp *http.Response, 
 	if !s.a.metricsOff {
 		k := attrKey{kind: kindSend, method: req.Method, host: req.URL.Host, scheme: req.URL.Scheme, proto: proto, status: status}
 		if status == 0 && err != nil {
-			k.errType = semconv.ErrorType(err).Value.AsString()
+			k.errType = typeName(err) // as otelhttp: its own form on the metric ("net.OpError")
 		}
 		s.t.sendDur.Record(ctx, now.Sub(s.start).Seconds(), s.t.set(k)...)
 	}
@@ -581,8 +607,8 @@ func (s *Send) End(ctx context.Context, req *http.Request, resp *http.Response, 
 	attrs := sendAttrs(req, s.resend, status, proto)
 	switch {
 	case err != nil:
-		attrs = append(attrs, semconv.ErrorType(err))
-		s.span.SetStatus(codes.Error, err.Error())
+		attrs = append(attrs, semconv.ErrorType(err)) // as otelhttp: the conventions' form on spans ("*net.OpError")
+		s.span.SetStatus(codes.Error, safeMessage(err))
 	case status >= 400 || status < 100:
 		s.span.SetStatus(codes.Error, "")
 	}
@@ -613,7 +639,7 @@ func (t *T) StartRefresh(ctx context.Context, host string, proactive bool, trigg
 	}
 	ctx, span := t.now().tracer.Start(ctx, "token refresh", opts...)
 	if span.IsRecording() {
-		span.SetAttributes(semconv.ServerAddress(host), AttrProactive.Bool(proactive))
+		span.SetAttributes(append(serverAttrs(host), AttrProactive.Bool(proactive))...)
 	}
 	return ctx, Refresh{t: t, span: span, proactive: proactive}
 }
@@ -634,10 +660,10 @@ func (r *Refresh) Context(ctx context.Context) context.Context {
 	return trace.ContextWithSpan(ctx, r.span)
 }
 
-// End ends the refresh with its outcome (one of the Refresh* constants), the generation it
+// End ends the refresh at `at` with its outcome (one of the Refresh* constants), the generation it
 // installed (0 if none), the number of parked requests it released, and its error if it failed.
 // Ending twice does nothing.
-func (r *Refresh) End(ctx context.Context, outcome string, gen uint64, released int, err error) {
+func (r *Refresh) End(ctx context.Context, outcome string, gen uint64, released int, err error, at time.Time) {
 	if r.t == nil {
 		return
 	}
@@ -654,10 +680,10 @@ func (r *Refresh) End(ctx context.Context, outcome string, gen uint64, released 
 	}
 	if err != nil {
 		attrs = append(attrs, semconv.ErrorTypeKey.String(ErrorType(err)))
-		span.SetStatus(codes.Error, err.Error())
+		span.SetStatus(codes.Error, safeMessage(err))
 	}
 	span.SetAttributes(attrs...)
-	span.End()
+	span.End(trace.WithTimestamp(at))
 }
 
 // RefreshRetry records, on the refresh span in ctx, that the refresh call will be made again after
@@ -708,8 +734,8 @@ func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if r2.Header == nil {
 		r2.Header = http.Header{}
 	}
-	if !a.propOff {
-		a.prop.Inject(ctx, propagation.HeaderCarrier(r2.Header))
+	if prop, on := tr.t.propagator(); on {
+		prop.Inject(ctx, propagation.HeaderCarrier(r2.Header))
 	}
 	resp, err := tr.base.RoundTrip(r2)
 	s.End(ctx, r2, resp, err, time.Now())
@@ -788,6 +814,66 @@ func (k attrKey) attributes() attribute.Set {
 }
 
 // ---- small helpers, as otelhttp reads requests ----
+
+// sendName is a CLIENT span's name as the conventions give it when no route template is known: the
+// method, or "HTTP" for a method they do not know. (otelhttp's default is "HTTP GET".)
+func sendName(method string) string {
+	m := methodAttr(method).Value.AsString()
+	if m == "_OTHER" {
+		return "HTTP"
+	}
+	return m
+}
+
+// typeName is error.type for an error that has no name of its own, computed as otelhttp does it so
+// that both put the same failure in the same series: an ErrorType method's answer, else the error's
+// type as package path and name ("net.OpError" for a *net.OpError).
+func typeName(err error) string {
+	if et, ok := err.(interface{ ErrorType() string }); ok {
+		if s := et.ErrorType(); s != "" {
+			return s
+		}
+	}
+	t := reflect.TypeOf(err)
+	if t == nil {
+		return "_OTHER"
+	}
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.PkgPath() == "" || t.Name() == "" {
+		return t.String()
+	}
+	return t.PkgPath() + "." + t.Name()
+}
+
+// safeMessage is err's text for a span status, with the query values of any URL in it redacted
+// (net/http's *url.Error prints the whole URL).
+func safeMessage(err error) string {
+	msg := err.Error()
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil && (u.RawQuery != "" || u.User != nil) {
+			msg = strings.ReplaceAll(msg, ue.URL, redact.URL(u))
+		}
+	}
+	return msg
+}
+
+// serverAttrs are server.address, and server.port when the host names one, for a host as the
+// request path keys it ("host[:port]"); none for an unknown host.
+func serverAttrs(hostport string) []attribute.KeyValue {
+	if hostport == "" {
+		return nil
+	}
+	host, port := splitHostPort(hostport)
+	attrs := make([]attribute.KeyValue, 0, 3)
+	attrs = append(attrs, semconv.ServerAddress(host))
+	if port > 0 {
+		attrs = append(attrs, semconv.ServerPort(port))
+	}
+	return attrs
+}
 
 var methods = map[string]attribute.KeyValue{
 	http.MethodConnect: semconv.HTTPRequestMethodConnect,

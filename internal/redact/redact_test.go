@@ -1,0 +1,26 @@
+package redact
+
+import (
+	"net/url"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"https://api.example.com/items/1", "https://api.example.com/items/1"},
+		{"https://api.example.com/items?api_key=SECRET&page=2", "https://api.example.com/items?api_key=redacted&page=redacted"},
+		{"https://user:pass@api.example.com/x", "https://api.example.com/x"},
+		{"https://api.example.com/x#access_token=SECRET", "https://api.example.com/x"},
+		{"https://api.example.com/x?sig=a&sig=b", "https://api.example.com/x?sig=redacted"},
+		{"http://[::1]:8080/x?token=t", "http://[::1]:8080/x?token=redacted"},
+	} {
+		u, err := url.Parse(tc.in)
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, URL(u), tc.in)
+		assert.NotContains(t, URL(u), "SECRET")
+	}
+	assert.Equal(t, "", URL(nil))
+}
