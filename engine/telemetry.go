@@ -18,8 +18,10 @@ import (
 // the body). Everything else is the engine's own:
 //
 //   - a span per logical request, INTERNAL, named "resilient <METHOD>", parent of its sends, with
-//     the attributes AttrAttempts, AttrBackoff, AttrParked, AttrTokenGeneration and
-//     AttrIdempotencyKeyPresent, error.type and an error status when it fails, and the events
+//     http.request.method, server.address, http.response.status_code and the attributes
+//     AttrAttempts, AttrTokenGeneration, AttrIdempotencyKeyPresent, AttrBackoff and AttrParked
+//     (these two only when the request waited), error.type and an error status when it fails, and
+//     the events
 //     "parked", "released", "retry scheduled", "cool-down wait" and "retry budget exhausted";
 //   - a span per token refresh, "token refresh", the root of its own trace (it serves every request
 //     it releases), linked to the request that started it; every request it released links to it;

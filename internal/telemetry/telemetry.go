@@ -427,15 +427,19 @@ func (l *Logical) End(ctx context.Context, req *http.Request, resp *http.Respons
 		l.span.End() // no options: they would allocate for a span that keeps nothing
 		return
 	}
-	// Every attribute in one call, at the end: one copy into the span instead of several.
-	host, port := hostPort(req.URL)
-	attrs := make([]attribute.KeyValue, 0, 12)
-	attrs = append(attrs, methodAttr(req.Method), semconv.ServerAddress(host), semconv.URLFull(redact.URL(req.URL)))
-	if port > 0 {
-		attrs = append(attrs, semconv.ServerPort(port))
+	// Every attribute in one call, at the end: one copy into the span instead of several. The
+	// URL and port are on its sends (each attribute costs the SDK a copy and a check); waits that
+	// did not happen are left out.
+	host, _ := splitHostPort(req.URL.Host)
+	attrs := make([]attribute.KeyValue, 0, 10)
+	attrs = append(attrs, methodAttr(req.Method), semconv.ServerAddress(host), AttrAttempts.Int(sends),
+		AttrIdempotencyKey.Bool(hasIdempotencyKey(req)))
+	if l.backoff > 0 {
+		attrs = append(attrs, AttrBackoff.Float64(l.backoff.Seconds()))
 	}
-	attrs = append(attrs, AttrAttempts.Int(sends), AttrBackoff.Float64(l.backoff.Seconds()),
-		AttrParked.Float64(l.parked.Seconds()), AttrIdempotencyKey.Bool(hasIdempotencyKey(req)))
+	if l.parked > 0 {
+		attrs = append(attrs, AttrParked.Float64(l.parked.Seconds()))
+	}
 	if l.gen > 0 {
 		attrs = append(attrs, AttrGeneration.Int64(int64(l.gen)))
 	}
