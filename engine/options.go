@@ -25,7 +25,7 @@ const (
 	DefaultRefreshSkew         = 30 * time.Second
 	DefaultMaxTokenBytes       = 64 << 10
 	DefaultMaxErrorBodyBytes   = 1 << 20
-	DefaultMaxIdleConnsPerHost = 256
+	DefaultMaxIdleConnsPerHost = 1024
 	DefaultCacheBytes          = 8 << 20
 )
 
@@ -138,8 +138,10 @@ func WithMaxErrorBodyBytes(n int64) Option { return func(c *config) { c.maxError
 
 // WithTransport sets the http.RoundTripper that carries every attempt and refresh (TLS roots,
 // proxies, dialers). The engine does not close its connections. Default: a clone of
-// http.DefaultTransport with MaxIdleConnsPerHost raised to DefaultMaxIdleConnsPerHost (256), whose
-// idle connections Close closes.
+// http.DefaultTransport with MaxIdleConnsPerHost raised to DefaultMaxIdleConnsPerHost (1,024:
+// net/http's default of 2 makes a service calling one API from hundreds of goroutines open and
+// close a connection for most requests; idle connections are only kept up to the concurrency
+// actually reached), whose idle connections Close closes.
 func WithTransport(rt http.RoundTripper) Option { return func(c *config) { c.transport = rt } }
 
 // WithCache bounds the ETag cache to maxBytes (bodies, headers and keys; one answer may take at
