@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/resilientclient/resilient/messages"
 )
@@ -80,14 +80,20 @@ func (c *sharedCtx) Value(key any) any {
 	return c.life.Value(key)
 }
 
-// lifeCtx returns one of the life contexts, made on first use.
-func (f *Inflight) lifeCtx() context.Context {
+// lifeCtx returns the life context for the call c, made on first use.
+func (f *Inflight) lifeCtx(c *call) context.Context {
 	f.lifeOnce.Do(func() {
 		for i := range f.lives {
 			f.lives[i], f.endLives[i] = context.WithCancelCause(context.Background())
 		}
 	})
-	return f.lives[rand.N(uint32(lifeShards))]
+	return f.lives[spread(c, lifeShards)]
+}
+
+// spread picks one of n shards for c from its address: calls are allocated apart from each other,
+// so their addresses spread them as well as a random number would, for nothing.
+func spread(c *call, n int) int {
+	return int(uintptr(unsafe.Pointer(c))>>7) % n
 }
 
 // begin registers a logical request and derives its context, which ends when parent ends or when
@@ -102,12 +108,13 @@ func (f *Inflight) begin(parent context.Context) (*call, error) {
 		// Nothing can cancel the parent: the shared life is all this request needs. (Close ends
 		// the life after setting closed, so a request that got past the check above still ends.)
 		c := &call{}
-		c.shared = sharedCtx{Context: parent, life: f.lifeCtx()}
+		c.shared = sharedCtx{Context: parent, life: f.lifeCtx(c)}
 		c.ctx = &c.shared
 		return c, nil
 	}
 	ctx, cancel := context.WithCancelCause(parent)
-	c := &call{ctx: ctx, cancel: cancel, shard: &f.shards[rand.N(uint32(inflightShards))]}
+	c := &call{ctx: ctx, cancel: cancel}
+	c.shard = &f.shards[spread(c, inflightShards)]
 	s := c.shard
 	s.mu.Lock()
 	if s.closed { // Close swept this shard already: this request must not start
@@ -180,7 +187,7 @@ func (c *call) Close() error {
 // RoundTrip has returned or ctx ends. Response bodies still held by callers fail their next read.
 func (f *Inflight) Close(ctx context.Context) error {
 	f.closed.Store(true)
-	f.lifeCtx()
+	f.lifeCtx(nil)
 	for _, end := range f.endLives {
 		end(messages.ErrClosed)
 	}

@@ -94,8 +94,9 @@ type Config struct {
 // T is the instrumentation of one engine. Its methods are safe for concurrent use, and a nil *T
 // records nothing.
 type T struct {
-	cfg Config                 // as given: nil fields follow the global providers
-	cur atomic.Pointer[active] // what the providers are now, rebuilt when a global one changes
+	cfg         Config                      // as given: nil fields follow the global providers
+	cur         atomic.Pointer[active]      // what the providers are now, rebuilt when a global one changes
+	propVerdict atomic.Pointer[typeVerdict] // whether the global propagator's type is the stand-in
 
 	sendDur    metric.Float64Histogram // http.client.request.duration, per physical send
 	logicalDur metric.Float64Histogram
@@ -200,7 +201,20 @@ func (t *T) propagator() (propagation.TextMapPropagator, bool) {
 		return t.cfg.Propagator, true
 	}
 	p := otel.GetTextMapPropagator()
-	return p, !isGlobalStandIn(p, "*global.textMapPropagator")
+	typ := reflect.TypeOf(p)
+	if v := t.propVerdict.Load(); v != nil && v.t == typ {
+		return p, !v.standIn
+	}
+	v := &typeVerdict{t: typ, standIn: isGlobalStandIn(p, "*global.textMapPropagator")}
+	t.propVerdict.Store(v)
+	return p, !v.standIn
+}
+
+// typeVerdict remembers whether values of one type are the global stand-in (a type's name is only
+// read when the type changes).
+type typeVerdict struct {
+	t       reflect.Type
+	standIn bool
 }
 
 // isGlobalStandIn reports whether v is the otel package's global stand-in of the given type, which
