@@ -136,10 +136,12 @@ func isGet(req *http.Request) bool {
 // responseValidators returns the response's entity-tag and Last-Modified date, each "" when absent or
 // malformed: a validator the server could not parse back would only cost a round trip.
 func responseValidators(h http.Header) (etag, lastModified string) {
-	if values := headerValues(h, "Etag"); len(values) == 1 {
+	// Canonical keys only (net/http writes response headers so): a validator spelled otherwise only
+	// means the answer is not kept. This runs for every 200 GET, so it must not walk the header.
+	if values := h["Etag"]; len(values) == 1 {
 		etag, _ = validETag(values[0])
 	}
-	if values := headerValues(h, "Last-Modified"); len(values) == 1 {
+	if values := h["Last-Modified"]; len(values) == 1 {
 		if _, err := http.ParseTime(values[0]); err == nil {
 			lastModified = values[0]
 		}
