@@ -1,0 +1,117 @@
+package harness
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Verdict is the engine's standing against one of its speed targets.
+type Verdict struct {
+	Workload string
+	Target   string
+	Measured string
+	Status   string // "met", "missed", or "not measured"
+}
+
+// Verdict statuses.
+const (
+	Met         = "met"
+	Missed      = "missed"
+	NotMeasured = "not measured"
+)
+
+func verdict(w, target string, ok, measured bool, format string, args ...any) Verdict {
+	v := Verdict{Workload: w, Target: target, Measured: "—", Status: NotMeasured}
+	if measured {
+		v.Measured = fmt.Sprintf(format, args...)
+		v.Status = Missed
+		if ok {
+			v.Status = Met
+		}
+	}
+	return v
+}
+
+// Targets judges the engine against the targets of issue 7 from the medians of this run.
+func (r *Results) Targets() []Verdict {
+	var out []Verdict
+
+	// W1: added cost ≤ 1.5× oauth2's added cost; allocations ≤ oauth2's + 4. The added costs are
+	// medians of batch-paired differences; their ratio is taken last, since a ratio of two small
+	// differences taken round by round swings wildly.
+	ea, eok := r.Stat("W1", "hotpath", "engine", "added-ns/op")
+	oa, ook := r.Stat("W1", "hotpath", "oauth2", "added-ns/op")
+	ratio := "oauth2's added cost is within noise of zero, so no ratio"
+	if oa.Median > 0 {
+		ratio = fmt.Sprintf("%.2f×", ea.Median/oa.Median)
+	}
+	out = append(out, verdict("W1", "engine's added ns/op ≤ 1.5 × oauth2's added ns/op (tracing off)", ea.Median <= 1.5*max(oa.Median, 0), eok && ook,
+		"%s (engine %s ns, oauth2 %s ns)", ratio, rangeText(ea, "%+.0f"), rangeText(oa, "%+.0f")))
+	allocs, ok := r.Diff("W1", "hotpath", "engine", "oauth2", "allocs/op")
+	out = append(out, verdict("W1", "engine allocs/op ≤ oauth2 allocs/op + 4", ok && allocs.Median <= 4, ok, "%+.0f allocs/op", allocs.Median))
+
+	// W2: ≥ 0.95× raw at c=256; ≥ 0.90× with the OTel SDK recording.
+	for _, t := range []struct {
+		subject string
+		min     float64
+	}{{"engine", 0.95}, {"engine-otel", 0.90}} {
+		s, ok := r.Ratio("W2", "c=256", t.subject, "raw", "req/s")
+		v := verdict("W2", fmt.Sprintf("%s req/s ≥ %.2f × raw at c=256", t.subject, t.min), ok && s.Median >= t.min, ok,
+			"%.3f× (per-round %.3f–%.3f)", s.Median, s.Min, s.Max)
+		if !ok {
+			if why, unavailable := r.Unavailable[t.subject]; unavailable {
+				v.Measured = t.subject + ": " + why
+			}
+		}
+		out = append(out, v)
+	}
+
+	// W3: exactly one refresh; release ≤ 1.2× the channel broadcast; ≤ 1 KiB per parked request;
+	// the large storm completes.
+	for _, c := range r.Cases("W3") {
+		refreshes, ok := r.Stat("W3", c, "engine", "refreshes")
+		if !ok {
+			continue
+		}
+		out = append(out, verdict("W3", fmt.Sprintf("%s: exactly 1 refresh call (every round)", c), refreshes.Min == 1 && refreshes.Max == 1, true,
+			"%s refresh calls", rangeText(refreshes, "%.0f")))
+		okN, _ := r.Stat("W3", c, "engine", "ok")
+		n := r.stormN(c)
+		if strings.HasSuffix(c, "k") {
+			out = append(out, verdict("W3", fmt.Sprintf("%s: %d parked requests all answered 200", c, n), okN.Min == float64(n), true,
+				"%s of %d", rangeText(okN, "%.0f"), n))
+		}
+		rel, rok := r.Ratio("W3", c, "engine", Broadcast, "release-ms")
+		abs, _ := r.Stat("W3", c, "engine", "release-ms")
+		base, _ := r.Stat("W3", c, Broadcast, "release-ms")
+		wake, _ := r.Stat("W3", c, WakeOnly, "release-ms")
+		out = append(out, verdict("W3", fmt.Sprintf("%s: release ≤ 1.2 × channel broadcast (wake + send)", c), rok && rel.Median <= 1.2, rok,
+			"%.2f× (%.1f ms vs %.1f ms; wake alone %.1f ms)", rel.Median, abs.Median, base.Median, wake.Median))
+		heap, hok := r.Stat("W3", c, "engine", "heapB/parked")
+		bheap, _ := r.Stat("W3", c, Broadcast, "heapB/parked")
+		out = append(out, verdict("W3", fmt.Sprintf("%s: ≤ 1 KiB heap per parked request", c), hok && heap.Median <= 1024, hok,
+			"%.0f B (of which the baseline's parked request: %.0f B)", heap.Median, bheap.Median))
+	}
+
+	// W4: amplification ≤ 1.25.
+	amp, ok := r.Stat("W4", "outage", "engine", "amplification")
+	out = append(out, verdict("W4", "attempts ÷ logical requests ≤ 1.25 through the outage", ok && amp.Median <= 1.25, ok,
+		"%s", rangeText(amp, "%.3f")))
+	return out
+}
+
+// stormN is the number of requests of W3's case c.
+func (r *Results) stormN(c string) int {
+	if strings.HasSuffix(c, "k") {
+		return r.Config.StormBigN
+	}
+	return r.Config.StormN
+}
+
+// rangeText is "median (min–max)", or just the value when all rounds agree.
+func rangeText(s Stat, f string) string {
+	if s.Min == s.Max {
+		return fmt.Sprintf(f, s.Median)
+	}
+	return fmt.Sprintf(f+" ("+f+"–"+f+")", s.Median, s.Min, s.Max)
+}
