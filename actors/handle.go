@@ -60,7 +60,6 @@ type TokenHandle struct {
 	root *actor.RootContext
 	pid  *actor.PID
 	snap atomic.Pointer[Snapshot]
-	ids  atomic.Uint64
 
 	background sync.WaitGroup // refresh goroutines and armed timers, waited for by Stop
 	stopOnce   sync.Once
@@ -99,48 +98,47 @@ func (h *TokenHandle) AcquireAt(ctx context.Context, now time.Time) (Grant, erro
 	if s := h.snap.Load(); s != nil && s.usableAt(now) {
 		return Grant{Header: s.Header, Gen: s.Gen, values: s.values}, nil
 	}
-	return h.ask(ctx, func(id uint64, r chan<- messages.TokenReply, sc *trace.SpanContext) any {
-		return messages.NeedToken{ID: id, Reply: r, Trace: sc}
+	return h.ask(ctx, func(r chan<- messages.TokenReply, sc *trace.SpanContext) any {
+		return messages.NeedToken{Reply: r, Trace: sc}
 	})
 }
 
 // AcquireByMessage is Acquire without the snapshot: always a NeedToken round trip through the
 // mailbox. It exists to measure what the snapshot saves.
 func (h *TokenHandle) AcquireByMessage(ctx context.Context) (Grant, error) {
-	return h.ask(ctx, func(id uint64, r chan<- messages.TokenReply, sc *trace.SpanContext) any {
-		return messages.NeedToken{ID: id, Reply: r, Trace: sc}
+	return h.ask(ctx, func(r chan<- messages.TokenReply, sc *trace.SpanContext) any {
+		return messages.NeedToken{Reply: r, Trace: sc}
 	})
 }
 
 // Rejected reports that the API answered 401 to a request sent with generation gen, and returns the
 // token to retry with: the current one if gen was already replaced, else the one a refresh brings.
 func (h *TokenHandle) Rejected(ctx context.Context, gen uint64) (Grant, error) {
-	return h.ask(ctx, func(id uint64, r chan<- messages.TokenReply, sc *trace.SpanContext) any {
-		return messages.TokenRejected{ID: id, Gen: gen, Reply: r, Trace: sc}
+	return h.ask(ctx, func(r chan<- messages.TokenReply, sc *trace.SpanContext) any {
+		return messages.TokenRejected{Gen: gen, Reply: r, Trace: sc}
 	})
 }
 
 // ReportRejected reports a 401 for generation gen without waiting for a new token (for a request
 // that cannot be resent).
 func (h *TokenHandle) ReportRejected(gen uint64) {
-	h.root.Send(h.pid, messages.TokenRejected{ID: h.ids.Add(1), Gen: gen})
+	h.root.Send(h.pid, messages.TokenRejected{Gen: gen})
 }
 
 // ask sends the message made by mk and waits for the reply or for ctx to end. The message names the
 // requester's span (from ctx), which a refresh it starts links to. On an error the Grant still says
 // whether and how long the request was parked, and which refresh failed it.
-func (h *TokenHandle) ask(ctx context.Context, mk func(uint64, chan<- messages.TokenReply, *trace.SpanContext) any) (Grant, error) {
+func (h *TokenHandle) ask(ctx context.Context, mk func(chan<- messages.TokenReply, *trace.SpanContext) any) (Grant, error) {
 	if ctx.Err() != nil {
 		return Grant{}, ctxErr(ctx)
 	}
-	id := h.ids.Add(1)
 	r := make(chan messages.TokenReply, 1)
 	asked := time.Now()
 	var sc *trace.SpanContext
 	if s := trace.SpanContextFromContext(ctx); s.IsValid() {
 		sc = &s // only traced requests pay for it
 	}
-	h.root.Send(h.pid, mk(id, r, sc))
+	h.root.Send(h.pid, mk(r, sc))
 	var rep messages.TokenReply
 	select {
 	case rep = <-r: // the actor answers at once

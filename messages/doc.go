@@ -3,7 +3,7 @@
 //
 // The conversation of one logical request with the token actor is:
 //
-//	requester ──NeedToken{ID, Reply}──────────▶ token actor
+//	requester ──NeedToken{Reply}──────────────▶ token actor
 //	          ◀─TokenReply{Token, Gen} or {Err}─ (at once when the token is valid)
 //	          ◀─TokenReply{Wait: *Pending}────── (a refresh runs: park on it until it is resolved)
 //	requester ──TokenRejected{Gen, Reply}─────▶ (after a 401: refresh only if Gen is still current)

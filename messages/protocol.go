@@ -59,7 +59,6 @@ func (p *Pending) Resolve(rep TokenReply) {
 // is valid, else with the Pending of the refresh that will bring one (starting that refresh if none
 // runs), or with the error that ended the session.
 type NeedToken struct {
-	ID    uint64             // the requester's ticket, unique per engine
 	Reply chan<- TokenReply  // buffered, capacity ≥ 1
 	Trace *trace.SpanContext // the requester's span, linked from a refresh it starts; nil when not traced
 }
@@ -68,7 +67,6 @@ type NeedToken struct {
 // If Gen is still current the token actor starts one refresh (parking the requester); if a newer
 // token exists already, it answers with that one and starts nothing. A nil Reply only reports.
 type TokenRejected struct {
-	ID    uint64
 	Gen   uint64
 	Reply chan<- TokenReply
 	Trace *trace.SpanContext // the requester's span, linked from a refresh it starts; nil when not traced

@@ -317,9 +317,6 @@ func injects(ctx context.Context) bool {
 // header maps must be the engine's own (never the caller's).
 func (l *Logical) Injects() bool { return l.t != nil && l.inject }
 
-// Recording reports whether the logical span records, for callers that would build attributes.
-func (l *Logical) Recording() bool { return l.t != nil && l.span.IsRecording() }
-
 // Parked records that the request parked behind a refresh at parkedAt and was released at
 // released: how (token, error, cancelled), the refresh it waited for (linked), and the token
 // generation it got.
@@ -668,14 +665,6 @@ func (r *Refresh) SpanContext() trace.SpanContext {
 		return trace.SpanContext{}
 	}
 	return r.span.SpanContext()
-}
-
-// Context returns ctx carrying the refresh span, for log records about the refresh.
-func (r *Refresh) Context(ctx context.Context) context.Context {
-	if r.t == nil {
-		return ctx
-	}
-	return trace.ContextWithSpan(ctx, r.span)
 }
 
 // End ends the refresh at `at` with its outcome (one of the Refresh* constants), the generation it
