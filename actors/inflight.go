@@ -13,72 +13,44 @@ import (
 	"github.com/resilientclient/resilient/messages"
 )
 
-// inflightShards spreads the registry's lock over this many mutexes so concurrent requests rarely
-// meet on one.
-const inflightShards = 32
-
 // Inflight tracks every logical request from its start until its response body is done, so that
-// Close can cancel them all (parked, sending, or streaming a body) with ErrClosed. It is safe for
+// Close can end them all (parked, sending, or streaming a body) with ErrClosed. It is safe for
 // concurrent use; the zero value is ready.
+//
+// It keeps no list of requests: a request's context (callCtx) reads the closed flag itself until
+// something waits on it; from then on it waits through a cancellation node, and Close cancels every
+// node; requests on contexts that can never be cancelled wait on one of the lives, which Close ends.
 type Inflight struct {
-	shards  [inflightShards]inflightShard
 	running atomic.Int64 // RoundTrip calls that have not returned yet
 	closed  atomic.Bool
 
 	// lives end (with cause ErrClosed) when Close is called. Requests whose own context can never
-	// be cancelled share one of them instead of a cancel context of their own, and are not listed
-	// in a shard. There are several so that the contexts net/http derives from every request (it
-	// registers each with its parent, under the parent's lock) do not all meet on one lock.
+	// be cancelled share one of them instead of a cancellation node. There are several so that the
+	// contexts net/http derives from every request (it registers each with its parent, under the
+	// parent's lock) do not all meet on one lock.
 	lifeOnce sync.Once
 	lives    [lifeShards]context.Context
 	endLives [lifeShards]context.CancelCauseFunc
+
+	// nodes are the cancellation nodes of requests on parents that can be cancelled (callCtx).
+	nodes [nodeShards]nodeShard
 }
 
 // lifeShards is how many life contexts requests that cannot be cancelled are spread over.
 const lifeShards = 16
 
-type inflightShard struct {
-	mu     sync.Mutex // guards closed and the list
-	closed bool
-	head   *call
-}
-
 // call is one tracked logical request. It also wraps the response body, so that finishing the body
 // (EOF or Close) ends the call and releases its context; one allocation serves both.
 type call struct {
-	ctx    context.Context
-	cancel context.CancelCauseFunc // nil when ctx is the shared one
-	shard  *inflightShard          // nil when ctx is the shared one
-	prev   *call
-	next   *call
-	linked bool
-	body   io.ReadCloser
-	shared sharedCtx // ctx, for a request whose parent can never be cancelled
+	own  callCtx // the request's context
+	body io.ReadCloser
 	// release, if set, ends what the request's answer was read under (an attempt's own context).
 	release func()
 	ended   atomic.Bool
 }
 
-// sharedCtx is the context of a request whose parent can never be cancelled (context.Background,
-// or values on top of it, as http.NewRequest gives): the parent's values, and the registry's life
-// for its end. Such a request needs no cancel context of its own (two allocations and a lock fewer
-// on the hot path), and Close reaches it by ending the life it shares with the others.
-type sharedCtx struct {
-	context.Context                 // the parent: values, and never a Done channel
-	life            context.Context // ends with cause ErrClosed on Close
-}
-
-func (c *sharedCtx) Done() <-chan struct{} { return c.life.Done() }
-func (c *sharedCtx) Err() error            { return c.life.Err() }
-
-// Value is the parent's value, else the life's: context.Cause finds the life's cause (ErrClosed)
-// through it, and contexts derived from this one are cancelled with the life.
-func (c *sharedCtx) Value(key any) any {
-	if v := c.Context.Value(key); v != nil {
-		return v
-	}
-	return c.life.Value(key)
-}
+// ctx is the request's context.
+func (c *call) ctx() context.Context { return &c.own }
 
 // lifeCtx returns the life context for the call c, made on first use.
 func (f *Inflight) lifeCtx(c *call) context.Context {
@@ -87,13 +59,13 @@ func (f *Inflight) lifeCtx(c *call) context.Context {
 			f.lives[i], f.endLives[i] = context.WithCancelCause(context.Background())
 		}
 	})
-	return f.lives[spread(c, lifeShards)]
+	return f.lives[spread(unsafe.Pointer(c), lifeShards)]
 }
 
-// spread picks one of n shards for c from its address: calls are allocated apart from each other,
-// so their addresses spread them as well as a random number would, for nothing.
-func spread(c *call, n int) int {
-	return int(uintptr(unsafe.Pointer(c))>>7) % n
+// spread picks one of n shards from the address p of a heap object: objects are allocated apart
+// from each other, so their addresses spread them as well as a random number would, for nothing.
+func spread(p unsafe.Pointer, n int) int {
+	return int(uintptr(p)>>7) % n
 }
 
 // begin registers a logical request and derives its context, which ends when parent ends or when
@@ -104,38 +76,20 @@ func (f *Inflight) begin(parent context.Context) (*call, error) {
 		f.running.Add(-1)
 		return nil, messages.ErrClosed
 	}
+	// A Close from here on still reaches the request: a fresh context reads the closed flag, nodes
+	// are made in shards that Close marks, and the lives end after the flag is set.
+	c := &call{}
+	c.own.parent, c.own.life, c.own.f = parent, f.lifeCtx(c), f
 	if parent.Done() == nil {
-		// Nothing can cancel the parent: the shared life is all this request needs. (Close ends
-		// the life after setting closed, so a request that got past the check above still ends.)
-		c := &call{}
-		c.shared = sharedCtx{Context: parent, life: f.lifeCtx(c)}
-		c.ctx = &c.shared
-		return c, nil
+		c.own.state.Store(shared) // nothing can cancel the parent: the life is all it needs
 	}
-	ctx, cancel := context.WithCancelCause(parent)
-	c := &call{ctx: ctx, cancel: cancel}
-	c.shard = &f.shards[spread(c, inflightShards)]
-	s := c.shard
-	s.mu.Lock()
-	if s.closed { // Close swept this shard already: this request must not start
-		s.mu.Unlock()
-		cancel(messages.ErrClosed)
-		f.running.Add(-1)
-		return nil, messages.ErrClosed
-	}
-	c.next = s.head
-	if s.head != nil {
-		s.head.prev = c
-	}
-	s.head, c.linked = c, true
-	s.mu.Unlock()
 	return c, nil
 }
 
 // returned marks the RoundTrip of a call as returned (its body may live on).
 func (f *Inflight) returned() { f.running.Add(-1) }
 
-// end unregisters c and releases its context. It is idempotent.
+// end releases c's context (and the attempt context its answer was read under). It is idempotent.
 func (c *call) end() {
 	if !c.ended.CompareAndSwap(false, true) {
 		return
@@ -143,24 +97,12 @@ func (c *call) end() {
 	if c.release != nil {
 		c.release()
 	}
-	s := c.shard
-	if s == nil {
-		return // the shared context: nothing of its own to release
-	}
-	s.mu.Lock()
-	if c.linked {
-		if c.prev != nil {
-			c.prev.next = c.next
-		} else {
-			s.head = c.next
-		}
-		if c.next != nil {
-			c.next.prev = c.prev
-		}
-		c.prev, c.next, c.linked = nil, nil, false
-	}
-	s.mu.Unlock()
-	c.cancel(nil)
+	c.own.end()
+}
+
+// closedByEngine reports whether the request's context ended because the engine closed.
+func (c *call) closedByEngine() bool {
+	return errors.Is(context.Cause(&c.own), messages.ErrClosed)
 }
 
 // Read reads the response body; at EOF the call ends. A read cut short by Close fails with an
@@ -170,11 +112,33 @@ func (c *call) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF:
 		c.end()
-	case err != nil && errors.Is(context.Cause(c.ctx), messages.ErrClosed):
+	case err != nil && c.closedByEngine():
 		err = fmt.Errorf("%w (%w)", messages.ErrClosed, err)
 	}
 	return n, err
 }
+
+// WriteTo writes the rest of the body to w, through the body's own WriteTo when it has one (so that
+// io.Copy keeps the fast path the transport's body offers); then the call ends, as at EOF.
+func (c *call) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	var err error
+	if wt, ok := c.body.(io.WriterTo); ok {
+		n, err = wt.WriteTo(w)
+	} else {
+		n, err = io.Copy(w, readerOnly{c.body})
+	}
+	switch {
+	case err == nil:
+		c.end()
+	case c.closedByEngine():
+		err = fmt.Errorf("%w (%w)", messages.ErrClosed, err)
+	}
+	return n, err
+}
+
+// readerOnly hides every method but Read (so that io.Copy does not come back to WriteTo).
+type readerOnly struct{ io.Reader }
 
 // Close closes the response body and ends the call.
 func (c *call) Close() error {
@@ -183,22 +147,17 @@ func (c *call) Close() error {
 	return err
 }
 
-// Close refuses new requests, cancels every tracked one with cause ErrClosed, and waits until every
+// Close refuses new requests, ends every running one with cause ErrClosed, and waits until every
 // RoundTrip has returned or ctx ends. Response bodies still held by callers fail their next read.
 func (f *Inflight) Close(ctx context.Context) error {
-	f.closed.Store(true)
+	// The lives first: a fresh context that reads the flag below finds ErrClosed as its cause.
 	f.lifeCtx(nil)
 	for _, end := range f.endLives {
 		end(messages.ErrClosed)
 	}
-	for i := range f.shards {
-		s := &f.shards[i]
-		s.mu.Lock()
-		s.closed = true
-		for c := s.head; c != nil; c = c.next {
-			c.cancel(messages.ErrClosed)
-		}
-		s.mu.Unlock()
+	f.closed.Store(true)
+	for i := range f.nodes {
+		f.nodes[i].close()
 	}
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()

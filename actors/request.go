@@ -65,8 +65,7 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 	defer r.Inflight.returned()
 	now := time.Now() // the one clock read the first attempt needs: start, budget, token, send
 	st := attemptState{start: now, fresh: now}
-	ctx, tel := r.Tel.StartLogical(c.ctx, req, now)
-	st.tel = tel
+	ctx := r.Tel.StartLogical(c.ctx(), req, now, &st.tel)
 	resp, err := r.logical(ctx, req, &st)
 	c.release = st.release // the caller's answer is read under it: released when the call ends
 	if err == nil {
@@ -75,7 +74,7 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Request = req
 	}
 	if failed := err != nil || resp.StatusCode >= 400; failed || st.sends > 1 {
-		if rep := ReportFrom(c.ctx); rep != nil {
+		if rep := ReportFrom(ctx); rep != nil {
 			rep.Attempts = st.sends
 		}
 		if failed && r.Finished != nil {
@@ -83,15 +82,15 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	if err != nil {
-		c.end()
-		if errors.Is(context.Cause(c.ctx), messages.ErrClosed) && !errors.Is(err, messages.ErrClosed) {
+		if c.closedByEngine() && !errors.Is(err, messages.ErrClosed) { // (before end: it may forget)
 			err = fmt.Errorf("%w (%w)", messages.ErrClosed, err)
 		}
+		c.end()
 		st.tel.End(ctx, st.keyed(req), nil, err, st.sends, time.Now())
 		return nil, err
 	}
 	end := st.lastEnd // an answer that went through no hook ends when its send did
-	if resp.StatusCode >= 400 || end.IsZero() {
+	if st.tel.Clocked() && (resp.StatusCode >= 400 || end.IsZero()) {
 		end = time.Now()
 	}
 	st.tel.End(ctx, st.keyed(req), resp, nil, st.sends, end)
@@ -117,7 +116,7 @@ type attemptState struct {
 
 	start   time.Time         // when the logical request began
 	fresh   time.Time         // a clock reading the next send may start at; zero once stale
-	lastEnd time.Time         // when the last send's answer (or error) came back
+	lastEnd time.Time         // when the last send's answer (or error) came back, if metrics need it
 	sent    *http.Request     // the request as sent (with the engine's Idempotency-Key), if not req
 	release func()            // ends the context of the send whose answer may be the caller's
 	tel     telemetry.Logical // the logical request's span and measurements
@@ -287,7 +286,9 @@ func (r *Requester) send(ctx context.Context, req *http.Request, st *attemptStat
 		}
 	}()
 	resp, err, raw, release := r.roundTrip(ctx, req)
-	st.lastEnd = time.Now()
+	if st.tel.Clocked() { // else nothing needs the time of the answer (a retry reads the clock)
+		st.lastEnd = time.Now()
+	}
 	ended = true
 	sp.End(ctx, req, resp, raw, st.lastEnd)
 	st.keep(release)
@@ -629,6 +630,16 @@ func portOf(scheme, port string) string {
 
 // Matches reports whether u belongs to the origin. It allocates nothing.
 func (o Origin) Matches(u *url.URL) bool {
+	if h := u.Host; u.Scheme == o.Scheme && len(h) >= len(o.Host) && h[:len(o.Host)] == o.Host {
+		// The common spellings, compared exactly: host alone on the scheme's port, or host:port.
+		if rest := h[len(o.Host):]; rest == "" {
+			if o.Port == portOf(o.Scheme, "") {
+				return true
+			}
+		} else if rest[0] == ':' && rest[1:] == o.Port {
+			return true
+		}
+	}
 	if !strings.EqualFold(u.Scheme, o.Scheme) {
 		return false
 	}

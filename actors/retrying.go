@@ -57,18 +57,21 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 		st.open = resp // Decide is the user's: if it panics, this answer is still closed
 		reason, again := p.Decide(req, resp, err)
 		st.open = nil
-		now := st.lastEnd // the clock read when this attempt's answer came back
-		if now.IsZero() {
-			now = time.Now()
-		}
+		now := st.lastEnd // the clock read when this attempt's answer came back, if metrics needed it
 		serverWait, fromServer, at := time.Duration(0), false, time.Time{}
 		if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+			if now.IsZero() {
+				now = time.Now()
+			}
 			if serverWait, fromServer = retry.ParseRetryAfter(resp.Header.Get("Retry-After"), now); fromServer {
 				at = s.serverPause(ctx, host, serverWait, resp.StatusCode, now)
 			}
 		}
 		if !again || retries >= p.MaxRetries || !replayable(req) {
-			return resp, err
+			return resp, err // (the common case reads no clock here)
+		}
+		if now.IsZero() {
+			now = time.Now()
 		}
 		dl, hasDeadline := ctx.Deadline()
 		if fromServer && hasDeadline && at.After(dl) {

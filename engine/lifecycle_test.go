@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,35 +59,79 @@ func TestProactiveRefreshAvoids401s(t *testing.T) {
 // Close while 100 requests are in flight: all return ErrClosed promptly, and nothing of the engine is
 // left running (goleak in TestMain; actors counted in closeEngine).
 func TestCloseFailsInFlightRequests(t *testing.T) {
-	srv := startAPI(t, fakeapi.Options{AccessTTL: time.Hour})
-	e, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithTokens(srv.Login("ada")),
-		engine.WithTokenEndpoint(srv.OAuth2TokenURL(), engine.OAuth2Refresh))
-	require.NoError(t, err)
-	srv.SetAPIDelay(time.Minute)
+	for _, tc := range callerContexts() {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startAPI(t, fakeapi.Options{AccessTTL: time.Hour})
+			e, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithTokens(srv.Login("ada")),
+				engine.WithTokenEndpoint(srv.OAuth2TokenURL(), engine.OAuth2Refresh))
+			require.NoError(t, err)
+			srv.SetAPIDelay(time.Minute)
+			ctxFor, stop := tc.make()
+			defer stop()
 
-	results := make(chan error, 100)
-	returned := make(chan time.Time, 100)
-	for i := range 100 {
-		go func() {
-			_, err := engine.GetJSON[item](context.Background(), e, fmt.Sprintf("/items/%d", i))
-			returned <- time.Now()
-			results <- err
-		}()
-	}
-	require.Eventually(t, func() bool { return srv.Stats().APIRequests == 100 }, 5*time.Second, time.Millisecond)
+			results := make(chan error, 100)
+			returned := make(chan time.Time, 100)
+			for i := range 100 {
+				go func() {
+					_, err := engine.GetJSON[item](ctxFor(), e, fmt.Sprintf("/items/%d", i))
+					returned <- time.Now()
+					results <- err
+				}()
+			}
+			require.Eventually(t, func() bool { return srv.Stats().APIRequests == 100 }, 5*time.Second, time.Millisecond)
 
-	closing := time.Now()
-	closeEngine(t, e)
-	for range 100 {
-		err := <-results
-		assert.ErrorIs(t, err, engine.ErrClosed)
-		assert.Less(t, (<-returned).Sub(closing), 500*time.Millisecond)
+			closing := time.Now()
+			closeEngine(t, e)
+			for range 100 {
+				err := <-results
+				assert.ErrorIs(t, err, engine.ErrClosed)
+				assert.Less(t, (<-returned).Sub(closing), 500*time.Millisecond)
+			}
+			// Closed means closed: new requests fail at once, and a second Close is harmless.
+			_, err = engine.GetJSON[item](ctxFor(), e, "/items/1")
+			assert.ErrorIs(t, err, engine.ErrClosed)
+			assert.NoError(t, e.Close(context.Background()))
+			assert.NotPanics(t, func() { e.Subscribe(func(engine.Event) {})() })
+		})
 	}
-	// Closed means closed: new requests fail at once, and a second Close is harmless.
-	_, err = engine.GetJSON[item](context.Background(), e, "/items/1")
-	assert.ErrorIs(t, err, engine.ErrClosed)
-	assert.NoError(t, e.Close(context.Background()))
-	assert.NotPanics(t, func() { e.Subscribe(func(engine.Event) {})() })
+}
+
+// callerContext is a kind of context callers send requests on: the engine gives each kind its own
+// path (a shared life for contexts that can never end; a cancellation node, shared by the requests
+// in flight on one context, for those that can).
+type callerContext struct {
+	name string
+	// make returns a function giving the context of each request, and what ends them.
+	make func() (func() context.Context, func())
+}
+
+func callerContexts() []callerContext {
+	return []callerContext{
+		{"context.Background", func() (func() context.Context, func()) {
+			return context.Background, func() {}
+		}},
+		{"one cancellable context for all", func() (func() context.Context, func()) {
+			ctx, cancel := context.WithCancel(context.Background())
+			return func() context.Context { return ctx }, cancel
+		}},
+		{"a deadline of its own each", func() (func() context.Context, func()) {
+			var mu sync.Mutex
+			var cancels []context.CancelFunc
+			return func() context.Context {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+					mu.Lock()
+					cancels = append(cancels, cancel)
+					mu.Unlock()
+					return ctx
+				}, func() {
+					mu.Lock()
+					defer mu.Unlock()
+					for _, c := range cancels {
+						c()
+					}
+				}
+		}},
+	}
 }
 
 // Requests parked behind a refresh when Close comes also fail with ErrClosed.
@@ -327,28 +373,42 @@ func TestTransientRefreshFailureKeepsTheSession(t *testing.T) {
 	assert.Equal(t, int64(3), srv.Stats().RefreshCalls, "one call and one retry, then the next request's refresh")
 }
 
-// A caller still reading a response body when Close comes gets an error wrapping ErrClosed.
+// A caller still reading a response body when Close comes gets an error wrapping ErrClosed, whatever
+// its context, and whether it reads with Read (io.ReadAll) or lets io.Copy use WriteTo.
 func TestCloseCutsStreamingBodies(t *testing.T) {
-	flushed := make(chan struct{})
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write([]byte("first part"))
-		w.(http.Flusher).Flush()
-		close(flushed)
-		<-r.Context().Done() // the rest never comes
-	}))
-	t.Cleanup(s.Close)
-	e, err := engine.New(engine.WithBaseURL(s.URL), engine.WithTokens(engine.Tokens{Access: "a"}))
-	require.NoError(t, err)
-	resp, err := e.Client().Get(s.URL + "/stream")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	<-flushed
-	buf := make([]byte, 10)
-	_, err = io.ReadFull(resp.Body, buf)
-	require.NoError(t, err)
-	closeEngine(t, e)
-	_, err = io.ReadAll(resp.Body)
-	assert.ErrorIs(t, err, engine.ErrClosed)
+	reads := map[string]func(io.Reader) error{
+		"io.ReadAll": func(r io.Reader) error { _, err := io.ReadAll(r); return err },
+		"io.Copy":    func(r io.Reader) error { _, err := io.Copy(&bytes.Buffer{}, r); return err },
+	}
+	for _, tc := range callerContexts() {
+		for name, read := range reads {
+			t.Run(tc.name+"/"+name, func(t *testing.T) {
+				flushed := make(chan struct{})
+				s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					_, _ = w.Write([]byte("first part"))
+					w.(http.Flusher).Flush()
+					close(flushed)
+					<-r.Context().Done() // the rest never comes
+				}))
+				t.Cleanup(s.Close)
+				e, err := engine.New(engine.WithBaseURL(s.URL), engine.WithTokens(engine.Tokens{Access: "a"}))
+				require.NoError(t, err)
+				ctxFor, stop := tc.make()
+				defer stop()
+				req, err := http.NewRequestWithContext(ctxFor(), http.MethodGet, s.URL+"/stream", nil)
+				require.NoError(t, err)
+				resp, err := e.Client().Do(req)
+				require.NoError(t, err)
+				defer resp.Body.Close()
+				<-flushed
+				buf := make([]byte, 10)
+				_, err = io.ReadFull(resp.Body, buf)
+				require.NoError(t, err)
+				closeEngine(t, e)
+				assert.ErrorIs(t, read(resp.Body), engine.ErrClosed)
+			})
+		}
+	}
 }
 
 // After Close, every call returns at once with ErrClosed, even with a context that never ends.

@@ -3,16 +3,45 @@ package subjects
 import (
 	"context"
 	"errors"
+	"net/http"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/resilientclient/resilient/engine"
 )
 
-// engineOTelSubject is the engine with the OpenTelemetry SDK recording: every span sampled and
+// sdkProviders are the SDK providers both traced subjects record with: every span sampled and
 // handed to a batch span processor (as production setups do) whose exporter discards, and metrics
 // aggregated by the SDK for a reader that is never collected.
+func sdkProviders() (*sdktrace.TracerProvider, *sdkmetric.MeterProvider) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(discardExporter{}))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	return tp, mp
+}
+
+// OTelHTTP is the reference for what tracing costs: raw net/http instrumented the standard way.
+const OTelHTTP = "otelhttp"
+
+// otelhttpSubject is raw net/http with the transport wrapped by otelhttp, the OpenTelemetry
+// project's own instrumentation, recording into the same SDK setup as engine-otel: what a user
+// pays for tracing without the engine. It does not refresh or retry.
+func otelhttpSubject() Subject {
+	return Subject{
+		Name: OTelHTTP,
+		Setup: "Raw net/http as above with the shared transport wrapped by `otelhttp.NewTransport` (one CLIENT span and the " +
+			"`http.client.request.duration` histogram per request), recording into the same SDK setup as engine-otel; no refresh, no retry. " +
+			"A reference for what tracing costs on its own.",
+		New: func(env Env) (Client, error) {
+			tp, mp := sdkProviders()
+			tr := otelhttp.NewTransport(env.Transport, otelhttp.WithTracerProvider(tp), otelhttp.WithMeterProvider(mp))
+			return &otelClient{Client: &rawClient{c: &http.Client{Transport: tr}, auth: bearer(env.Tokens.Access)}, tp: tp, mp: mp}, nil
+		},
+	}
+}
+
+// engineOTelSubject is the engine with the OpenTelemetry SDK recording (sdkProviders).
 func engineOTelSubject() Subject {
 	return Subject{
 		Name: "engine-otel",
@@ -20,8 +49,7 @@ func engineOTelSubject() Subject {
 			"(`AlwaysSample`) and batched (`WithBatcher`, default sizes) to an exporter that discards; metrics aggregated for a `ManualReader`.",
 		Refreshes: true,
 		New: func(env Env) (Client, error) {
-			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(discardExporter{}))
-			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+			tp, mp := sdkProviders()
 			c, err := newEngineClient(env, engine.WithTracerProvider(tp), engine.WithMeterProvider(mp))
 			if err != nil {
 				ctx := context.Background()

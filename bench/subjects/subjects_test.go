@@ -87,8 +87,8 @@ func TestEverySubjectSendsWithToken(t *testing.T) {
 	}
 }
 
-// Every subject that refreshes on a 401 does so and resends; raw and oauth2 (which refresh only on
-// a known expiry) hand the 401 back.
+// Every subject that refreshes on a 401 does so and resends; raw, otelhttp (raw traced) and oauth2
+// (which refreshes only on a known expiry) hand the 401 back.
 func TestRefreshOn401(t *testing.T) {
 	for _, s := range buildable(t) {
 		t.Run(s.Name, func(t *testing.T) {
@@ -96,7 +96,7 @@ func TestRefreshOn401(t *testing.T) {
 			srv.ExpireAccessTokens()
 			status, err := c.Do(context.Background(), Request{Method: http.MethodPost, URL: srv.URL() + "/echo", Body: []byte(`{"a":1}`)})
 			require.NoError(t, err)
-			if s.Name == Raw || s.Name == "oauth2" {
+			if s.Name == Raw || s.Name == OTelHTTP || s.Name == "oauth2" {
 				assert.Equal(t, http.StatusUnauthorized, status)
 				assert.Zero(t, srv.Stats().RefreshCalls)
 				return

@@ -282,13 +282,15 @@ var logicalNames = func() map[string]string {
 }()
 
 // StartLogical starts the INTERNAL span of a logical request begun at start, as a child of the
-// span in ctx, and returns the context its attempts start from.
-func (t *T) StartLogical(ctx context.Context, req *http.Request, start time.Time) (context.Context, Logical) {
+// span in ctx, into l (filled in place: it is large, and this runs for every request), and returns
+// the context its attempts start from.
+func (t *T) StartLogical(ctx context.Context, req *http.Request, start time.Time, l *Logical) context.Context {
 	if t == nil {
-		return ctx, Logical{}
+		*l = Logical{}
+		return ctx
 	}
 	a := t.now()
-	l := Logical{t: t, a: a, start: start}
+	l.t, l.a, l.start = t, a, start
 	prop, on := t.propagator()
 	if on {
 		l.prop = prop
@@ -296,7 +298,7 @@ func (t *T) StartLogical(ctx context.Context, req *http.Request, start time.Time
 	if a.tracesOff {
 		l.span = noSpan
 		l.inject = on && injects(ctx)
-		return ctx, l
+		return ctx
 	}
 	name, ok := logicalNames[req.Method]
 	if !ok {
@@ -304,7 +306,7 @@ func (t *T) StartLogical(ctx context.Context, req *http.Request, start time.Time
 	}
 	ctx, l.span = a.tracer.Start(ctx, name, internalKind...)
 	l.inject = on && injects(ctx)
-	return ctx, l
+	return ctx
 }
 
 // injects reports whether a send from ctx would carry trace context: a valid span context or
@@ -316,6 +318,10 @@ func injects(ctx context.Context) bool {
 // Injects reports whether the sends of this logical request carry trace context, so that their
 // header maps must be the engine's own (never the caller's).
 func (l *Logical) Injects() bool { return l.t != nil && l.inject }
+
+// Clocked reports whether this request's measurements need clock readings of their own (metrics
+// are recorded); spans read the clock themselves.
+func (l *Logical) Clocked() bool { return l.t != nil && !l.a.metricsOff }
 
 // Parked records that the request parked behind a refresh at parkedAt and was released at
 // released: how (token, error, cancelled), the refresh it waited for (linked), and the token

@@ -119,7 +119,8 @@ func TestNilIsOff(t *testing.T) {
 	var tel *T
 	ctx := context.Background()
 	req := httptest.NewRequest(http.MethodGet, "http://a.test/x", nil)
-	ctx2, l := tel.StartLogical(ctx, req, time.Now())
+	var l Logical
+	ctx2 := tel.StartLogical(ctx, req, time.Now(), &l)
 	assert.Equal(t, ctx, ctx2)
 	assert.False(t, l.Injects())
 	l.Token(3)
