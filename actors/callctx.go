@@ -26,44 +26,56 @@ import (
 //     engine's closed flag directly;
 //   - requests in flight at once on the same parent share one node (counted references, listed in
 //     Inflight by parent), so a pool of workers on one context pays for one registration, not one
-//     per request; the node of the first request lives in its call, so a request alone pays no
-//     allocation for it.
+//     per request.
 //
-// Its views: shared (parent values, the life's end); fresh (the parent itself, or closed once the
-// engine closed; Done takes the node); viaNode (the node's); viaParent (the request ended without
-// a node: the parent's, so that nothing made from it later takes one); closed (Done closed, Err
-// Canceled, context.Cause ErrClosed). Leaving fresh is a compare-and-swap: ending a request takes no
-// lock.
+// Its views: shared (the parent's values, a life's end; for good, when the parent can never be
+// cancelled); fresh (the parent itself, until Close; Done takes the node); viaNode (the node's);
+// viaParent (the request ended without a node, or its parent ended before Close: the parent's, so
+// that nothing made from it later takes one); viaClosed (Done closed, Err Canceled, context.Cause
+// ErrClosed). Leaving fresh is a compare-and-swap, and final: ending a request takes no lock.
 type callCtx struct {
 	parent context.Context
-	life   context.Context // ended with cause ErrClosed by Close
+	life   context.Context // for the shared view: ended with cause ErrClosed by Close; nil otherwise
 	f      *Inflight
 
 	state atomic.Uint32 // a view below; node is set before state says viaNode
-	mu    sync.Mutex    // one waiter taking a node at a time (for mem)
+	mu    sync.Mutex    // one waiter taking a node at a time
 	node  *ctxNode      // the node in use, once viaNode
-	mem   ctxNode       // a node of this request's own, when it is the first on its parent
 }
 
+// The states of a callCtx whose parent can be cancelled (one whose parent never can is the shared
+// view for good: its life is set).
 const (
 	fresh uint32 = iota
-	shared
 	viaNode
 	viaParent
+	viaClosed
 )
 
 // view is what the context reads now; nil while fresh and the engine runs.
 func (c *callCtx) view() context.Context {
-	switch c.state.Load() {
-	case fresh:
-		if c.f.closed.Load() {
-			return (*closedView)(c)
-		}
-		return nil
-	case shared:
+	if c.life != nil { // set before the context is shared, never changed
 		return (*sharedView)(c)
+	}
+	st := c.state.Load()
+	if st == fresh {
+		if !c.f.closed.Load() {
+			return nil
+		}
+		// The engine closed before anything waited: settle for good (a later end must not undo it),
+		// on the parent's own end if it came first (a caller's deadline stays a deadline).
+		to := viaClosed
+		if c.parent.Err() != nil {
+			to = viaParent
+		}
+		c.state.CompareAndSwap(fresh, to)
+		st = c.state.Load()
+	}
+	switch st {
 	case viaNode:
 		return c.node.ctx
+	case viaClosed:
+		return (*closedView)(c)
 	}
 	return c.parent
 }
@@ -80,7 +92,7 @@ func (c *callCtx) Done() <-chan struct{} {
 	if v := c.view(); v != nil {
 		return v.Done()
 	}
-	n := c.f.acquire(c.parent, &c.mem)
+	n := c.f.acquire(c.parent)
 	if n == nil { // the engine closed meanwhile
 		return closedChan
 	}
@@ -111,13 +123,46 @@ func (c *callCtx) String() string { return "engine request context" }
 
 // end is the request's end: its node reference is given back, or, if it never took one, the
 // context becomes its parent's view (so that nothing made later from it takes a node).
+//
+// A context that shares a node lives on after its request's end until the node ends (the last
+// request on the parent ended, the parent ended, or Close): as with net/http alone, where the
+// transport sees the caller's context, the request's context ends with the caller's, not with the
+// request.
 func (c *callCtx) end() {
+	if c.life != nil {
+		return // the shared view holds nothing
+	}
 	if c.state.CompareAndSwap(fresh, viaParent) {
 		return
 	}
 	if c.state.Load() == viaNode {
 		c.node.release()
 	}
+}
+
+// detach is for a request that never ends (an upgraded connection): its node, if it has one, is no
+// longer offered to new requests, so that the table does not keep the parent for good; it stays
+// where Close finds it until it ends (with the parent, or by Close).
+func (c *callCtx) detach() {
+	if c.state.Load() != viaNode {
+		return
+	}
+	n := c.node
+	s := n.shard
+	s.mu.Lock()
+	if s.m[n.key] == n {
+		delete(s.m, n.key)
+	}
+	if s.detached == nil {
+		s.detached = make(map[*ctxNode]struct{})
+	}
+	s.detached[n] = struct{}{}
+	s.mu.Unlock()
+	context.AfterFunc(n.ctx, func() {
+		s.mu.Lock()
+		delete(s.detached, n)
+		s.mu.Unlock()
+	})
 }
 
 // ctxNode is one cancellation node: a context derived from a parent, shared by the requests in
@@ -133,41 +178,49 @@ type ctxNode struct {
 // nodeShard lists the nodes of some parents. Shards keep requests on different parents from
 // meeting on one lock.
 type nodeShard struct {
-	mu     sync.Mutex
-	closed bool // Close cancelled this shard's nodes: no new ones
-	m      map[any]*ctxNode
+	mu       sync.Mutex
+	closed   bool // Close cancelled this shard's nodes: no new ones
+	m        map[any]*ctxNode
+	detached map[*ctxNode]struct{} // nodes of upgraded connections, until they end
 }
 
 const nodeShards = 32
 
 var nodeSeed = maphash.MakeSeed()
 
-// acquire returns the node for parent, shared when parent can be a map key; mem becomes that node if
-// there is none yet. It returns nil once Close reached the shard.
-func (f *Inflight) acquire(parent context.Context, mem *ctxNode) *ctxNode {
-	var key any = mem
+// acquire returns the node for parent, shared when parent is a pointer (every context of the
+// context package is; a pointer is always a usable map key, whereas a struct that compares may hold a
+// value that cannot be hashed, or a NaN that never equals itself). It returns nil once Close reached
+// the shard.
+func (f *Inflight) acquire(parent context.Context) *ctxNode {
+	var n *ctxNode // made only when no node is listed for parent
+	var key any
 	var s *nodeShard
-	if t := reflect.TypeOf(parent); t != nil && t.Comparable() {
+	if t := reflect.TypeOf(parent); t != nil && t.Kind() == reflect.Pointer {
 		key, s = parent, &f.nodes[maphash.Comparable(nodeSeed, parent)%nodeShards]
 	} else {
-		s = &f.nodes[spread(unsafe.Pointer(mem), nodeShards)]
+		n = &ctxNode{}
+		key, s = n, &f.nodes[spread(unsafe.Pointer(n), nodeShards)]
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
-	if n := s.m[key]; n != nil {
-		n.refs++
-		return n
+	if listed := s.m[key]; listed != nil {
+		listed.refs++
+		return listed
 	}
-	mem.ctx, mem.cancel = context.WithCancelCause(parent)
-	mem.refs, mem.key, mem.shard = 1, key, s
+	if n == nil {
+		n = &ctxNode{}
+	}
+	n.ctx, n.cancel = context.WithCancelCause(parent)
+	n.refs, n.key, n.shard = 1, key, s
 	if s.m == nil {
 		s.m = make(map[any]*ctxNode)
 	}
-	s.m[key] = mem
-	return mem
+	s.m[key] = n
+	return n
 }
 
 // release gives back one reference to n; the last one ends it (unregistering it from its parent).
@@ -190,8 +243,11 @@ func (n *ctxNode) release() {
 func (s *nodeShard) close() {
 	s.mu.Lock()
 	s.closed = true
-	nodes := make([]*ctxNode, 0, len(s.m))
+	nodes := make([]*ctxNode, 0, len(s.m)+len(s.detached))
 	for _, n := range s.m {
+		nodes = append(nodes, n)
+	}
+	for n := range s.detached {
 		nodes = append(nodes, n)
 	}
 	s.mu.Unlock()
@@ -232,10 +288,10 @@ func (c *closedView) Deadline() (time.Time, bool) { return c.parent.Deadline() }
 func (c *closedView) Done() <-chan struct{}       { return closedChan }
 func (c *closedView) Err() error                  { return context.Canceled }
 
-// Value is the parent's, except what context.Cause looks for, which the life (ended with ErrClosed)
-// answers: the life holds no other value.
+// Value is the parent's, except what context.Cause looks for, which a life (ended with ErrClosed)
+// answers: a life holds no other value.
 func (c *closedView) Value(key any) any {
-	if v := c.life.Value(key); v != nil {
+	if v := c.f.lifeCtx(unsafe.Pointer(c)).Value(key); v != nil {
 		return v
 	}
 	return c.parent.Value(key)

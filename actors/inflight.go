@@ -52,14 +52,14 @@ type call struct {
 // ctx is the request's context.
 func (c *call) ctx() context.Context { return &c.own }
 
-// lifeCtx returns the life context for the call c, made on first use.
-func (f *Inflight) lifeCtx(c *call) context.Context {
+// lifeCtx returns the life context for the request at p, made on first use.
+func (f *Inflight) lifeCtx(p unsafe.Pointer) context.Context {
 	f.lifeOnce.Do(func() {
 		for i := range f.lives {
 			f.lives[i], f.endLives[i] = context.WithCancelCause(context.Background())
 		}
 	})
-	return f.lives[spread(unsafe.Pointer(c), lifeShards)]
+	return f.lives[spread(p, lifeShards)]
 }
 
 // spread picks one of n shards from the address p of a heap object: objects are allocated apart
@@ -79,9 +79,9 @@ func (f *Inflight) begin(parent context.Context) (*call, error) {
 	// A Close from here on still reaches the request: a fresh context reads the closed flag, nodes
 	// are made in shards that Close marks, and the lives end after the flag is set.
 	c := &call{}
-	c.own.parent, c.own.life, c.own.f = parent, f.lifeCtx(c), f
-	if parent.Done() == nil {
-		c.own.state.Store(shared) // nothing can cancel the parent: the life is all it needs
+	c.own.parent, c.own.f = parent, f
+	if parent.Done() == nil { // nothing can cancel the parent: a life is all it needs
+		c.own.life = f.lifeCtx(unsafe.Pointer(&c.own))
 	}
 	return c, nil
 }
@@ -118,16 +118,11 @@ func (c *call) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// WriteTo writes the rest of the body to w, through the body's own WriteTo when it has one (so that
-// io.Copy keeps the fast path the transport's body offers); then the call ends, as at EOF.
+// WriteTo writes the rest of the body to w the way io.Copy would from the body itself (through the
+// body's own WriteTo, or w's ReadFrom, when they have one: the fast paths the transport's body
+// offers, which wrapping it would otherwise hide); then the call ends, as at EOF.
 func (c *call) WriteTo(w io.Writer) (int64, error) {
-	var n int64
-	var err error
-	if wt, ok := c.body.(io.WriterTo); ok {
-		n, err = wt.WriteTo(w)
-	} else {
-		n, err = io.Copy(w, readerOnly{c.body})
-	}
+	n, err := io.Copy(w, c.body) // (c.body is never c: no recursion)
 	switch {
 	case err == nil:
 		c.end()
@@ -136,9 +131,6 @@ func (c *call) WriteTo(w io.Writer) (int64, error) {
 	}
 	return n, err
 }
-
-// readerOnly hides every method but Read (so that io.Copy does not come back to WriteTo).
-type readerOnly struct{ io.Reader }
 
 // Close closes the response body and ends the call.
 func (c *call) Close() error {

@@ -95,9 +95,12 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	st.tel.End(ctx, st.keyed(req), resp, nil, st.sends, end)
 	if resp.Body == nil || resp.StatusCode == http.StatusSwitchingProtocols {
-		// No body to watch, or an upgraded connection whose body must stay a ReadWriteCloser.
+		// No body to watch, or an upgraded connection whose body must stay a ReadWriteCloser (its
+		// context lives until the caller's ends, or Close).
 		if resp.Body == nil {
 			c.end()
+		} else {
+			c.own.detach()
 		}
 		return resp, nil
 	}
@@ -274,7 +277,8 @@ func (st *attemptState) granted(ctx context.Context, g *Grant, err error) {
 // take longer (it is bound to the logical request's context only).
 func (r *Requester) send(ctx context.Context, req *http.Request, st *attemptState) (*http.Response, error) {
 	st.sends++
-	ctx, sp := st.tel.StartSend(ctx, req, st.sends-1, st.take())
+	var sp telemetry.Send
+	ctx = st.tel.StartSend(ctx, req, st.sends-1, st.take(), &sp)
 	if sp.Rebind() {
 		req = req.WithContext(ctx)
 	}

@@ -18,7 +18,8 @@ var descriptions = map[string]string{
 		"order for each batch round, a full collection before each batch so that no subject pays for another's garbage); " +
 		"ns/op is the median of its batches, allocations are counted over all of them as `testing.B` does. *Added ns/op* is " +
 		"the median over batch rounds of the subject's batch minus raw net/http's batch of the same batch round, which cancels most " +
-		"of the machine's drift; the target's ratio is taken between the engine's and oauth2's median added costs.",
+		"of the machine's drift; the target's ratio is taken between the engine's and oauth2's median added costs. Two cases: *hotpath*, " +
+		"requests on a context that can be cancelled (as a server handler's), and *hotpath-background*, on `context.Background`.",
 	"W2": "Closed loop: *c* workers each send `GET /items/{n}` with a valid token to the loopback fake API and wait for the answer before the next. " +
 		"A warm-up opens the connections; requests started in the window after it are counted. Client and server share the two cores.",
 	"W3": "*n* requests at once on an expired token; the token endpoint answers after 20 ms. The fake API is served in memory (its handler called " +

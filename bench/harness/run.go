@@ -84,15 +84,29 @@ func shuffled(ss []subjects.Subject, seed int) []subjects.Subject {
 	return out
 }
 
+// W1's cases: requests on a context that can be cancelled (as a server handler's), and on
+// context.Background.
+const (
+	HotPathCancellable = "hotpath"
+	HotPathBackground  = "hotpath-background"
+)
+
 func (r *runner) workload(ctx context.Context, w string, order []subjects.Subject) {
 	cfg := r.cfg
 	switch w {
 	case "W1":
-		res, errs := workload.HotPath(ctx, order, subjects.Raw, cfg.HotPathTime, cfg.HotPathBatches)
-		for _, s := range order {
-			h := res[s.Name]
-			r.record(w, "hotpath", s.Name, errs[s.Name], Value{"ns/op", h.NsPerOp}, Value{"added-ns/op", h.AddedNsPerOp},
-				Value{"allocs/op", h.AllocsPerOp}, Value{"B/op", h.BytesPerOp})
+		cancellable, cancel := context.WithCancel(ctx)
+		defer cancel()
+		for _, c := range []struct {
+			name   string
+			reqCtx context.Context
+		}{{HotPathCancellable, cancellable}, {HotPathBackground, context.Background()}} {
+			res, errs := workload.HotPath(ctx, c.reqCtx, order, subjects.Raw, cfg.HotPathTime, cfg.HotPathBatches)
+			for _, s := range order {
+				h := res[s.Name]
+				r.record(w, c.name, s.Name, errs[s.Name], Value{"ns/op", h.NsPerOp}, Value{"added-ns/op", h.AddedNsPerOp},
+					Value{"allocs/op", h.AllocsPerOp}, Value{"B/op", h.BytesPerOp})
+			}
 		}
 	case "W2":
 		for _, c := range cfg.Concurrency {

@@ -47,7 +47,10 @@ type hotPathClient struct {
 // subject's ns/op is the median of its batches; its allocations are counted over all of them, as
 // testing.B counts them; its added cost is taken batch by batch against the subject named base
 // (when base is among ss). A subject that fails gets an error instead of a result.
-func HotPath(ctx context.Context, ss []subjects.Subject, base string, d time.Duration, batches int) (map[string]HotPathResult, map[string]error) {
+//
+// Requests are sent on reqCtx (a context that can be cancelled, as a server handler's is, or
+// context.Background: clients may pay differently for each); ctx bounds the run.
+func HotPath(ctx, reqCtx context.Context, ss []subjects.Subject, base string, d time.Duration, batches int) (map[string]HotPathResult, map[string]error) {
 	batches = max(batches, 1)
 	errs := map[string]error{}
 	env := subjects.Env{
@@ -74,7 +77,7 @@ func HotPath(ctx context.Context, ss []subjects.Subject, base string, d time.Dur
 		// Warm up for a fifth of d, and size a batch from what it took.
 		start, n := time.Now(), 0
 		for time.Since(start) < d/5 || n < 10 {
-			if err := checkStatus(c.Do(ctx, req)); err != nil {
+			if err := checkStatus(c.Do(reqCtx, req)); err != nil {
 				errs[s.Name] = err
 				break
 			}
@@ -100,7 +103,7 @@ func HotPath(ctx context.Context, ss []subjects.Subject, base string, d time.Dur
 			runtime.ReadMemStats(&before)
 			start := time.Now()
 			for range hc.batchOps {
-				if err := checkStatus(hc.c.Do(ctx, req)); err != nil {
+				if err := checkStatus(hc.c.Do(reqCtx, req)); err != nil {
 					errs[hc.s.Name] = fmt.Errorf("%s: %w", hc.s.Name, err)
 					break
 				}

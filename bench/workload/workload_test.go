@@ -42,7 +42,7 @@ func ctx(t *testing.T) context.Context {
 
 func TestHotPathEverySubject(t *testing.T) {
 	ss := available(t)
-	res, errs := HotPath(ctx(t), ss, subjects.Raw, 20*time.Millisecond, 4)
+	res, errs := HotPath(ctx(t), ctx(t), ss, subjects.Raw, 20*time.Millisecond, 4)
 	require.Empty(t, errs)
 	assert.Zero(t, res[subjects.Raw].AddedNsPerOp)
 	assert.NotZero(t, res["engine"].AddedNsPerOp)

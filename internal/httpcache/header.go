@@ -160,10 +160,10 @@ func Storable(req *http.Request, resp *http.Response) bool {
 	if req == nil || resp == nil || req.URL == nil || !isGet(req) || resp.StatusCode != http.StatusOK {
 		return false
 	}
-	if req.Host != "" && !strings.EqualFold(req.Host, req.URL.Host) {
-		return false
-	}
 	if etag, lastModified := responseValidators(resp.Header); etag == "" && lastModified == "" {
+		return false // most answers: nothing to revalidate with, so nothing more to look at
+	}
+	if req.Host != "" && !strings.EqualFold(req.Host, req.URL.Host) {
 		return false
 	}
 	if hasDirective(resp.Header, "no-store") || hasDirective(req.Header, "no-store") {

@@ -530,31 +530,33 @@ type Send struct {
 }
 
 // StartSend starts the CLIENT span of a send of req (the resend-th of the logical request, counting
-// from 0) at now, as a child of the span in ctx. The returned context carries the span; it is ctx
-// itself when the span neither records nor differs from its parent, so that nothing has to be
-// rebound to it.
-func (l *Logical) StartSend(ctx context.Context, req *http.Request, resend int, now time.Time) (context.Context, Send) {
-	if l.t == nil {
-		return ctx, Send{}
+// from 0) at now, as a child of the span in ctx, into sp (filled in place). The returned context
+// carries the span; it is ctx itself when the span neither records nor differs from its parent, so
+// that nothing has to be rebound to it. With neither traces nor metrics, it does nothing.
+func (l *Logical) StartSend(ctx context.Context, req *http.Request, resend int, now time.Time, sp *Send) context.Context {
+	if l.t == nil || (l.a.tracesOff && l.a.metricsOff) {
+		*sp = Send{}
+		return ctx
 	}
-	return l.t.startSend(l.a, ctx, req, resend, now)
+	return l.t.startSend(l.a, ctx, req, resend, now, sp)
 }
 
-func (t *T) startSend(a *active, ctx context.Context, req *http.Request, resend int, now time.Time) (context.Context, Send) {
+func (t *T) startSend(a *active, ctx context.Context, req *http.Request, resend int, now time.Time, s *Send) context.Context {
+	*s = Send{t: t, a: a, span: noSpan, start: now}
 	if a.tracesOff {
-		return ctx, Send{t: t, a: a, span: noSpan, start: now}
+		return ctx
 	}
 	sctx, span := a.tracer.Start(ctx, sendName(req.Method), clientKind...)
-	s := Send{t: t, a: a, span: span, start: now}
+	s.span = span
 	if !span.IsRecording() {
 		if span.SpanContext().Equal(trace.SpanContextFromContext(ctx)) {
-			return ctx, s // the parent's span context passed through: nothing to rebind
+			return ctx // the parent's span context passed through: nothing to rebind
 		}
 		s.rebind = true
-		return sctx, s
+		return sctx
 	}
 	s.rebind, s.resend = true, resend
-	return sctx, s
+	return sctx
 }
 
 // Rebind reports whether the send's context differs from its parent's, so the request must be
@@ -741,7 +743,8 @@ type transport struct {
 func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resend, _ := req.Context().Value(resendKey{}).(int)
 	a := tr.t.now()
-	ctx, s := tr.t.startSend(a, req.Context(), req, resend, time.Now())
+	var s Send
+	ctx := tr.t.startSend(a, req.Context(), req, resend, time.Now(), &s)
 	r2 := req.WithContext(ctx)
 	r2.Header = req.Header.Clone()
 	if r2.Header == nil {

@@ -128,7 +128,8 @@ func TestNilIsOff(t *testing.T) {
 	l.BudgetExhausted(ctx, "a.test")
 	l.CoolDown(ctx, "a.test", time.Second)
 	l.Parked(time.Now(), time.Now(), "token", trace.SpanContext{})
-	sctx, s := l.StartSend(ctx, req, 0, time.Now())
+	var s Send
+	sctx := l.StartSend(ctx, req, 0, time.Now(), &s)
 	assert.Equal(t, ctx, sctx)
 	assert.False(t, s.Rebind())
 	s.End(ctx, req, nil, errors.New("x"), time.Now())
