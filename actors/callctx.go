@@ -80,6 +80,7 @@ func (c *callCtx) view() context.Context {
 	return c.parent
 }
 
+// Deadline is the parent's.
 func (c *callCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
 
 // Done returns the node's channel, taking the node first if this is the first wait.
@@ -93,8 +94,8 @@ func (c *callCtx) Done() <-chan struct{} {
 		return v.Done()
 	}
 	n := c.f.acquire(c.parent)
-	if n == nil { // the engine closed meanwhile
-		return closedChan
+	if n == nil { // the engine closed meanwhile: settle as view does
+		return c.view().Done()
 	}
 	c.node = n
 	if !c.state.CompareAndSwap(fresh, viaNode) { // the request ended meanwhile
@@ -104,6 +105,7 @@ func (c *callCtx) Done() <-chan struct{} {
 	return n.ctx.Done()
 }
 
+// Err is the current view's.
 func (c *callCtx) Err() error {
 	if v := c.view(); v != nil {
 		return v.Err()
@@ -111,6 +113,7 @@ func (c *callCtx) Err() error {
 	return c.parent.Err()
 }
 
+// Value is the current view's (the parent's values in every view).
 func (c *callCtx) Value(key any) any {
 	if v := c.view(); v != nil {
 		return v.Value(key)
@@ -124,13 +127,16 @@ func (c *callCtx) String() string { return "engine request context" }
 // end is the request's end: its node reference is given back, or, if it never took one, the
 // context becomes its parent's view (so that nothing made later from it takes a node).
 //
-// A context that shares a node lives on after its request's end until the node ends (the last
-// request on the parent ended, the parent ended, or Close): as with net/http alone, where the
-// transport sees the caller's context, the request's context ends with the caller's, not with the
-// request.
+// So after its request's end, a request's context follows its caller's context (it took no node),
+// or ends (its node had no other user), or lives on until the caller's context ends or Close (its
+// node serves requests still in flight). Nothing should wait on it once the request is done; while
+// the request runs, it ends exactly when the caller's context ends or the engine closes.
 func (c *callCtx) end() {
 	if c.life != nil {
 		return // the shared view holds nothing
+	}
+	if c.f.closed.Load() {
+		c.view() // the engine closed first: settle as closed (or on the parent's end), for good
 	}
 	if c.state.CompareAndSwap(fresh, viaParent) {
 		return
@@ -138,31 +144,6 @@ func (c *callCtx) end() {
 	if c.state.Load() == viaNode {
 		c.node.release()
 	}
-}
-
-// detach is for a request that never ends (an upgraded connection): its node, if it has one, is no
-// longer offered to new requests, so that the table does not keep the parent for good; it stays
-// where Close finds it until it ends (with the parent, or by Close).
-func (c *callCtx) detach() {
-	if c.state.Load() != viaNode {
-		return
-	}
-	n := c.node
-	s := n.shard
-	s.mu.Lock()
-	if s.m[n.key] == n {
-		delete(s.m, n.key)
-	}
-	if s.detached == nil {
-		s.detached = make(map[*ctxNode]struct{})
-	}
-	s.detached[n] = struct{}{}
-	s.mu.Unlock()
-	context.AfterFunc(n.ctx, func() {
-		s.mu.Lock()
-		delete(s.detached, n)
-		s.mu.Unlock()
-	})
 }
 
 // ctxNode is one cancellation node: a context derived from a parent, shared by the requests in
@@ -178,10 +159,9 @@ type ctxNode struct {
 // nodeShard lists the nodes of some parents. Shards keep requests on different parents from
 // meeting on one lock.
 type nodeShard struct {
-	mu       sync.Mutex
-	closed   bool // Close cancelled this shard's nodes: no new ones
-	m        map[any]*ctxNode
-	detached map[*ctxNode]struct{} // nodes of upgraded connections, until they end
+	mu     sync.Mutex
+	closed bool // Close cancelled this shard's nodes: no new ones
+	m      map[any]*ctxNode
 }
 
 const nodeShards = 32
@@ -243,11 +223,8 @@ func (n *ctxNode) release() {
 func (s *nodeShard) close() {
 	s.mu.Lock()
 	s.closed = true
-	nodes := make([]*ctxNode, 0, len(s.m)+len(s.detached))
+	nodes := make([]*ctxNode, 0, len(s.m))
 	for _, n := range s.m {
-		nodes = append(nodes, n)
-	}
-	for n := range s.detached {
 		nodes = append(nodes, n)
 	}
 	s.mu.Unlock()
@@ -260,9 +237,14 @@ func (s *nodeShard) close() {
 // life's end.
 type sharedView callCtx
 
+// Deadline is the parent's.
 func (c *sharedView) Deadline() (time.Time, bool) { return c.parent.Deadline() }
-func (c *sharedView) Done() <-chan struct{}       { return c.life.Done() }
-func (c *sharedView) Err() error                  { return c.life.Err() }
+
+// Done is the life's: closed by Close.
+func (c *sharedView) Done() <-chan struct{} { return c.life.Done() }
+
+// Err is the life's.
+func (c *sharedView) Err() error { return c.life.Err() }
 
 // Value is the parent's value, else the life's: context.Cause finds the life's cause (ErrClosed)
 // through it, and contexts derived from this one are registered with the life.
@@ -284,9 +266,14 @@ var closedChan = func() chan struct{} {
 	return c
 }()
 
+// Deadline is the parent's.
 func (c *closedView) Deadline() (time.Time, bool) { return c.parent.Deadline() }
-func (c *closedView) Done() <-chan struct{}       { return closedChan }
-func (c *closedView) Err() error                  { return context.Canceled }
+
+// Done is closed.
+func (c *closedView) Done() <-chan struct{} { return closedChan }
+
+// Err is context.Canceled (context.Cause says ErrClosed).
+func (c *closedView) Err() error { return context.Canceled }
 
 // Value is the parent's, except what context.Cause looks for, which a life (ended with ErrClosed)
 // answers: a life holds no other value.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,9 +14,9 @@ import (
 	"github.com/resilientclient/resilient/messages"
 )
 
-// Inflight tracks every logical request from its start until its response body is done, so that
-// Close can end them all (parked, sending, or streaming a body) with ErrClosed. It is safe for
-// concurrent use; the zero value is ready.
+// Inflight gives every logical request its context and counts the requests running, so that Close
+// can end them all (parked, sending, or streaming a body) with ErrClosed and wait for them. It is
+// safe for concurrent use; the zero value is ready.
 //
 // It keeps no list of requests: a request's context (callCtx) reads the closed flag itself until
 // something waits on it; from then on it waits through a cancellation node, and Close cancels every
@@ -68,8 +69,8 @@ func spread(p unsafe.Pointer, n int) int {
 	return int(uintptr(p)>>7) % n
 }
 
-// begin registers a logical request and derives its context, which ends when parent ends or when
-// the registry closes (with cause ErrClosed). It fails with ErrClosed once closed.
+// begin starts a logical request and makes its context, which ends when parent ends or when the
+// engine closes (with cause ErrClosed). It fails with ErrClosed once closed.
 func (f *Inflight) begin(parent context.Context) (*call, error) {
 	f.running.Add(1)
 	if f.closed.Load() {
@@ -105,6 +106,21 @@ func (c *call) closedByEngine() bool {
 	return errors.Is(context.Cause(&c.own), messages.ErrClosed)
 }
 
+// wrap makes c the body of resp, so that finishing the body ends the call. The wrapper offers what
+// the body offers and no more: WriteTo when the body has it (io.Copy keeps that fast path, and
+// io.CopyBuffer keeps using the caller's buffer when it has not), and Write when an upgraded
+// connection's body is a ReadWriteCloser (closing the connection ends the call).
+func (c *call) wrap(resp *http.Response) io.ReadCloser {
+	c.body = resp.Body
+	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		return &upgradedBody{c: c, rwc: rwc}
+	}
+	if _, ok := resp.Body.(io.WriterTo); ok {
+		return (*callWriterTo)(c)
+	}
+	return c
+}
+
 // Read reads the response body; at EOF the call ends. A read cut short by Close fails with an
 // error that wraps ErrClosed.
 func (c *call) Read(p []byte) (int, error) {
@@ -118,24 +134,52 @@ func (c *call) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// WriteTo writes the rest of the body to w the way io.Copy would from the body itself (through the
-// body's own WriteTo, or w's ReadFrom, when they have one: the fast paths the transport's body
-// offers, which wrapping it would otherwise hide); then the call ends, as at EOF.
-func (c *call) WriteTo(w io.Writer) (int64, error) {
-	n, err := io.Copy(w, c.body) // (c.body is never c: no recursion)
+// Close closes the response body and ends the call.
+func (c *call) Close() error {
+	err := c.body.Close()
+	c.end()
+	return err
+}
+
+// callWriterTo is the wrapper of a body that has WriteTo.
+type callWriterTo call
+
+// Read is the call's Read.
+func (c *callWriterTo) Read(p []byte) (int, error) { return (*call)(c).Read(p) }
+
+// Close is the call's Close.
+func (c *callWriterTo) Close() error { return (*call)(c).Close() }
+
+// WriteTo writes the rest of the body to w through the body's own WriteTo; then the call ends, as at
+// EOF. An error after Close wraps ErrClosed.
+func (c *callWriterTo) WriteTo(w io.Writer) (int64, error) {
+	n, err := c.body.(io.WriterTo).WriteTo(w)
 	switch {
 	case err == nil:
-		c.end()
-	case c.closedByEngine():
+		(*call)(c).end()
+	case (*call)(c).closedByEngine():
 		err = fmt.Errorf("%w (%w)", messages.ErrClosed, err)
 	}
 	return n, err
 }
 
-// Close closes the response body and ends the call.
-func (c *call) Close() error {
-	err := c.body.Close()
-	c.end()
+// upgradedBody is the body of a 101 answer: the upgraded connection, kept a ReadWriteCloser; closing
+// it ends the call.
+type upgradedBody struct {
+	c   *call
+	rwc io.ReadWriteCloser
+}
+
+// Read reads from the connection.
+func (u *upgradedBody) Read(p []byte) (int, error) { return u.rwc.Read(p) }
+
+// Write writes to the connection.
+func (u *upgradedBody) Write(p []byte) (int, error) { return u.rwc.Write(p) }
+
+// Close closes the connection and ends the call.
+func (u *upgradedBody) Close() error {
+	err := u.rwc.Close()
+	u.c.end()
 	return err
 }
 

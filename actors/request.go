@@ -94,18 +94,11 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 		end = time.Now()
 	}
 	st.tel.End(ctx, st.keyed(req), resp, nil, st.sends, end)
-	if resp.Body == nil || resp.StatusCode == http.StatusSwitchingProtocols {
-		// No body to watch, or an upgraded connection whose body must stay a ReadWriteCloser (its
-		// context lives until the caller's ends, or Close).
-		if resp.Body == nil {
-			c.end()
-		} else {
-			c.own.detach()
-		}
+	if resp.Body == nil {
+		c.end()
 		return resp, nil
 	}
-	c.body = resp.Body
-	resp.Body = c
+	resp.Body = c.wrap(resp)
 	return resp, nil
 }
 
@@ -367,6 +360,7 @@ type AttemptTimeoutError struct {
 	After time.Duration
 }
 
+// Error says the attempt timed out, and after how long.
 func (e *AttemptTimeoutError) Error() string {
 	return "engine: no response headers within the attempt timeout of " + e.After.String()
 }

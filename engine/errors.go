@@ -83,6 +83,7 @@ type Problem struct {
 	Extensions map[string]json.RawMessage `json:"-"`
 }
 
+// Error is the method, the URL, the status and the API's own message when it gave one.
 func (e *APIError) Error() string {
 	var b strings.Builder
 	b.WriteString("engine: ")

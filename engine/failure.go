@@ -23,6 +23,7 @@ type Failure struct {
 	Err error
 }
 
+// String describes the failure in one line: method, URL, attempts and the error.
 func (f *Failure) String() string {
 	return fmt.Sprintf("%s %s failed after %d attempt(s): %v", f.Method, f.URL, f.Attempts, f.Err)
 }

@@ -180,6 +180,7 @@ type ConfigError struct {
 	Reason string
 }
 
+// Error names the option and what is wrong with it.
 func (e *ConfigError) Error() string {
 	return "engine: invalid configuration: " + e.Option + ": " + e.Reason
 }

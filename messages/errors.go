@@ -42,6 +42,7 @@ type RetryLaterError struct {
 	At     time.Time // when the server accepts requests again
 }
 
+// Error says which host asked to come back, and when.
 func (e *RetryLaterError) Error() string {
 	b := []byte("engine: ")
 	b = append(b, e.Host...)

@@ -42,8 +42,10 @@ func (p *Pending) Done() <-chan struct{} { return p.done }
 // Reply is the outcome; read it only after Done is closed.
 func (p *Pending) Reply() TokenReply { return p.reply }
 
-// Join counts a requester that waits; Leave uncounts one that gave up (its context ended).
-func (p *Pending) Join()  { p.waiters.Add(1) }
+// Join counts a requester that waits.
+func (p *Pending) Join() { p.waiters.Add(1) }
+
+// Leave uncounts a requester that gave up (its context ended).
 func (p *Pending) Leave() { p.waiters.Add(-1) }
 
 // Waiting is how many requesters wait now.

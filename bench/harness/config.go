@@ -30,6 +30,7 @@ type Config struct {
 	HotPathBatches int           // W1: interleaved batches the time is cut into
 
 	Concurrency    []int         // W2
+	PerRequestAt   []int         // W2: concurrencies also run with a context of its own for every request
 	Warmup, Window time.Duration // W2: per subject, per concurrency, per round
 
 	StormN      int               // W3: parked requests
@@ -54,7 +55,7 @@ func Full() Config {
 	return Config{
 		Mode: "full", Rounds: 6, Subjects: subjects.All(), MaxIdle: 1024,
 		HotPathTime: 2 * time.Second, HotPathBatches: 80,
-		Concurrency: []int{1, 64, 256, 1024}, Warmup: 200 * time.Millisecond, Window: 1500 * time.Millisecond,
+		Concurrency: []int{1, 64, 256, 1024}, PerRequestAt: []int{256}, Warmup: 200 * time.Millisecond, Window: 1500 * time.Millisecond,
 		StormN: 10_000, StormBigN: 100_000, StormModes: []workload.Expiry{workload.KnownExpiry, workload.Unknown401}, TokenDelay: 20 * time.Millisecond,
 		OutageWork: 200, Outage: 2 * time.Second, Think: 20 * time.Millisecond, MaxRecovery: 30 * time.Second,
 		FlakyRate: 2000, FlakyWindow: 3 * time.Second, Flakiness: fakeapi.Flakiness{Unavailable: 0.05, Reset: 0.01}, PostEvery: 5, FlakyWarm: 64,
@@ -78,7 +79,7 @@ func Tiny() Config {
 	return Config{
 		Mode: "tiny", Rounds: 2, Subjects: subjects.All(), MaxIdle: 16,
 		HotPathTime: 10 * time.Millisecond, HotPathBatches: 2,
-		Concurrency: []int{1, 4}, Warmup: 10 * time.Millisecond, Window: 30 * time.Millisecond,
+		Concurrency: []int{1, 4}, PerRequestAt: []int{4}, Warmup: 10 * time.Millisecond, Window: 30 * time.Millisecond,
 		StormN: 100, StormBigN: 300, StormModes: []workload.Expiry{workload.KnownExpiry, workload.Unknown401}, TokenDelay: 2 * time.Millisecond,
 		OutageWork: 4, Outage: 100 * time.Millisecond, Think: 10 * time.Millisecond, MaxRecovery: 10 * time.Second,
 		FlakyRate: 500, FlakyWindow: 100 * time.Millisecond, Flakiness: fakeapi.Flakiness{Unavailable: 0.05, Reset: 0.01}, PostEvery: 5, FlakyWarm: 4,

@@ -46,7 +46,7 @@ func TestTinyRun(t *testing.T) {
 		_, ok := res.Stat("W3", "known-expiry", s.Name, "refreshes")
 		assert.Equal(t, s.Refreshes, ok, "W3 runs exactly the subjects that refresh: %s", s.Name)
 	}
-	assert.Equal(t, []string{"c=1", "c=4"}, res.Cases("W2"))
+	assert.Equal(t, []string{"c=1", "c=4", "c=4" + PerRequestSuffix}, res.Cases("W2"))
 	assert.Equal(t, []string{"known-expiry", "401-storm", "known-expiry-0k"}, res.Cases("W3"))
 	for _, c := range res.Cases("W3") {
 		refreshes, ok := res.Stat("W3", c, "engine", "refreshes")

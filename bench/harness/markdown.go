@@ -21,16 +21,19 @@ var descriptions = map[string]string{
 		"of the machine's drift; the target's ratio is taken between the engine's and oauth2's median added costs. Two cases: *hotpath*, " +
 		"requests on a context that can be cancelled (as a server handler's), and *hotpath-background*, on `context.Background`.",
 	"W2": "Closed loop: *c* workers each send `GET /items/{n}` with a valid token to the loopback fake API and wait for the answer before the next. " +
-		"A warm-up opens the connections; requests started in the window after it are counted. Client and server share the two cores.",
+		"A warm-up opens the connections; requests started in the window after it are counted. Client and server share the two cores. " +
+		"Requests share one context (cancellable, as a worker pool's), except in the *-ctx-per-request* case, where each has a deadline of " +
+		"its own (as a server's handlers would send them).",
 	"W3": "*n* requests at once on an expired token; the token endpoint answers after 20 ms. The fake API is served in memory (its handler called " +
 		"without a socket), so 10,000 connections do not drown the clients. Token calls are held until every request has been made and the " +
 		"process has stopped allocating (all parked, or stuck in their own refresh calls); then the live heap is read and the endpoint released. " +
 		"*known-expiry*: the client was given the token's past expiry (as `expires_in` or a JWT would tell it). *401-storm*: opaque tokens, " +
 		"the client learns from 401s. *Release* runs from the first successful token answer to the last reply. The baseline " +
 		"`chan-broadcast` is plain Go measured in the same round: *n* goroutines each holding a prepared GET, parked on one channel, " +
-		"released by closing it, each then sending through raw net/http over the same in-memory API (the work every client must do after a " +
-		"refresh, with ideal parking); `chan-wake` is the same broadcast timed to the last goroutine awake, without sending. *Heap per parked* " +
-		"includes the request each goroutine holds (the baseline's row shows what that alone costs); goroutine stacks are not heap. Subjects that " +
+		"released by closing it, each then setting the token and sending through raw net/http over the same in-memory API (the work every " +
+		"client must do after a refresh, with ideal parking); `chan-wake` is the same broadcast timed to the last goroutine awake, without " +
+		"sending. *Heap per parked* includes the goroutine and the GET each caller holds (the baseline's row shows what those alone cost: the " +
+		"engine's target is judged on what it adds to them); goroutine stacks are not heap. Subjects that " +
 		"cannot refresh (raw) are not run. The large case runs the engine alone.",
 	"W4": "Workers each send a GET, wait for its outcome, pause 20 ms, and start again. After a warm-up, every API answer is 503 (no " +
 		"Retry-After) for the outage; then the API recovers and each worker goes on until it has had a 200. *Attempts ÷ logical* counts, for " +

@@ -84,6 +84,9 @@ func shuffled(ss []subjects.Subject, seed int) []subjects.Subject {
 	return out
 }
 
+// PerRequestSuffix marks W2's cases where every request has a context of its own (c=256-ctx-per-request).
+const PerRequestSuffix = "-ctx-per-request"
+
 // W1's cases: requests on a context that can be cancelled (as a server handler's), and on
 // context.Background.
 const (
@@ -110,9 +113,18 @@ func (r *runner) workload(ctx context.Context, w string, order []subjects.Subjec
 		}
 	case "W2":
 		for _, c := range cfg.Concurrency {
-			for _, s := range order {
-				t, err := workload.Throughput(ctx, s, cfg.MaxIdle, c, cfg.Warmup, cfg.Window)
-				r.record(w, fmt.Sprintf("c=%d", c), s.Name, err, Value{"req/s", t.ReqPerSec}, Value{"p50-ms", ms(t.P50)}, Value{"p99-ms", ms(t.P99)}, Value{"failed", float64(t.Failed)})
+			for _, perRequest := range []bool{false, true} {
+				if perRequest && !slices.Contains(cfg.PerRequestAt, c) {
+					continue
+				}
+				name := fmt.Sprintf("c=%d", c)
+				if perRequest {
+					name += PerRequestSuffix
+				}
+				for _, s := range order {
+					t, err := workload.Throughput(ctx, s, cfg.MaxIdle, c, cfg.Warmup, cfg.Window, perRequest)
+					r.record(w, name, s.Name, err, Value{"req/s", t.ReqPerSec}, Value{"p50-ms", ms(t.P50)}, Value{"p99-ms", ms(t.P99)}, Value{"failed", float64(t.Failed)})
+				}
 			}
 		}
 	case "W3":

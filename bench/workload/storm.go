@@ -142,12 +142,12 @@ type BroadcastResult struct {
 	N int
 	// Wake runs from close to the last goroutine awake.
 	Wake time.Duration
-	// WakeSend runs from close to the last reply when each goroutine, once awake, sends the GET it
-	// prepared (with a valid token) through a raw http.Client over the same in-memory fake API:
+	// WakeSend runs from close to the last reply when each goroutine, once awake, sets a valid token
+	// on the GET it prepared and sends it through a raw http.Client over the same in-memory fake API:
 	// the work every client must do after a refresh, with ideal parking.
 	WakeSend time.Duration
 	// HeapPerParked is the live heap per parked goroutine of the WakeSend run, its prepared
-	// *http.Request included.
+	// *http.Request (without the token yet) included.
 	HeapPerParked float64
 	OK            int64 // replies 200 in the WakeSend run
 }
@@ -199,9 +199,11 @@ func Broadcast(ctx context.Context, n int) (BroadcastResult, error) {
 			if err != nil {
 				return
 			}
-			req.Header.Set("Authorization", "Bearer "+tok.Access)
 			ready.Add(1)
 			<-gate
+			// The token is set once awake: a caller parked in a client holds a plain GET (the client
+			// adds the token), so the parked heap compares like with like.
+			req.Header.Set("Authorization", "Bearer "+tok.Access)
 			resp, err := client.Do(req)
 			if err == nil {
 				if status, err := drainStatus(resp); err == nil && status == http.StatusOK {

@@ -23,8 +23,9 @@ type ThroughputResult struct {
 // Throughput runs concurrency workers sending GET /items/{n} with a valid token to a loopback fake
 // API, each waiting for its answer before sending again. Requests started during warmup open the
 // connections and are not counted; those started during the window that follows are. The
-// transport holds maxIdle idle connections.
-func Throughput(ctx context.Context, s subjects.Subject, maxIdle, concurrency int, warmup, window time.Duration) (ThroughputResult, error) {
+// transport holds maxIdle idle connections. Every request is sent on one shared context, or, with
+// perRequest, on a deadline of its own (as a server's handlers would send them).
+func Throughput(ctx context.Context, s subjects.Subject, maxIdle, concurrency int, warmup, window time.Duration, perRequest bool) (ThroughputResult, error) {
 	r, err := newRig(s, fakeapi.Options{}, maxIdle)
 	if err != nil {
 		return ThroughputResult{}, err
@@ -47,7 +48,12 @@ func Throughput(ctx context.Context, s subjects.Subject, maxIdle, concurrency in
 			if t0.After(end) || ctx.Err() != nil {
 				return
 			}
-			err := checkStatus(r.c.Do(ctx, subjects.Request{Method: http.MethodGet, URL: urls[i%len(urls)]}))
+			reqCtx, cancel := ctx, context.CancelFunc(func() {})
+			if perRequest {
+				reqCtx, cancel = context.WithTimeout(ctx, time.Minute)
+			}
+			err := checkStatus(r.c.Do(reqCtx, subjects.Request{Method: http.MethodGet, URL: urls[i%len(urls)]}))
+			cancel()
 			if t0.Before(measureFrom) {
 				continue
 			}

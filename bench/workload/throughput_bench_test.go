@@ -12,11 +12,22 @@ import (
 )
 
 // BenchmarkThroughput is W2 as a go test benchmark, for profiling one subject at a time: GETs with
-// a valid token over loopback from 64 goroutines (RunParallel × 32 on two cores), each on a
-// context that can be cancelled, as W2's are:
+// a valid token over loopback from 64 goroutines (RunParallel × 32 on two cores), all on one
+// context that can be cancelled, as W2's are (shared-ctx), or each request on a deadline of its own
+// (ctx-per-request, as a server's handlers would send them):
 //
-//	cd bench && go test -run '^$' -bench 'Throughput/engine$' -cpuprofile cpu.prof ./workload
+//	cd bench && go test -run '^$' -bench 'Throughput/shared-ctx/engine$' -cpuprofile cpu.prof ./workload
 func BenchmarkThroughput(b *testing.B) {
+	for _, perRequest := range []bool{false, true} {
+		name := "shared-ctx"
+		if perRequest {
+			name = "ctx-per-request"
+		}
+		b.Run(name, func(b *testing.B) { benchmarkThroughput(b, perRequest) })
+	}
+}
+
+func benchmarkThroughput(b *testing.B, perRequest bool) {
 	for _, s := range subjects.All() {
 		if s.New == nil {
 			continue
@@ -39,7 +50,13 @@ func BenchmarkThroughput(b *testing.B) {
 				i := 0
 				for pb.Next() {
 					i++
-					if err := checkStatus(r.c.Do(ctx, subjects.Request{Method: http.MethodGet, URL: urls[i%len(urls)]})); err != nil {
+					reqCtx, cancel := ctx, context.CancelFunc(func() {})
+					if perRequest {
+						reqCtx, cancel = context.WithTimeout(ctx, time.Minute)
+					}
+					err := checkStatus(r.c.Do(reqCtx, subjects.Request{Method: http.MethodGet, URL: urls[i%len(urls)]}))
+					cancel()
+					if err != nil {
 						b.Error(err)
 						return
 					}

@@ -56,7 +56,7 @@ func TestHotPathEverySubject(t *testing.T) {
 
 func TestThroughputEverySubject(t *testing.T) {
 	for _, s := range available(t) {
-		r, err := Throughput(ctx(t), s, 16, 4, 20*time.Millisecond, 60*time.Millisecond)
+		r, err := Throughput(ctx(t), s, 16, 4, 20*time.Millisecond, 60*time.Millisecond, true)
 		require.NoError(t, err, s.Name)
 		assert.Positive(t, r.OK, s.Name)
 		assert.Zero(t, r.Failed, s.Name)

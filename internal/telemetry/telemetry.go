@@ -290,7 +290,7 @@ func (t *T) StartLogical(ctx context.Context, req *http.Request, start time.Time
 		return ctx
 	}
 	a := t.now()
-	l.t, l.a, l.start = t, a, start
+	*l = Logical{t: t, a: a, start: start}
 	prop, on := t.propagator()
 	if on {
 		l.prop = prop

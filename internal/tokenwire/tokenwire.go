@@ -60,6 +60,7 @@ type EndpointError struct {
 	RetryAfter  time.Duration // the answer's Retry-After, when it had one (0 otherwise)
 }
 
+// Error is the token endpoint's status and its OAuth error code, never a token.
 func (e *EndpointError) Error() string {
 	var b strings.Builder
 	b.WriteString("token endpoint answered ")
