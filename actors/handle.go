@@ -132,10 +132,27 @@ func (h *TokenHandle) ask(ctx context.Context, mk func(chan<- messages.TokenRepl
 	if ctx.Err() != nil {
 		return Grant{}, ctxErr(ctx)
 	}
+	r := make(chan messages.TokenReply, 1)
 	asked := time.Now()
-	rep, err := h.send(ctx, mk)
-	if err != nil {
-		return Grant{}, err
+	var sc *trace.SpanContext
+	if s := trace.SpanContextFromContext(ctx); s.IsValid() {
+		sc = &s // only traced requests pay for it
+	}
+	h.root.Send(h.pid, mk(r, sc))
+	var rep messages.TokenReply
+	select {
+	case rep = <-r: // the actor answers at once
+	case <-ctx.Done():
+		select {
+		case rep = <-r: // the answer came too: if it parked us, leave
+			if rep.Wait != nil {
+				rep.Wait.Leave()
+			}
+		default:
+		}
+		return Grant{}, ctxErr(ctx)
+	case <-h.stopped: // a message that reached a stopped actor is never answered
+		return Grant{}, messages.ErrClosed
 	}
 	var g Grant
 	if p := rep.Wait; p != nil {
@@ -167,33 +184,6 @@ func (h *TokenHandle) ask(ctx context.Context, mk func(chan<- messages.TokenRepl
 		g.Header = "Bearer " + rep.Token
 	}
 	return g, nil
-}
-
-// send sends the message made by mk and returns the actor's immediate answer. It is a function of
-// its own so that the reply channel is dropped before the caller parks: a channel a select has used
-// stays reachable from the frame that ran it (~200 B for every parked request).
-func (h *TokenHandle) send(ctx context.Context, mk func(chan<- messages.TokenReply, *trace.SpanContext) any) (messages.TokenReply, error) {
-	r := make(chan messages.TokenReply, 1)
-	var sc *trace.SpanContext
-	if s := trace.SpanContextFromContext(ctx); s.IsValid() {
-		sc = &s // only traced requests pay for it
-	}
-	h.root.Send(h.pid, mk(r, sc))
-	select {
-	case rep := <-r: // the actor answers at once
-		return rep, nil
-	case <-ctx.Done():
-		select {
-		case rep := <-r: // the answer came too: if it parked us, leave
-			if rep.Wait != nil {
-				rep.Wait.Leave()
-			}
-		default:
-		}
-		return messages.TokenReply{}, ctxErr(ctx)
-	case <-h.stopped: // a message that reached a stopped actor is never answered
-		return messages.TokenReply{}, messages.ErrClosed
-	}
 }
 
 // ctxErr is why ctx ended: ErrClosed when the engine closed it, else context.Canceled or
