@@ -39,7 +39,7 @@ type callCtx struct {
 	f      *Inflight
 
 	state atomic.Uint32 // a view below; node is set before state says viaNode
-	mu    sync.Mutex    // one waiter taking a node at a time
+	mu    sync.Mutex    // one waiter takes the node; another would take a reference for nothing
 	node  *ctxNode      // the node in use, once viaNode
 }
 

@@ -189,9 +189,13 @@ func (b *writerToBody) Close() error { return nil }
 type waitingTransport struct {
 	body   io.ReadCloser
 	status int
+	seen   *context.Context // if set, the context the request was sent with
 }
 
 func (w waitingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if w.seen != nil {
+		*w.seen = req.Context()
+	}
 	ctx, cancel := context.WithCancel(req.Context())
 	defer cancel()
 	_ = ctx.Done()
@@ -226,11 +230,12 @@ func (rwBody) Write(p []byte) (int, error) { return len(p), nil }
 func (rwBody) Close() error                { return nil }
 
 // A 101 answer's body stays a ReadWriteCloser, and closing the connection ends the request (its node
-// given back); until then Close reaches it.
+// given back, its context ended); until then Close reaches it.
 func TestUpgradedConnectionEndsWhenClosed(t *testing.T) {
 	for _, byEngine := range []bool{false, true} {
 		var f Inflight
-		r := &Requester{Base: waitingTransport{body: rwBody{bytes.NewReader(nil)}, status: http.StatusSwitchingProtocols}, Inflight: &f}
+		var sent context.Context
+		r := &Requester{Base: waitingTransport{body: rwBody{bytes.NewReader(nil)}, status: http.StatusSwitchingProtocols, seen: &sent}, Inflight: &f}
 		parent, stop := context.WithCancel(context.Background())
 		req, err := http.NewRequestWithContext(parent, http.MethodGet, "http://api.test/ws", nil)
 		require.NoError(t, err)
@@ -241,11 +246,14 @@ func TestUpgradedConnectionEndsWhenClosed(t *testing.T) {
 		_, err = rwc.Write([]byte("hello"))
 		require.NoError(t, err)
 		assert.Equal(t, 1, f.nodeCount(), "the connection holds its node")
+		require.NoError(t, sent.Err(), "the connection's context lives past RoundTrip")
 		if byEngine {
 			require.NoError(t, f.Close(context.Background()))
+			assert.ErrorIs(t, context.Cause(sent), messages.ErrClosed, "Close reaches the open connection")
 		}
 		require.NoError(t, rwc.Close())
 		assert.Zero(t, f.nodeCount(), "closed: given back")
+		assert.ErrorIs(t, sent.Err(), context.Canceled, "closed: its context ended")
 		stop()
 	}
 }

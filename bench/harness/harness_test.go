@@ -166,6 +166,8 @@ func TestTargetsJudgeMedians(t *testing.T) {
 	add("W1", "hotpath", "engine", Value{"ns/op", 1700}, Value{"added-ns/op", 700}, Value{"allocs/op", 17})
 	add("W2", "c=256", "raw", Value{"req/s", 1000})
 	add("W2", "c=256", "engine", Value{"req/s", 960})
+	add("W2", "c=256"+PerRequestSuffix, "raw", Value{"req/s", 1000})
+	add("W2", "c=256"+PerRequestSuffix, "engine", Value{"req/s", 940})
 	add("W3", "known-expiry", Broadcast, Value{"release-ms", 10}, Value{"heapB/parked", 900})
 	add("W3", "known-expiry", "engine", Value{"refreshes", 1}, Value{"ok", 10}, Value{"release-ms", 11}, Value{"heapB/parked", 2000})
 	add("W4", "outage", "engine", Value{"amplification", 1.3})
@@ -179,6 +181,7 @@ func TestTargetsJudgeMedians(t *testing.T) {
 	assert.False(t, background, "no verdict for a case that was not run")
 	assert.Equal(t, Met, status["engine req/s ≥ 0.95 × raw at c=256"])
 	assert.Equal(t, NotMeasured, status["engine-otel req/s ≥ 0.90 × raw at c=256"])
+	assert.Equal(t, Missed, status["engine req/s ≥ 0.95 × raw at c=256, a context of its own for every request"], "0.94×")
 	assert.Equal(t, Met, status["known-expiry: exactly 1 refresh call (every round)"])
 	assert.Equal(t, Met, status["known-expiry: release ≤ 1.2 × channel broadcast (wake + send)"])
 	assert.Equal(t, Missed, status["known-expiry: ≤ 1 KiB heap per parked request (the engine's own, over the baseline's parked caller)"],
@@ -229,4 +232,22 @@ func TestAddedCostTargetWithoutOAuth2Cost(t *testing.T) {
 	v := res.Targets()[0]
 	assert.Equal(t, Missed, v.Status)
 	assert.Contains(t, v.Measured, "within noise")
+}
+
+// The W2 verdict with the SDK names what otelhttp on the same SDK reached in the same run, for scale.
+func TestOTelVerdictShowsOtelhttp(t *testing.T) {
+	res := &Results{Config: Tiny(), Unavailable: map[string]string{}}
+	for round := range 3 {
+		for subject, rps := range map[string]float64{subjects.Raw: 1000, "engine-otel": 780, subjects.OTelHTTP: 770} {
+			res.Samples = append(res.Samples, Sample{Workload: "W2", Case: "c=256", Subject: subject, Round: round, Values: []Value{{"req/s", rps}}})
+		}
+	}
+	for _, v := range res.Targets() {
+		if v.Target == "engine-otel req/s ≥ 0.90 × raw at c=256" {
+			assert.Equal(t, Missed, v.Status)
+			assert.Contains(t, v.Measured, "otelhttp on the same SDK: 0.770×")
+			return
+		}
+	}
+	t.Fatal("no verdict for engine-otel")
 }
