@@ -3,6 +3,7 @@ package redact
 import (
 	"net/url"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,4 +24,26 @@ func TestURL(t *testing.T) {
 		assert.NotContains(t, URL(u), "SECRET")
 	}
 	assert.Equal(t, "", URL(nil))
+}
+
+func TestClip(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exactly", 7, "exactly"},
+		{"abcdef", 3, "abc…"},
+		{"héllo", 2, "h…"}, // é is two bytes: never cut inside it
+		{"日本語", 4, "日…"},
+		{"bad\xffbyte", 100, "bad\uFFFDbyte"},
+		{"x", 0, "…"},
+		{"", 0, ""},
+	} {
+		got := Clip(tc.in, tc.n)
+		if got != tc.want || !utf8.ValidString(got) {
+			t.Errorf("Clip(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
 }
