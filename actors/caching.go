@@ -3,52 +3,27 @@ package actors
 import (
 	"context"
 	"net/http"
-	"strings"
-	"sync/atomic"
 
 	"github.com/resilientclient/resilient/internal/httpcache"
 )
 
 // Caching is the request path's ETag cache: GET answers with a validator are kept per principal (a
-// keyed hash of the credentials each request carried, never the credentials), sent back as
+// keyed hash of every credential header each request carried, never the credentials), sent back as
 // If-None-Match / If-Modified-Since, and a 304 is answered with the stored 200. It is safe for
 // concurrent use.
 type Caching struct {
 	Store *httpcache.Cache
-	Key   []byte // the principal key, from httpcache.NewKey
-
-	last atomic.Pointer[principalMemo] // the principal of the last Authorization seen without cookies
 }
 
-type principalMemo struct {
-	auth      string
-	principal string
-}
-
-// principal is httpcache.Principal, remembered for the engine's own token, which changes only
-// when it is refreshed.
-func (c *Caching) principal(h http.Header) string {
-	auth := h["Authorization"]
-	if len(auth) != 1 || otherCredentials(h) {
-		return httpcache.Principal(c.Key, h)
+// NewCaching returns a cache that holds at most maxBytes, each entry at most an eighth of it, and
+// counts the headers of secrets (the engine's WithSecretHeader names) as credentials besides the
+// built-in list, so that requests carrying different values of them never share an entry.
+func NewCaching(maxBytes int64, secrets []SecretHeader) *Caching {
+	names := make([]string, len(secrets))
+	for i, s := range secrets {
+		names[i] = s.Name
 	}
-	if m := c.last.Load(); m != nil && m.auth == auth[0] {
-		return m.principal
-	}
-	p := httpcache.Principal(c.Key, h)
-	c.last.Store(&principalMemo{auth: auth[0], principal: p})
-	return p
-}
-
-// otherCredentials reports whether h holds a credential header besides the canonical Authorization:
-// a cookie, or any key spelled otherwise (net/http sends keys as they are written).
-func otherCredentials(h http.Header) bool {
-	for k := range h {
-		if k != "Authorization" && (strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Cookie")) {
-			return true
-		}
-	}
-	return false
+	return &Caching{Store: httpcache.New(maxBytes, maxBytes/8, names...)}
 }
 
 // exchange makes one send of req (already carrying its credentials) through the cache: a GET with a
@@ -72,7 +47,7 @@ func (r *Requester) exchange(ctx context.Context, req *http.Request, st *attempt
 	var e *httpcache.Entry
 	var principal string
 	if !c.Store.Empty() {
-		principal = c.principal(req.Header)
+		principal = c.Store.Identify(req.Header)
 		if e = c.Store.Lookup(principal, req); e != nil {
 			plain := req
 			req = withOwnHeader(req)
@@ -105,7 +80,7 @@ func (r *Requester) keep(principal string, req *http.Request, resp *http.Respons
 		return resp, err
 	}
 	if principal == "" {
-		principal = r.Cache.principal(req.Header)
+		principal = r.Cache.Store.Identify(req.Header)
 	}
 	return r.Cache.Store.Tee(principal, req, resp), nil
 }

@@ -219,3 +219,67 @@ func TestETagCacheSeesEverySpellingOfCredentials(t *testing.T) {
 	assert.Equal(t, "data of session=alice", get("session=alice"))
 	assert.Equal(t, "data of session=bob", get("session=bob"))
 }
+
+// Every credential separates users, not only Authorization and Cookie: an API-key header the caller
+// sets, and a header named by WithSecretHeader. The server answers 304 to a matching If-None-Match
+// before it looks at who asks (as ETag middleware in front of auth does), so only the client's
+// partitioning keeps one caller's body from another.
+func TestETagCacheSeparatesEveryCredentialHeader(t *testing.T) {
+	keyHeaders := []string{"X-Api-Key", "Api-Key", "X-Auth-Token", "Ocp-Apim-Subscription-Key", "X-Tenant-Key"}
+	handler := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"one-for-all"`)
+		if r.Header.Get("If-None-Match") == `"one-for-all"` {
+			w.WriteHeader(http.StatusNotModified) // before auth: a 304 for whoever sends the tag
+			return
+		}
+		who := ""
+		for _, name := range keyHeaders {
+			who += r.Header.Get(name)
+		}
+		if who == "" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = io.WriteString(w, "data of "+who)
+	}
+	api := httptest.NewServer(http.HandlerFunc(handler))
+	defer api.Close()
+	other := httptest.NewServer(http.HandlerFunc(handler))
+	defer other.Close()
+	get := func(t *testing.T, e *engine.Engine, url, name, key string) string {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url+"/me", nil)
+		require.NoError(t, err)
+		req.Header[name] = []string{key} // as written: net/http sends a lowercase key as it is
+		resp, err := e.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return string(b)
+	}
+
+	for _, tc := range []struct {
+		name, url string
+		opts      []engine.Option
+	}{
+		{"X-Api-Key", api.URL, nil},
+		{"x-api-key", api.URL, nil},
+		{"Api-Key", api.URL, nil},
+		{"X-Auth-Token", api.URL, nil},
+		{"Ocp-Apim-Subscription-Key", api.URL, nil},
+		// The engine sends its secret to the API only; a caller may set the same header for another
+		// origin, and the engine knows that name carries credentials.
+		{"X-Tenant-Key", other.URL, []engine.Option{engine.WithBaseURL(api.URL), engine.WithSecretHeader("X-Tenant-Key", "engine-key")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := engine.NewPublic(tc.opts...)
+			require.NoError(t, err)
+			defer closeEngine(t, e)
+			for range 2 {
+				assert.Equal(t, "data of alice-key", get(t, e, tc.url, tc.name, "alice-key"))
+				assert.Equal(t, "data of bob-key", get(t, e, tc.url, tc.name, "bob-key"))
+			}
+		})
+	}
+}

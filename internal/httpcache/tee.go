@@ -24,7 +24,7 @@ func (c *Cache) Tee(principal string, req *http.Request, resp *http.Response) *h
 	key := urlKey(req.URL)
 	header := storedHeader(resp.Header)
 	names, _ := varyNames(header)
-	values := varyValues(names, req.Header) // so that the request's credentials are not kept
+	values := varyValues(names, req.Header, c.secretNames) // so that the request's credentials are not kept
 	gen := c.generation()
 	t := &teeBody{
 		rc:    resp.Body,
