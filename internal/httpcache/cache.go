@@ -80,6 +80,11 @@ type Cache struct {
 
 	stored atomic.Int64 // entries stored, for Empty; written under mu
 
+	// copying is the capacity of the buffers of the bodies being copied by Tee, at most maxBytes;
+	// refused counts the storable answers not copied because that pool was full.
+	copying atomic.Int64
+	refused atomic.Uint64
+
 	mu            sync.Mutex                     // guards the fields below
 	lru           list.List                      // of *Entry, most recently used at the front
 	elems         map[uint64]*list.Element       // entry id → its place in lru
@@ -143,6 +148,34 @@ func (c *Cache) Bytes() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bytes
+}
+
+// CopyBytes returns the memory held by the copies of bodies that are being read (see Tee): at most the
+// cache's maxBytes, on top of Bytes. It is safe for concurrent use.
+func (c *Cache) CopyBytes() int64 {
+	if c == nil {
+		return 0
+	}
+	return c.copying.Load()
+}
+
+// CopiesRefused returns how many storable answers Tee passed on without copying, or stopped copying,
+// because the copies in flight already held the cache's maxBytes. It is safe for concurrent use.
+func (c *Cache) CopiesRefused() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.refused.Load()
+}
+
+// reserve takes n bytes from the pool of copy memory, or reports that it is full (counted).
+func (c *Cache) reserve(n int64) bool {
+	if c.copying.Add(n) > c.maxBytes {
+		c.copying.Add(-n)
+		c.refused.Add(1)
+		return false
+	}
+	return true
 }
 
 // Lookup returns a copy of the stored entry that req may revalidate, or nil if there is none: req is a
