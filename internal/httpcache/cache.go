@@ -79,6 +79,7 @@ type Cache struct {
 	secretNames   []string // the engine's secret header names: credentials besides httpx's list
 
 	stored atomic.Int64 // entries stored, for Empty; written under mu
+	last   atomic.Pointer[principalMemo]
 
 	// copying is the capacity of the buffers of the bodies being copied by Tee, at most maxBytes;
 	// refused counts the storable answers not copied because that pool was full.
@@ -123,7 +124,19 @@ func (c *Cache) Identify(h http.Header) string {
 	if c == nil {
 		return ""
 	}
-	return Principal(c.key, h, c.secretNames...)
+	var buf [4]credential
+	creds := credentials(buf[:0], h, c.secretNames)
+	if len(creds) == 0 {
+		return ""
+	}
+	if m := c.last.Load(); m != nil && m.matches(h, creds) {
+		return m.principal
+	}
+	p := principalOf(c.key, h, creds)
+	if m := newPrincipalMemo(h, creds, p); m != nil {
+		c.last.Store(m)
+	}
+	return p
 }
 
 // Empty reports whether nothing is stored, without taking the lock: a request path can skip the

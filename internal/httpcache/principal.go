@@ -27,14 +27,14 @@ import (
 // recovered from it by guessing. Principal is a pure function, safe for concurrent use.
 func Principal(key []byte, h http.Header, secretNames ...string) string {
 	var buf [4]credential
-	creds := credentials(buf[:0], h, secretNames)
+	return principalOf(key, h, credentials(buf[:0], h, secretNames))
+}
+
+// principalOf is Principal of h, whose credential headers are creds (from credentials).
+func principalOf(key []byte, h http.Header, creds []credential) string {
 	if len(creds) == 0 {
 		return ""
 	}
-	// Map order is random; the hash input must not be. Two spellings of one name sort by spelling.
-	slices.SortFunc(creds, func(a, b credential) int {
-		return cmp.Or(cmp.Compare(a.name, b.name), cmp.Compare(a.key, b.key))
-	})
 	mac := hmac.New(sha256.New, key)
 	for _, c := range creds {
 		writeField(mac, c.name)
@@ -50,14 +50,55 @@ func Principal(key []byte, h http.Header, secretNames ...string) string {
 // credential is a credential header of a request: its key in the header map and its canonical name.
 type credential struct{ key, name string }
 
-// credentials appends the credential headers of h to dst.
+// credentials appends the credential headers of h to dst, sorted: map order is random, and the hash
+// input must not be. Two spellings of one name sort by spelling.
 func credentials(dst []credential, h http.Header, secretNames []string) []credential {
 	for k := range h {
 		if httpx.IsCredential(k, secretNames...) {
 			dst = append(dst, credential{key: k, name: http.CanonicalHeaderKey(k)})
 		}
 	}
+	if len(dst) > 1 {
+		slices.SortFunc(dst, func(a, b credential) int {
+			return cmp.Or(cmp.Compare(a.name, b.name), cmp.Compare(a.key, b.key))
+		})
+	}
 	return dst
+}
+
+// principalMemo is the principal of the last request whose credential headers each had one value:
+// the engine's own requests carry the same token (and secret headers) until a refresh, and the
+// HMAC is most of what Identify costs. It is never changed once stored.
+type principalMemo struct {
+	fields    []string // key and value of each credential header, in credentials order
+	principal string
+}
+
+// matches reports whether h, whose credential headers are creds, is the request the memo was made for.
+func (m *principalMemo) matches(h http.Header, creds []credential) bool {
+	if len(m.fields) != 2*len(creds) {
+		return false
+	}
+	for i, c := range creds {
+		v := h[c.key]
+		if len(v) != 1 || m.fields[2*i] != c.key || m.fields[2*i+1] != v[0] {
+			return false
+		}
+	}
+	return true
+}
+
+// newPrincipalMemo returns a memo for h, or nil if one of its credential headers has several values.
+func newPrincipalMemo(h http.Header, creds []credential, principal string) *principalMemo {
+	m := &principalMemo{fields: make([]string, 0, 2*len(creds)), principal: principal}
+	for _, c := range creds {
+		v := h[c.key]
+		if len(v) != 1 {
+			return nil
+		}
+		m.fields = append(m.fields, c.key, v[0])
+	}
+	return m
 }
 
 // NewKey returns 32 random bytes from crypto/rand, a key for Principal. It is safe for concurrent use.

@@ -4,7 +4,9 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -72,9 +74,90 @@ func TestPrincipal(t *testing.T) {
 	})
 }
 
+// Identify remembers the last principal it derived: it must still give every request its own, under
+// any interleaving of users, spellings and multi-valued headers, from hundreds of goroutines.
+func TestIdentifyMemo(t *testing.T) {
+	c := New(1<<20, 0, "X-Tenant")
+	headers := []http.Header{
+		{"Authorization": {"Bearer alice"}},
+		{"Authorization": {"Bearer bob"}},
+		{"authorization": {"Bearer alice"}},
+		{"Authorization": {"Bearer alice"}, "X-Tenant": {"t1"}},
+		{"Authorization": {"Bearer alice"}, "X-Tenant": {"t2"}},
+		{"X-Tenant": {"Bearer alice"}},
+		{"Authorization": {"Bearer alice", "Bearer bob"}},
+		{"Authorization": {"Bearer alice"}, "Accept": {"x"}},
+		{"Cookie": {"a"}, "cookie": {"b"}},
+		{"Accept": {"x"}},
+	}
+	want := make([]string, len(headers))
+	for i, h := range headers {
+		want[i] = Principal(c.key, h, "X-Tenant")
+	}
+	var wg sync.WaitGroup
+	for g := range 200 {
+		wg.Go(func() {
+			for i := range 50 {
+				n := (g*7 + i*3) % len(headers)
+				if got := c.Identify(headers[n]); got != want[n] {
+					t.Errorf("header %d: got the principal of another request", n)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, want[0], want[2], "spelling does not change the principal of one value")
+	assert.Equal(t, want[0], want[7])
+	assert.Empty(t, want[9])
+	assert.Len(t, slices.Compact(slices.Sorted(slices.Values(want[:7]))), 6)
+}
+
 func TestNewKey(t *testing.T) {
 	a, b := NewKey(), NewKey()
 	assert.Len(t, a, 32)
 	assert.NotEqual(t, a, b)
 	assert.NotEqual(t, strings.Repeat("\x00", 32), string(a))
+}
+
+// The header of a typical engine request to the API: the engine's token and the usual others.
+func engineHeader() http.Header {
+	return http.Header{
+		"Authorization": {"Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZGEiLCJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl"},
+		"Accept":        {"application/json"},
+		"User-Agent":    {"resilient/1"},
+		"Traceparent":   {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+	}
+}
+
+func BenchmarkIdentify(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		h       http.Header
+		secrets []string
+	}{
+		{"token", engineHeader(), nil},
+		{"token and secret header", func() http.Header {
+			h := engineHeader()
+			h["X-Tenant"] = []string{"tenant-key"}
+			return h
+		}(), []string{"X-Tenant"}},
+		{"anonymous", http.Header{"Accept": {"application/json"}, "User-Agent": {"resilient/1"}}, nil},
+	} {
+		// Principal is Identify without the memo.
+		b.Run(tc.name+"/Principal", func(b *testing.B) {
+			key := NewKey()
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = Principal(key, tc.h, tc.secrets...)
+			}
+		})
+		b.Run(tc.name+"/Identify", func(b *testing.B) {
+			c := New(1<<20, 0, tc.secrets...)
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = c.Identify(tc.h)
+			}
+		})
+	}
 }
