@@ -202,10 +202,8 @@ var preconditionHeaders = [...]string{
 }
 
 func hasPrecondition(h http.Header) bool {
-	// One pass over the keys (this runs for every GET while the cache holds anything); every
-	// precondition name starts with I or R.
 	for k, v := range h {
-		if len(v) == 0 || k == "" || (k[0]|0x20 != 'i' && k[0]|0x20 != 'r') {
+		if len(v) == 0 {
 			continue
 		}
 		for _, name := range preconditionHeaders {
