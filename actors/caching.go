@@ -44,19 +44,17 @@ func (r *Requester) exchange(ctx context.Context, req *http.Request, st *attempt
 	default:
 		return r.send(ctx, req, st)
 	}
-	var e *httpcache.Entry
-	var principal string
+	who := identity{store: c.Store, header: req.Header}
 	if !c.Store.Empty() {
-		principal = c.Store.Identify(req.Header)
-		if e = c.Store.Lookup(principal, req); e != nil {
+		if e := c.Store.Lookup(who.principal(), req); e != nil {
 			plain := req
 			req = withOwnHeader(req)
 			httpcache.Conditional(req.Header, e)
 			resp, err := r.send(ctx, req, st)
 			if err != nil || resp.StatusCode != http.StatusNotModified {
-				return r.keep(principal, req, resp, err)
+				return keep(&who, req, resp, err)
 			}
-			out := c.Store.Revalidated(principal, req, resp, e)
+			out := c.Store.Revalidated(who.principal(), req, resp, e)
 			if out.StatusCode != http.StatusNotModified {
 				return out, nil
 			}
@@ -71,18 +69,33 @@ func (r *Requester) exchange(ctx context.Context, req *http.Request, st *attempt
 		}
 	}
 	resp, err := r.send(ctx, req, st)
-	return r.keep(principal, req, resp, err)
+	return keep(&who, req, resp, err)
+}
+
+// identity is who one send speaks for, as the cache partitions it: its principal (Cache.Identify of
+// the headers it went out with, credentials attached) is derived at most once, when the lookup or the
+// store first needs it, so a GET whose answer is neither looked up nor stored never pays for it. The
+// validators added to a conditional send carry no credentials and do not change it.
+type identity struct {
+	store  *httpcache.Cache
+	header http.Header
+	known  bool
+	value  string
+}
+
+func (id *identity) principal() string {
+	if !id.known {
+		id.value, id.known = id.store.Identify(id.header), true
+	}
+	return id.value
 }
 
 // keep hands a storable 200 to the cache, which copies its body as the caller reads it.
-func (r *Requester) keep(principal string, req *http.Request, resp *http.Response, err error) (*http.Response, error) {
+func keep(who *identity, req *http.Request, resp *http.Response, err error) (*http.Response, error) {
 	if err != nil || resp.StatusCode != http.StatusOK || !httpcache.Storable(req, resp) {
 		return resp, err
 	}
-	if principal == "" {
-		principal = r.Cache.Store.Identify(req.Header)
-	}
-	return r.Cache.Store.Tee(principal, req, resp), nil
+	return who.store.Tee(who.principal(), req, resp), nil
 }
 
 // withOwnHeader is a shallow copy of req with a header map of its own, to add validators to.

@@ -283,3 +283,41 @@ func TestETagCacheSeparatesEveryCredentialHeader(t *testing.T) {
 		})
 	}
 }
+
+// etagTransport answers every GET in memory with a small 200 carrying an ETag, or a 304 when the
+// request sends that ETag back: the engine's cached path without a network.
+type etagTransport struct{}
+
+func (etagTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp := &http.Response{StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Etag": {`"v1"`}}, Body: io.NopCloser(strings.NewReader(`{"id":"1"}`)),
+		ContentLength: 10, Request: req}
+	if req.Header.Get("If-None-Match") == `"v1"` {
+		resp.StatusCode, resp.Body, resp.ContentLength = http.StatusNotModified, http.NoBody, 0
+	}
+	return resp, nil
+}
+
+// BenchmarkCachedGET is one GET of a stored resource with the engine's token: lookup, conditional
+// send, 304, the stored 200 to the caller. For instruction counts, run it under callgrind with two
+// -test.benchtime=Nx values and divide the difference.
+func BenchmarkCachedGET(b *testing.B) {
+	e, err := engine.New(engine.WithBaseURL("http://api.test"), engine.WithTransport(etagTransport{}),
+		engine.WithTokens(engine.Tokens{Access: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZGEifQ.c2ln"}))
+	require.NoError(b, err)
+	defer closeEngine(b, e)
+	get := func() {
+		req, _ := http.NewRequest(http.MethodGet, "http://api.test/doc", nil)
+		resp, err := e.Client().Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+	get() // stores it
+	b.ReportAllocs()
+	for b.Loop() {
+		get()
+	}
+}
