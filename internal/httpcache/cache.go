@@ -7,9 +7,9 @@
 // response is never returned for another. Entries are always revalidated with the server before use;
 // the package never answers a request on its own, so freshness (max-age, Expires) plays no part.
 //
-// The pieces are meant to be called from an http.RoundTripper in this order: Lookup, then Conditional
-// on a clone of the request, then the round trip, then Revalidated for a 304 or Tee for anything else;
-// writes (POST, PUT, PATCH, DELETE) call Invalidate for their URL.
+// The pieces are meant to be called from an http.RoundTripper in this order: Identify once, then
+// Lookup, then Conditional on a clone of the request, then the round trip, then Revalidated for a 304
+// or Tee for anything else; writes (POST, PUT, PATCH, DELETE) call Invalidate for their URL.
 package httpcache
 
 import (
