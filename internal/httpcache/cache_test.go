@@ -674,4 +674,5 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 	checkInvariants(t, c)
+	assert.Zero(t, c.CopyBytes(), "every body was closed, so every copy was released")
 }
