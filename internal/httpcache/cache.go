@@ -117,28 +117,6 @@ func New(maxBytes, maxEntryBytes int64, secretNames ...string) *Cache {
 	}
 }
 
-// Identify returns the principal of a request with the headers h (see Principal), under this cache's
-// key and with its secret header names: the partition to pass to Lookup, Revalidated and Tee. It is
-// safe for concurrent use.
-func (c *Cache) Identify(h http.Header) string {
-	if c == nil {
-		return ""
-	}
-	var buf [4]credential
-	creds := credentials(buf[:0], h, c.secretNames)
-	if len(creds) == 0 {
-		return ""
-	}
-	if m := c.last.Load(); m != nil && m.matches(h, creds) {
-		return m.principal
-	}
-	p := principalOf(c.key, h, creds)
-	if m := newPrincipalMemo(h, creds, p); m != nil {
-		c.last.Store(m)
-	}
-	return p
-}
-
 // Empty reports whether nothing is stored, without taking the lock: a request path can skip the
 // principal and the lookup while the cache has nothing to offer. It is safe for concurrent use.
 func (c *Cache) Empty() bool { return c == nil || c.stored.Load() == 0 }
@@ -161,34 +139,6 @@ func (c *Cache) Bytes() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bytes
-}
-
-// CopyBytes returns the memory held by the copies of bodies that are being read (see Tee): at most the
-// cache's maxBytes, on top of Bytes. It is safe for concurrent use.
-func (c *Cache) CopyBytes() int64 {
-	if c == nil {
-		return 0
-	}
-	return c.copying.Load()
-}
-
-// CopiesRefused returns how many storable answers Tee passed on without copying, or stopped copying,
-// because the copies in flight already held the cache's maxBytes. It is safe for concurrent use.
-func (c *Cache) CopiesRefused() uint64 {
-	if c == nil {
-		return 0
-	}
-	return c.refused.Load()
-}
-
-// reserve takes n bytes from the pool of copy memory, or reports that it is full (counted).
-func (c *Cache) reserve(n int64) bool {
-	if c.copying.Add(n) > c.maxBytes {
-		c.copying.Add(-n)
-		c.refused.Add(1)
-		return false
-	}
-	return true
 }
 
 // Lookup returns a copy of the stored entry that req may revalidate, or nil if there is none: req is a

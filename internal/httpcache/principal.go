@@ -47,6 +47,28 @@ func principalOf(key []byte, h http.Header, creds []credential) string {
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
+// Identify returns the principal of a request with the headers h (see Principal), under this cache's
+// key and with its secret header names: the partition to pass to Lookup, Revalidated and Tee. It is
+// safe for concurrent use.
+func (c *Cache) Identify(h http.Header) string {
+	if c == nil {
+		return ""
+	}
+	var buf [4]credential
+	creds := credentials(buf[:0], h, c.secretNames)
+	if len(creds) == 0 {
+		return ""
+	}
+	if m := c.last.Load(); m != nil && m.matches(h, creds) {
+		return m.principal
+	}
+	p := principalOf(c.key, h, creds)
+	if m := newPrincipalMemo(h, creds, p); m != nil {
+		c.last.Store(m)
+	}
+	return p
+}
+
 // credential is a credential header of a request: its key in the header map and its canonical name.
 type credential struct{ key, name string }
 

@@ -48,6 +48,34 @@ func (c *Cache) Tee(principal string, req *http.Request, resp *http.Response) *h
 	return resp
 }
 
+// CopyBytes returns the memory held by the copies of bodies that are being read (see Tee): at most the
+// cache's maxBytes, on top of Bytes. It is safe for concurrent use.
+func (c *Cache) CopyBytes() int64 {
+	if c == nil {
+		return 0
+	}
+	return c.copying.Load()
+}
+
+// CopiesRefused returns how many storable answers Tee passed on without copying, or stopped copying,
+// because the copies in flight already held the cache's maxBytes. It is safe for concurrent use.
+func (c *Cache) CopiesRefused() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.refused.Load()
+}
+
+// reserve takes n bytes from the pool of copy memory, or reports that it is full (counted).
+func (c *Cache) reserve(n int64) bool {
+	if c.copying.Add(n) > c.maxBytes {
+		c.copying.Add(-n)
+		c.refused.Add(1)
+		return false
+	}
+	return true
+}
+
 // teeState is the state of the copy a teeBody keeps.
 type teeState int
 
