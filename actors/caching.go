@@ -3,52 +3,27 @@ package actors
 import (
 	"context"
 	"net/http"
-	"strings"
-	"sync/atomic"
 
 	"github.com/resilientclient/resilient/internal/httpcache"
 )
 
 // Caching is the request path's ETag cache: GET answers with a validator are kept per principal (a
-// keyed hash of the credentials each request carried, never the credentials), sent back as
+// keyed hash of every credential header each request carried, never the credentials), sent back as
 // If-None-Match / If-Modified-Since, and a 304 is answered with the stored 200. It is safe for
 // concurrent use.
 type Caching struct {
 	Store *httpcache.Cache
-	Key   []byte // the principal key, from httpcache.NewKey
-
-	last atomic.Pointer[principalMemo] // the principal of the last Authorization seen without cookies
 }
 
-type principalMemo struct {
-	auth      string
-	principal string
-}
-
-// principal is httpcache.Principal, remembered for the engine's own token, which changes only
-// when it is refreshed.
-func (c *Caching) principal(h http.Header) string {
-	auth := h["Authorization"]
-	if len(auth) != 1 || otherCredentials(h) {
-		return httpcache.Principal(c.Key, h)
+// NewCaching returns a cache that holds at most maxBytes, each entry at most an eighth of it, and
+// counts the headers of secrets (the engine's WithSecretHeader names) as credentials besides the
+// built-in list, so that requests carrying different values of them never share an entry.
+func NewCaching(maxBytes int64, secrets []SecretHeader) *Caching {
+	names := make([]string, len(secrets))
+	for i, s := range secrets {
+		names[i] = s.Name
 	}
-	if m := c.last.Load(); m != nil && m.auth == auth[0] {
-		return m.principal
-	}
-	p := httpcache.Principal(c.Key, h)
-	c.last.Store(&principalMemo{auth: auth[0], principal: p})
-	return p
-}
-
-// otherCredentials reports whether h holds a credential header besides the canonical Authorization:
-// a cookie, or any key spelled otherwise (net/http sends keys as they are written).
-func otherCredentials(h http.Header) bool {
-	for k := range h {
-		if k != "Authorization" && (strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Cookie")) {
-			return true
-		}
-	}
-	return false
+	return &Caching{Store: httpcache.New(maxBytes, maxBytes/8, names...)}
 }
 
 // exchange makes one send of req (already carrying its credentials) through the cache: a GET with a
@@ -69,19 +44,17 @@ func (r *Requester) exchange(ctx context.Context, req *http.Request, st *attempt
 	default:
 		return r.send(ctx, req, st)
 	}
-	var e *httpcache.Entry
-	var principal string
+	who := identity{store: c.Store, header: req.Header}
 	if !c.Store.Empty() {
-		principal = c.principal(req.Header)
-		if e = c.Store.Lookup(principal, req); e != nil {
+		if e := c.Store.Lookup(who.principal(), req); e != nil {
 			plain := req
 			req = withOwnHeader(req)
 			httpcache.Conditional(req.Header, e)
 			resp, err := r.send(ctx, req, st)
 			if err != nil || resp.StatusCode != http.StatusNotModified {
-				return r.keep(principal, req, resp, err)
+				return keep(&who, req, resp, err)
 			}
-			out := c.Store.Revalidated(principal, req, resp, e)
+			out := c.Store.Revalidated(who.principal(), req, resp, e)
 			if out.StatusCode != http.StatusNotModified {
 				return out, nil
 			}
@@ -96,18 +69,33 @@ func (r *Requester) exchange(ctx context.Context, req *http.Request, st *attempt
 		}
 	}
 	resp, err := r.send(ctx, req, st)
-	return r.keep(principal, req, resp, err)
+	return keep(&who, req, resp, err)
+}
+
+// identity is who one send speaks for, as the cache partitions it: its principal (Cache.Identify of
+// the headers it went out with, credentials attached) is derived at most once, when the lookup or the
+// store first needs it, so a GET whose answer is neither looked up nor stored never pays for it. The
+// validators added to a conditional send carry no credentials and do not change it.
+type identity struct {
+	store  *httpcache.Cache
+	header http.Header
+	known  bool
+	value  string
+}
+
+func (id *identity) principal() string {
+	if !id.known {
+		id.value, id.known = id.store.Identify(id.header), true
+	}
+	return id.value
 }
 
 // keep hands a storable 200 to the cache, which copies its body as the caller reads it.
-func (r *Requester) keep(principal string, req *http.Request, resp *http.Response, err error) (*http.Response, error) {
+func keep(who *identity, req *http.Request, resp *http.Response, err error) (*http.Response, error) {
 	if err != nil || resp.StatusCode != http.StatusOK || !httpcache.Storable(req, resp) {
 		return resp, err
 	}
-	if principal == "" {
-		principal = r.Cache.principal(req.Header)
-	}
-	return r.Cache.Store.Tee(principal, req, resp), nil
+	return who.store.Tee(who.principal(), req, resp), nil
 }
 
 // withOwnHeader is a shallow copy of req with a header map of its own, to add validators to.

@@ -219,3 +219,105 @@ func TestETagCacheSeesEverySpellingOfCredentials(t *testing.T) {
 	assert.Equal(t, "data of session=alice", get("session=alice"))
 	assert.Equal(t, "data of session=bob", get("session=bob"))
 }
+
+// Every credential separates users, not only Authorization and Cookie: an API-key header the caller
+// sets, and a header named by WithSecretHeader. The server answers 304 to a matching If-None-Match
+// before it looks at who asks (as ETag middleware in front of auth does), so only the client's
+// partitioning keeps one caller's body from another.
+func TestETagCacheSeparatesEveryCredentialHeader(t *testing.T) {
+	keyHeaders := []string{"X-Api-Key", "Api-Key", "X-Auth-Token", "Ocp-Apim-Subscription-Key", "X-Tenant-Key"}
+	handler := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"one-for-all"`)
+		if r.Header.Get("If-None-Match") == `"one-for-all"` {
+			w.WriteHeader(http.StatusNotModified) // before auth: a 304 for whoever sends the tag
+			return
+		}
+		who := ""
+		for _, name := range keyHeaders {
+			who += r.Header.Get(name)
+		}
+		if who == "" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = io.WriteString(w, "data of "+who)
+	}
+	api := httptest.NewServer(http.HandlerFunc(handler))
+	defer api.Close()
+	other := httptest.NewServer(http.HandlerFunc(handler))
+	defer other.Close()
+	get := func(t *testing.T, e *engine.Engine, url, name, key string) string {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url+"/me", nil)
+		require.NoError(t, err)
+		req.Header[name] = []string{key} // as written: net/http sends a lowercase key as it is
+		resp, err := e.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return string(b)
+	}
+
+	for _, tc := range []struct {
+		name, url string
+		opts      []engine.Option
+	}{
+		{"X-Api-Key", api.URL, nil},
+		{"x-api-key", api.URL, nil},
+		{"Api-Key", api.URL, nil},
+		{"X-Auth-Token", api.URL, nil},
+		{"Ocp-Apim-Subscription-Key", api.URL, nil},
+		// The engine sends its secret to the API only; a caller may set the same header for another
+		// origin, and the engine knows that name carries credentials.
+		{"X-Tenant-Key", other.URL, []engine.Option{engine.WithBaseURL(api.URL), engine.WithSecretHeader("X-Tenant-Key", "engine-key")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := engine.NewPublic(tc.opts...)
+			require.NoError(t, err)
+			defer closeEngine(t, e)
+			for range 2 {
+				assert.Equal(t, "data of alice-key", get(t, e, tc.url, tc.name, "alice-key"))
+				assert.Equal(t, "data of bob-key", get(t, e, tc.url, tc.name, "bob-key"))
+			}
+		})
+	}
+}
+
+// etagTransport answers every GET in memory with a small 200 carrying an ETag, or a 304 when the
+// request sends that ETag back: the engine's cached path without a network.
+type etagTransport struct{}
+
+func (etagTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp := &http.Response{StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Etag": {`"v1"`}}, Body: io.NopCloser(strings.NewReader(`{"id":"1"}`)),
+		ContentLength: 10, Request: req}
+	if req.Header.Get("If-None-Match") == `"v1"` {
+		resp.StatusCode, resp.Body, resp.ContentLength = http.StatusNotModified, http.NoBody, 0
+	}
+	return resp, nil
+}
+
+// BenchmarkCachedGET is one GET of a stored resource with the engine's token: lookup, conditional
+// send, 304, the stored 200 to the caller. For instruction counts, run it under callgrind with two
+// -test.benchtime=Nx values and divide the difference.
+func BenchmarkCachedGET(b *testing.B) {
+	e, err := engine.New(engine.WithBaseURL("http://api.test"), engine.WithTransport(etagTransport{}),
+		engine.WithTokens(engine.Tokens{Access: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZGEifQ.c2ln"}))
+	require.NoError(b, err)
+	defer closeEngine(b, e)
+	get := func() {
+		req, _ := http.NewRequest(http.MethodGet, "http://api.test/doc", nil)
+		resp, err := e.Client().Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+	get() // stores it
+	b.ReportAllocs()
+	for b.Loop() {
+		get()
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/resilientclient/resilient/actors"
-	"github.com/resilientclient/resilient/internal/httpcache"
 	"github.com/resilientclient/resilient/internal/telemetry"
 	"github.com/resilientclient/resilient/internal/tokenwire"
 	"github.com/resilientclient/resilient/messages"
@@ -123,7 +122,7 @@ func build(public bool, opts []Option) (*Engine, error) {
 		c.cacheBytes = DefaultCacheBytes
 	}
 	if c.cacheBytes > 0 {
-		e.requester.Cache = &actors.Caching{Store: httpcache.New(c.cacheBytes, c.cacheBytes/8), Key: httpcache.NewKey()}
+		e.requester.Cache = actors.NewCaching(c.cacheBytes, c.secrets)
 	}
 	e.client = &http.Client{Transport: e.requester}
 

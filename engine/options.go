@@ -149,8 +149,9 @@ func WithTransport(rt http.RoundTripper) Option { return func(c *config) { c.tra
 // Last-Modified are kept, unless Cache-Control: no-store, Vary: * or Set-Cookie forbid it; the next
 // GET of the URL asks If-None-Match (If-Modified-Since), and a 304 reaches the caller as the stored
 // 200 with the header X-Cache: revalidated. Entries are partitioned by a keyed hash of the
-// credentials each request carried (the engine's token or the caller's Authorization and Cookie), and
-// by the request headers the answer's Vary names, so one user's data is never served to another. A
+// credentials each request carried (the engine's token and secret headers, the caller's Authorization,
+// Cookie, X-Api-Key and the like), and by the request headers the answer's Vary names, so one user's
+// data is never served to another. Answers being read are copied within another maxBytes. A
 // POST, PUT, PATCH or DELETE to a URL drops what is stored for it. A request that sets its own
 // validator gets the server's 304 as it is. Default: DefaultCacheBytes (8 MiB).
 func WithCache(maxBytes int64) Option { return func(c *config) { c.cacheBytes = maxBytes } }

@@ -7,9 +7,9 @@
 // response is never returned for another. Entries are always revalidated with the server before use;
 // the package never answers a request on its own, so freshness (max-age, Expires) plays no part.
 //
-// The pieces are meant to be called from an http.RoundTripper in this order: Lookup, then Conditional
-// on a clone of the request, then the round trip, then Revalidated for a 304 or Tee for anything else;
-// writes (POST, PUT, PATCH, DELETE) call Invalidate for their URL.
+// The pieces are meant to be called from an http.RoundTripper in this order: Identify once, then
+// Lookup, then Conditional on a clone of the request, then the round trip, then Revalidated for a 304
+// or Tee for anything else; writes (POST, PUT, PATCH, DELETE) call Invalidate for their URL.
 package httpcache
 
 import (
@@ -21,6 +21,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/resilientclient/resilient/internal/httpx"
 )
 
 // HeaderCache is the response header that marks a response built from the cache, and ValueRevalidated
@@ -54,7 +56,7 @@ type Entry struct {
 	// Vary lists the canonical header names of the response's Vary header.
 	Vary []string
 	// VaryValues holds, for each name in Vary, the request's values joined with ", ". It is "" for
-	// Authorization and Cookie, which the principal already separates and which are never stored.
+	// credential headers, which the principal already separates and which are never stored.
 	VaryValues []string
 	// Stored is when the response was stored or last refreshed by a 304.
 	Stored time.Time
@@ -73,8 +75,16 @@ type Cache struct {
 	maxBytes      int64
 	maxEntryBytes int64
 	now           func() time.Time
+	key           []byte   // the principal key, from NewKey
+	secretNames   []string // the engine's secret header names: credentials besides httpx's list
 
 	stored atomic.Int64 // entries stored, for Empty; written under mu
+	last   atomic.Pointer[principalMemo]
+
+	// copying is the capacity of the buffers of the bodies being copied by Tee, at most maxBytes;
+	// refused counts the storable answers not copied because that pool was full.
+	copying atomic.Int64
+	refused atomic.Uint64
 
 	mu            sync.Mutex                     // guards the fields below
 	lru           list.List                      // of *Entry, most recently used at the front
@@ -88,8 +98,10 @@ type Cache struct {
 
 // New returns an empty cache that holds at most maxBytes (see Entry.Size) and never stores an entry
 // bigger than maxEntryBytes. maxEntryBytes <= 0 means maxBytes/8, and it is capped at maxBytes.
-// maxBytes <= 0 gives a cache that stores nothing.
-func New(maxBytes, maxEntryBytes int64) *Cache {
+// maxBytes <= 0 gives a cache that stores nothing. secretNames are the header names that carry
+// credentials besides httpx's built-in list (the engine's configured secret headers): Identify
+// separates users by them, and their values are never stored.
+func New(maxBytes, maxEntryBytes int64, secretNames ...string) *Cache {
 	if maxEntryBytes <= 0 {
 		maxEntryBytes = maxBytes / 8
 	}
@@ -98,6 +110,8 @@ func New(maxBytes, maxEntryBytes int64) *Cache {
 		maxBytes:      maxBytes,
 		maxEntryBytes: maxEntryBytes,
 		now:           time.Now,
+		key:           NewKey(),
+		secretNames:   slices.Clone(secretNames),
 		elems:         make(map[uint64]*list.Element),
 		byURL:         make(map[string]map[string][]*Entry),
 	}
@@ -140,7 +154,7 @@ func (c *Cache) Lookup(principal string, req *http.Request) *Entry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.byURL[key][principal] {
-		if varyMatches(e, req.Header) {
+		if varyMatches(e, req.Header, c.secretNames) {
 			c.lru.MoveToFront(c.elems[e.id])
 			return e.copy()
 		}
@@ -187,7 +201,7 @@ func (c *Cache) Revalidated(principal string, req *http.Request, notModified *ht
 		notModified.StatusCode != http.StatusNotModified {
 		return notModified
 	}
-	if principal != e.principal || urlKey(req.URL) != e.urlKey || !varyMatches(e, req.Header) {
+	if principal != e.principal || urlKey(req.URL) != e.urlKey || !varyMatches(e, req.Header, c.secretNames) {
 		return notModified
 	}
 	if !validatorsAgree(e, notModified.Header) {
@@ -239,7 +253,7 @@ func (c *Cache) refresh(old *Entry, header http.Header, req *http.Request) {
 		return
 	}
 	names, _ := varyNames(header)
-	fresh := c.newEntry(old.principal, old.urlKey, header, old.Body, names, varyValues(names, req.Header))
+	fresh := c.newEntry(old.principal, old.urlKey, header, old.Body, names, varyValues(names, req.Header, c.secretNames))
 	keep := Storable(req, &http.Response{StatusCode: http.StatusOK, Header: header})
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -383,12 +397,12 @@ func (e *Entry) copy() *Entry {
 
 // varyMatches reports whether the request headers h select e: for every header named by its Vary, the
 // request's value equals the stored one. Credential headers are skipped: the principal compares them.
-func varyMatches(e *Entry, h http.Header) bool {
+func varyMatches(e *Entry, h http.Header, secretNames []string) bool {
 	if len(e.Vary) != len(e.VaryValues) {
 		return false
 	}
 	for i, name := range e.Vary {
-		if !isCredentialHeader(name) && strings.Join(headerValues(h, name), ", ") != e.VaryValues[i] {
+		if !httpx.IsCredential(name, secretNames...) && strings.Join(headerValues(h, name), ", ") != e.VaryValues[i] {
 			return false
 		}
 	}

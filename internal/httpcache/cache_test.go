@@ -212,23 +212,28 @@ func TestVaryVariants(t *testing.T) {
 }
 
 func TestVaryOnCredentialsKeepsNoSecret(t *testing.T) {
-	c := New(1<<20, 0)
-	key := NewKey()
-	h := http.Header{"Authorization": {"Bearer top-secret"}, "Cookie": {"session=hush"}}
-	req, resp := exchange(t, docURL, h, http.Header{"Etag": {`"1"`}, "Vary": {"Authorization, Cookie"}}, "doc")
-	principal := Principal(key, req.Header)
+	c := New(1<<20, 0, "X-Tenant")
+	h := http.Header{"Authorization": {"Bearer top-secret"}, "Cookie": {"session=hush"},
+		"X-Api-Key": {"key-quiet"}, "X-Tenant": {"tenant-mum"}}
+	req, resp := exchange(t, docURL, h, http.Header{"Etag": {`"1"`}, "Vary": {"Authorization, Cookie, X-Api-Key, X-Tenant"}}, "doc")
+	principal := c.Identify(req.Header)
 	fill(t, c, principal, req, resp)
 	e := c.Lookup(principal, req)
 	require.NotNil(t, e)
-	assert.Equal(t, []string{"", ""}, e.VaryValues)
+	assert.Equal(t, []string{"", "", "", ""}, e.VaryValues)
 	c.mu.Lock()
 	dump := fmt.Sprintf("%+v", c.byURL)
 	c.mu.Unlock()
-	assert.NotContains(t, dump, "top-secret")
-	assert.NotContains(t, dump, "hush")
+	for _, secret := range []string{"top-secret", "hush", "key-quiet", "tenant-mum"} {
+		assert.NotContains(t, dump, secret)
+	}
 
-	other, _ := exchange(t, docURL, http.Header{"Authorization": {"Bearer other"}}, nil, "")
-	assert.Nil(t, c.Lookup(Principal(key, other.Header), other))
+	for _, cred := range []string{"Authorization", "X-Api-Key", "X-Tenant"} {
+		other := h.Clone()
+		other[cred] = []string{"other"}
+		req, _ := exchange(t, docURL, other, nil, "")
+		assert.Nil(t, c.Lookup(c.Identify(req.Header), req), cred)
+	}
 }
 
 func TestLRUEvictionByBytes(t *testing.T) {
@@ -669,4 +674,5 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 	checkInvariants(t, c)
+	assert.Zero(t, c.CopyBytes(), "every body was closed, so every copy was released")
 }

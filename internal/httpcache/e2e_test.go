@@ -21,7 +21,6 @@ import (
 type cachingTransport struct {
 	base  http.RoundTripper
 	cache *Cache
-	key   []byte
 }
 
 func (tr *cachingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -30,7 +29,7 @@ func (tr *cachingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		tr.cache.Invalidate(req.URL) // whatever the outcome: the write may have happened
 		return resp, err
 	}
-	principal := Principal(tr.key, req.Header)
+	principal := tr.cache.Identify(req.Header)
 	e := tr.cache.Lookup(principal, req)
 	if e == nil {
 		resp, err := tr.base.RoundTrip(req)
@@ -99,7 +98,7 @@ func (o *origin) count() int {
 func newClient(t *testing.T, c *Cache) *http.Client {
 	base := &http.Transport{}
 	t.Cleanup(base.CloseIdleConnections)
-	return &http.Client{Transport: &cachingTransport{base: base, cache: c, key: NewKey()}, Timeout: 10 * time.Second}
+	return &http.Client{Transport: &cachingTransport{base: base, cache: c}, Timeout: 10 * time.Second}
 }
 
 type result struct {
@@ -222,16 +221,17 @@ func TestEndToEndPrincipals(t *testing.T) {
 		name string
 		vary http.Header
 	}{
-		{"Vary: Authorization", http.Header{"Vary": {"Authorization, Cookie"}}},
+		{"Vary: Authorization", http.Header{"Vary": {"Authorization, Cookie, X-Api-Key, X-Tenant"}}},
 		{"no Vary", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A careless server: the same ETag for everyone, and a 304 for anyone who sends it.
 			o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-				who := r.Header.Get("Authorization") + r.Header.Get("Cookie")
+				who := r.Header.Get("Authorization") + r.Header.Get("Cookie") + r.Header.Get("X-Api-Key") +
+					r.Header.Get("X-Tenant")
 				serveConditional(w, r, representation{body: "data of " + who, etag: `"same"`, header: tc.vary})
 			})
-			c := New(1<<20, 0)
+			c := New(1<<20, 0, "X-Tenant")
 			client := newClient(t, c)
 			users := []struct {
 				header http.Header
@@ -240,6 +240,9 @@ func TestEndToEndPrincipals(t *testing.T) {
 				{http.Header{"Authorization": {"Bearer alice"}}, "data of Bearer alice"},
 				{http.Header{"Authorization": {"Bearer bob"}}, "data of Bearer bob"},
 				{http.Header{"Cookie": {"session=carol"}}, "data of session=carol"},
+				{http.Header{"X-Api-Key": {"dave"}}, "data of dave"},
+				{http.Header{"x-api-key": {"erin"}}, "data of erin"},
+				{http.Header{"X-Tenant": {"frank"}}, "data of frank"}, // a secret header name given to New
 				{nil, "data of "},
 			}
 			n := 0

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/resilientclient/resilient/internal/httpx"
 )
 
 // directive is one Cache-Control directive: a lower-case name and its value, unquoted, or "".
@@ -106,24 +108,40 @@ func varyNames(h http.Header) (names []string, star bool) {
 	return names, star
 }
 
-// isCredentialHeader reports whether name (canonical) is one of the headers Principal hashes. A Vary on
-// one of them is honoured through the principal, so its request value is never stored.
-func isCredentialHeader(name string) bool {
-	return slices.Contains(credentialHeaders[:], name)
-}
-
 // varyValues returns the request's value for each of the Vary names, several values joined with ", ".
-// An absent header and an empty one give the same "". Credential headers give "" too: the principal
-// already separates them, and their raw values must not be kept.
-func varyValues(names []string, h http.Header) []string {
+// An absent header and an empty one give the same "". Credential headers (see Principal) give "" too:
+// the principal already separates them, and their raw values must not be kept.
+func varyValues(names []string, h http.Header, secretNames []string) []string {
 	if len(names) == 0 {
 		return nil
 	}
 	values := make([]string, len(names))
 	for i, name := range names {
-		if !isCredentialHeader(name) {
+		if !httpx.IsCredential(name, secretNames...) {
 			values[i] = strings.Join(headerValues(h, name), ", ")
 		}
+	}
+	return values
+}
+
+// headerValues returns every value of the header name in h, matching the name case-insensitively:
+// http.Header.Values finds only the canonical key, but net/http sends non-canonical keys as they are,
+// so a server sees them too. Values under several spellings come in sorted key order.
+func headerValues(h http.Header, name string) []string {
+	values := h[name]
+	var extra []string
+	for k := range h {
+		if len(k) == len(name) && k != name && strings.EqualFold(k, name) {
+			extra = append(extra, k)
+		}
+	}
+	if len(extra) == 0 {
+		return values
+	}
+	slices.Sort(extra)
+	values = slices.Clone(values)
+	for _, k := range extra {
+		values = append(values, h[k]...)
 	}
 	return values
 }
@@ -184,10 +202,8 @@ var preconditionHeaders = [...]string{
 }
 
 func hasPrecondition(h http.Header) bool {
-	// One pass over the keys (this runs for every GET while the cache holds anything); every
-	// precondition name starts with I or R.
 	for k, v := range h {
-		if len(v) == 0 || k == "" || (k[0]|0x20 != 'i' && k[0]|0x20 != 'r') {
+		if len(v) == 0 {
 			continue
 		}
 		for _, name := range preconditionHeaders {

@@ -24,22 +24,56 @@ func (c *Cache) Tee(principal string, req *http.Request, resp *http.Response) *h
 	key := urlKey(req.URL)
 	header := storedHeader(resp.Header)
 	names, _ := varyNames(header)
-	values := varyValues(names, req.Header) // so that the request's credentials are not kept
+	values := varyValues(names, req.Header, c.secretNames) // so that the request's credentials are not kept
 	gen := c.generation()
 	t := &teeBody{
 		rc:    resp.Body,
 		want:  resp.ContentLength,
 		limit: c.maxEntryBytes,
 		state: teeCopying,
+		cache: c,
 		store: func(body []byte) {
 			c.store(c.newEntry(principal, key, header, body, names, values), gen)
 		},
 	}
 	if t.want > 0 {
+		// Known length: reserve it all now, so that a body the pool cannot hold is not copied at all.
+		if !c.reserve(t.want) {
+			return resp
+		}
+		t.reserved = t.want
 		t.buf = make([]byte, 0, t.want)
 	}
 	resp.Body = t
 	return resp
+}
+
+// CopyBytes returns the memory held by the copies of bodies that are being read (see Tee): at most the
+// cache's maxBytes, on top of Bytes. It is safe for concurrent use.
+func (c *Cache) CopyBytes() int64 {
+	if c == nil {
+		return 0
+	}
+	return c.copying.Load()
+}
+
+// CopiesRefused returns how many storable answers Tee passed on without copying, or stopped copying,
+// because the copies in flight already held the cache's maxBytes. It is safe for concurrent use.
+func (c *Cache) CopiesRefused() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.refused.Load()
+}
+
+// reserve takes n bytes from the pool of copy memory, or reports that it is full (counted).
+func (c *Cache) reserve(n int64) bool {
+	if c.copying.Add(n) > c.maxBytes {
+		c.copying.Add(-n)
+		c.refused.Add(1)
+		return false
+	}
+	return true
 }
 
 // teeState is the state of the copy a teeBody keeps.
@@ -62,9 +96,12 @@ type teeBody struct {
 	closeOnce sync.Once
 	closeErr  error // set inside closeOnce
 
-	mu    sync.Mutex // guards buf and state
-	buf   []byte
-	state teeState
+	cache *Cache // whose pool of copy memory buf is counted in
+
+	mu       sync.Mutex // guards buf, state and reserved
+	buf      []byte
+	state    teeState
+	reserved int64 // bytes of the cache's copy pool held for buf: cap(buf)
 }
 
 // Read reads from the response body and copies what it got.
@@ -76,7 +113,7 @@ func (t *teeBody) Read(p []byte) (int, error) {
 		return n, err
 	}
 	if n > 0 {
-		if int64(len(t.buf))+int64(n) > t.limit {
+		if int64(len(t.buf))+int64(n) > t.limit || !t.growLocked(n) {
 			t.abandonLocked()
 			return n, err
 		}
@@ -118,11 +155,36 @@ func (t *teeBody) finishLocked() {
 		body = []byte{}
 	}
 	t.buf, t.state = nil, teeStored
+	t.releaseLocked() // the stored entry counts in the cache's bytes from now on
 	t.store(body)
 }
 
 func (t *teeBody) abandonLocked() {
 	t.buf, t.state = nil, teeAbandoned
+	t.releaseLocked()
+}
+
+// growLocked makes room in buf for n more bytes (the caller checked the entry limit), reserving the
+// larger buffer in the cache's copy pool before allocating it; it reports false when the pool cannot
+// give it.
+func (t *teeBody) growLocked(n int) bool {
+	need := int64(len(t.buf) + n)
+	if need <= int64(cap(t.buf)) {
+		return true
+	}
+	size := min(max(2*int64(cap(t.buf)), need, 4<<10), max(t.limit, need))
+	if !t.cache.reserve(size - t.reserved) {
+		return false
+	}
+	grown := make([]byte, len(t.buf), size)
+	copy(grown, t.buf)
+	t.buf, t.reserved = grown, size
+	return true
+}
+
+func (t *teeBody) releaseLocked() {
+	t.cache.copying.Add(-t.reserved)
+	t.reserved = 0
 }
 
 // newBodyReader returns a response body that reads body; closing it does nothing.
