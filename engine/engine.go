@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -105,9 +107,7 @@ func build(public bool, opts []Option) (*Engine, error) {
 	e := &Engine{base: v.base, maxErrors: c.maxErrorBytes, logger: c.logger, onError: c.onError, store: c.store, inflight: &actors.Inflight{}}
 	base := c.transport
 	if base == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
-		t.MaxIdleConns = 2 * DefaultMaxIdleConnsPerHost
+		t := defaultTransport()
 		e.transport, base = t, t
 	}
 	e.system = actors.NewSystem(c.logger)
@@ -154,6 +154,30 @@ func build(public bool, opts []Option) (*Engine, error) {
 		e.token, e.requester.Token = h, h
 	}
 	return e, nil
+}
+
+// defaultTransport makes the engine's own connection pool: a clone of http.DefaultTransport with
+// room for many idle connections per host. A program may have replaced http.DefaultTransport with a
+// wrapper (otelhttp, a recorder in tests): the engine then starts from net/http's documented
+// defaults instead of using the wrapper, because it must own an *http.Transport to size its pool
+// and to close its idle connections in Close. Such a wrapper can still be given to WithTransport.
+func defaultTransport() *http.Transport {
+	var t *http.Transport
+	if dt, ok := http.DefaultTransport.(*http.Transport); ok && dt != nil {
+		t = dt.Clone()
+	} else {
+		t = &http.Transport{ // net/http's DefaultTransport, field by field
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+	}
+	t.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+	t.MaxIdleConns = 2 * DefaultMaxIdleConnsPerHost
+	return t
 }
 
 // startTokens reads the store (which wins: it holds the newest rotation) or else WithTokens.
