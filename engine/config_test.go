@@ -2,10 +2,14 @@ package engine_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -61,6 +65,278 @@ func TestNewWithWrappedDefaultTransport(t *testing.T) {
 			_ = resp.Body.Close()
 			assert.Equal(t, http.StatusOK, resp.StatusCode)
 			assert.Zero(t, wrapped.calls.Load(), "the engine sent through the program's wrapper of http.DefaultTransport")
+		})
+	}
+}
+
+// rtFunc is a RoundTripper made of a function, to give WithTransport a typed nil of a func kind.
+type rtFunc func(*http.Request) (*http.Response, error)
+
+func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// build runs New (or NewPublic) without panicking and closes what it built.
+func build(t *testing.T, public bool, opts ...engine.Option) error {
+	t.Helper()
+	var e *engine.Engine
+	var err error
+	require.NotPanics(t, func() {
+		if public {
+			e, err = engine.NewPublic(opts...)
+		} else {
+			e, err = engine.New(opts...)
+		}
+	})
+	if err == nil {
+		closeEngine(t, e)
+	} else {
+		assert.Nil(t, e)
+	}
+	return err
+}
+
+// requireConfigError checks that err is a *ConfigError naming option, and returns its text.
+func requireConfigError(t *testing.T, err error, option string) string {
+	t.Helper()
+	require.ErrorIs(t, err, engine.ErrInvalidConfig)
+	var ce *engine.ConfigError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, option, ce.Option, "%v", err)
+	return err.Error()
+}
+
+// Nil values that would only panic (or silently do nothing) later are rejected by New with a
+// *ConfigError naming the option: a typed nil in an interface included.
+func TestNilOptionValues(t *testing.T) {
+	tokens := engine.WithTokens(engine.Tokens{Access: "a"})
+	base := engine.WithBaseURL("http://127.0.0.1:1")
+	for _, tc := range []struct {
+		name   string
+		public bool
+		opt    engine.Option
+		option string
+	}{
+		{"nil option", false, nil, "Option"},
+		{"nil option, public", true, nil, "Option"},
+		{"WithTransport(nil)", false, engine.WithTransport(nil), "WithTransport"},
+		{"typed nil *http.Transport", false, engine.WithTransport((*http.Transport)(nil)), "WithTransport"},
+		{"typed nil *http.Transport, public", true, engine.WithTransport((*http.Transport)(nil)), "WithTransport"},
+		{"typed nil func RoundTripper", true, engine.WithTransport(rtFunc(nil)), "WithTransport"},
+		{"WithRefreshFunc(nil)", false, engine.WithRefreshFunc(nil), "WithRefreshFunc"},
+		{"WithTokenStore(nil)", false, engine.WithTokenStore(nil), "WithTokenStore"},
+		{"typed nil *MemoryStore", false, engine.WithTokenStore((*engine.MemoryStore)(nil)), "WithTokenStore"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := []engine.Option{base, tc.opt}
+			if !tc.public {
+				opts = append(opts, tokens)
+			}
+			requireConfigError(t, build(t, tc.public, opts...), tc.option)
+		})
+	}
+	t.Run("WithLogger(nil) discards, as the default does", func(t *testing.T) {
+		assert.NoError(t, build(t, false, base, tokens, engine.WithLogger(nil)))
+	})
+}
+
+// Every option's zero, negative and ordinary values: accepted when they mean something (zero means
+// what the option says, a negative value is off where off exists), a *ConfigError naming the option
+// when they cannot.
+func TestOptionValues(t *testing.T) {
+	const api = "http://127.0.0.1:1"
+	rt := engine.RetryPolicy{}
+	refresh := func(context.Context, engine.Tokens) (engine.Tokens, error) { return engine.Tokens{}, nil }
+	for _, tc := range []struct {
+		name   string
+		public bool
+		opts   []engine.Option
+		option string // "" when New must succeed
+	}{
+		{"base URL", false, []engine.Option{engine.WithBaseURL(api)}, ""},
+		{"base URL empty", false, []engine.Option{engine.WithBaseURL("")}, "WithBaseURL"},
+		{"base URL empty, public", true, []engine.Option{engine.WithBaseURL("")}, "WithBaseURL"},
+		{"base URL relative", false, []engine.Option{engine.WithBaseURL("/api")}, "WithBaseURL"},
+		{"base URL without host", false, []engine.Option{engine.WithBaseURL("http:///api")}, "WithBaseURL"},
+		{"base URL ftp", false, []engine.Option{engine.WithBaseURL("ftp://api.test")}, "WithBaseURL"},
+		{"base URL with control character", false, []engine.Option{engine.WithBaseURL("http://api.test/\x7f")}, "WithBaseURL"},
+		{"base URL with user:password", false, []engine.Option{engine.WithBaseURL("https://ada:pw@api.test")}, "WithBaseURL"},
+		{"origins none", false, []engine.Option{engine.WithBaseURL(api), engine.WithOrigins()}, ""},
+		{"origins", false, []engine.Option{engine.WithBaseURL(api), engine.WithOrigins("https://eu.api.test")}, ""},
+		{"origins empty", false, []engine.Option{engine.WithBaseURL(api), engine.WithOrigins("")}, "WithOrigins"},
+		{"token endpoint", false, []engine.Option{engine.WithBaseURL(api), engine.WithTokenEndpoint(api+"/token", engine.JSONRefresh)}, ""},
+		{"token endpoint empty", false, []engine.Option{engine.WithBaseURL(api), engine.WithTokenEndpoint("", engine.OAuth2Refresh)}, "WithTokenEndpoint"},
+		{"token endpoint zero format", false, []engine.Option{engine.WithBaseURL(api), engine.WithTokenEndpoint(api+"/token", 0)}, "WithTokenEndpoint"},
+		{"token endpoint negative format", false, []engine.Option{engine.WithBaseURL(api), engine.WithTokenEndpoint(api+"/token", -1)}, "WithTokenEndpoint"},
+		{"token endpoint ftp", false, []engine.Option{engine.WithBaseURL(api), engine.WithTokenEndpoint("ftp://id.test/token", engine.OAuth2Refresh)}, "WithTokenEndpoint"},
+		{"token endpoint http for an https API", false, []engine.Option{engine.WithBaseURL("https://api.test"),
+			engine.WithTokenEndpoint("http://id.test/token", engine.OAuth2Refresh)}, "WithTokenEndpoint"},
+		{"token endpoint https for an http API", false, []engine.Option{engine.WithBaseURL(api),
+			engine.WithTokenEndpoint("https://id.test/token", engine.OAuth2Refresh)}, ""},
+		{"client auth", false, []engine.Option{engine.WithBaseURL(api), engine.WithTokenEndpoint(api+"/token", engine.OAuth2Refresh),
+			engine.WithClientAuth("app", "s3cret")}, ""},
+		{"client auth empty ID", false, []engine.Option{engine.WithBaseURL(api), engine.WithClientAuth("", "s3cret")}, "WithClientAuth"},
+		{"client auth empty secret", false, []engine.Option{engine.WithBaseURL(api), engine.WithClientAuth("app", "")}, "WithClientAuth"},
+		{"refresh func", false, []engine.Option{engine.WithBaseURL(api), engine.WithRefreshFunc(refresh)}, ""},
+		{"refresh func and endpoint", false, []engine.Option{engine.WithBaseURL(api), engine.WithRefreshFunc(refresh),
+			engine.WithTokenEndpoint(api+"/token", engine.OAuth2Refresh)}, "WithRefreshFunc"},
+		{"refresh timeout", false, []engine.Option{engine.WithBaseURL(api), engine.WithRefreshTimeout(time.Nanosecond)}, ""},
+		{"refresh timeout huge", false, []engine.Option{engine.WithBaseURL(api), engine.WithRefreshTimeout(math.MaxInt64)}, ""},
+		{"refresh timeout zero", false, []engine.Option{engine.WithBaseURL(api), engine.WithRefreshTimeout(0)}, "WithRefreshTimeout"},
+		{"refresh timeout negative", false, []engine.Option{engine.WithBaseURL(api), engine.WithRefreshTimeout(-time.Second)}, "WithRefreshTimeout"},
+		{"refresh skew zero", false, []engine.Option{engine.WithBaseURL(api), engine.WithRefreshSkew(0)}, ""},
+		{"refresh skew negative", false, []engine.Option{engine.WithBaseURL(api), engine.WithRefreshSkew(-time.Second)}, ""},
+		{"refresh skew huge", false, []engine.Option{engine.WithBaseURL(api), engine.WithRefreshSkew(math.MaxInt64)}, ""},
+		{"refresh skew most negative", false, []engine.Option{engine.WithBaseURL(api), engine.WithRefreshSkew(math.MinInt64)}, ""},
+		{"max token bytes", false, []engine.Option{engine.WithBaseURL(api), engine.WithMaxTokenResponseBytes(1)}, ""},
+		{"max token bytes zero", false, []engine.Option{engine.WithBaseURL(api), engine.WithMaxTokenResponseBytes(0)}, "WithMaxTokenResponseBytes"},
+		{"max token bytes negative", false, []engine.Option{engine.WithBaseURL(api), engine.WithMaxTokenResponseBytes(-1)}, "WithMaxTokenResponseBytes"},
+		{"max error bytes", true, []engine.Option{engine.WithMaxErrorBodyBytes(1)}, ""},
+		{"max error bytes zero", true, []engine.Option{engine.WithMaxErrorBodyBytes(0)}, ""},
+		{"max error bytes negative", true, []engine.Option{engine.WithMaxErrorBodyBytes(-1)}, "WithMaxErrorBodyBytes"},
+		{"transport", true, []engine.Option{engine.WithTransport(http.DefaultTransport)}, ""},
+		{"cache", true, []engine.Option{engine.WithCache(1 << 20)}, ""},
+		{"cache huge", true, []engine.Option{engine.WithCache(math.MaxInt64)}, ""},
+		{"cache zero", true, []engine.Option{engine.WithCache(0)}, ""},
+		{"cache negative", true, []engine.Option{engine.WithCache(-1)}, ""},
+		{"secret header", true, []engine.Option{engine.WithBaseURL(api), engine.WithSecretHeader("X-Api-Key", "k")}, ""},
+		{"secret header empty name", true, []engine.Option{engine.WithBaseURL(api), engine.WithSecretHeader("", "k")}, "WithSecretHeader"},
+		{"secret header bad name", true, []engine.Option{engine.WithBaseURL(api), engine.WithSecretHeader("X Api", "k")}, "WithSecretHeader"},
+		{"secret header empty value", true, []engine.Option{engine.WithBaseURL(api), engine.WithSecretHeader("X-Api-Key", "")}, "WithSecretHeader"},
+		{"secret header value with newline", true, []engine.Option{engine.WithBaseURL(api), engine.WithSecretHeader("X-Api-Key", "k\r\nX: y")}, "WithSecretHeader"},
+		{"secret header twice", true, []engine.Option{engine.WithBaseURL(api), engine.WithSecretHeader("X-Api-Key", "k"),
+			engine.WithSecretHeader("x-api-key", "l")}, "WithSecretHeader"},
+		{"secret header without base URL", true, []engine.Option{engine.WithSecretHeader("X-Api-Key", "k")}, "WithSecretHeader"},
+		{"secret Authorization on New", false, []engine.Option{engine.WithBaseURL(api), engine.WithSecretHeader("Authorization", "k")}, "WithSecretHeader"},
+		{"max retries", true, []engine.Option{engine.WithMaxRetries(5)}, ""},
+		{"max retries zero", true, []engine.Option{engine.WithMaxRetries(0)}, ""},
+		{"max retries negative", true, []engine.Option{engine.WithMaxRetries(-1)}, ""},
+		{"retry policy zero", true, []engine.Option{engine.WithRetryPolicy(rt)}, ""},
+		{"retry policy negative MaxRetries", true, []engine.Option{engine.WithRetryPolicy(engine.RetryPolicy{MaxRetries: -1})}, ""},
+		{"retry policy negative budget", true, []engine.Option{engine.WithRetryPolicy(engine.RetryPolicy{BudgetRatio: -1, BudgetPerSecond: -1})}, ""},
+		{"retry policy negative delay", true, []engine.Option{engine.WithRetryPolicy(engine.RetryPolicy{BaseDelay: -1})}, "WithRetryPolicy"},
+		{"retry policy negative window", true, []engine.Option{engine.WithRetryPolicy(engine.RetryPolicy{BudgetWindow: -1})}, "WithRetryPolicy"},
+		{"retry policy NaN ratio", true, []engine.Option{engine.WithRetryPolicy(engine.RetryPolicy{BudgetRatio: math.NaN()})}, "WithRetryPolicy"},
+		{"retry policy then max retries", true, []engine.Option{engine.WithRetryPolicy(rt), engine.WithMaxRetries(1)}, "WithMaxRetries"},
+		{"max retries then retry policy", true, []engine.Option{engine.WithMaxRetries(1), engine.WithRetryPolicy(rt)}, "WithMaxRetries"},
+		{"logger", true, []engine.Option{engine.WithLogger(slog.New(slog.DiscardHandler))}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := tc.opts
+			if !tc.public {
+				opts = append(opts, engine.WithTokens(engine.Tokens{Access: "a", Refresh: "r"}))
+			}
+			err := build(t, tc.public, opts...)
+			if tc.option == "" {
+				assert.NoError(t, err)
+				return
+			}
+			requireConfigError(t, err, tc.option)
+		})
+	}
+}
+
+// An option means what it says, and a zero RetryPolicy field takes its default: the number of
+// attempts a 503 gets under each way of setting MaxRetries.
+func TestRetryCountOptions(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	fast := time.Millisecond
+	for _, tc := range []struct {
+		name     string
+		opts     []engine.Option
+		attempts int64
+	}{
+		{"no option: DefaultMaxRetries", nil, 1 + engine.DefaultMaxRetries},
+		{"WithMaxRetries(0): none", []engine.Option{engine.WithMaxRetries(0)}, 1},
+		{"WithMaxRetries(-1): none", []engine.Option{engine.WithMaxRetries(-1)}, 1},
+		{"WithMaxRetries(1)", []engine.Option{engine.WithMaxRetries(1)}, 2},
+		{"RetryPolicy{}: the default", []engine.Option{engine.WithRetryPolicy(engine.RetryPolicy{BaseDelay: fast})}, 1 + engine.DefaultMaxRetries},
+		{"RetryPolicy{MaxRetries: -1}: none", []engine.Option{engine.WithRetryPolicy(engine.RetryPolicy{MaxRetries: -1, BaseDelay: fast})}, 1},
+		{"RetryPolicy{MaxRetries: 5}", []engine.Option{engine.WithRetryPolicy(engine.RetryPolicy{MaxRetries: 5, BaseDelay: fast, MaxDelay: fast})}, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := engine.NewPublic(tc.opts...)
+			require.NoError(t, err)
+			t.Cleanup(func() { closeEngine(t, e) })
+			calls.Store(0)
+			resp, err := e.Client().Get(srv.URL)
+			require.NoError(t, err)
+			_ = resp.Body.Close()
+			assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+			assert.Equal(t, tc.attempts, calls.Load())
+		})
+	}
+}
+
+// WithCache(0) is no cache, like a negative size; no option is the default cache. A cached engine
+// revalidates the second GET with If-None-Match.
+func TestCacheSizeOptions(t *testing.T) {
+	var revalidations atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			revalidations.Add(1)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		_, _ = w.Write([]byte("body"))
+	}))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		name   string
+		opts   []engine.Option
+		cached bool
+	}{
+		{"no option", nil, true},
+		{"WithCache(1 MiB)", []engine.Option{engine.WithCache(1 << 20)}, true},
+		{"WithCache(0)", []engine.Option{engine.WithCache(0)}, false},
+		{"WithCache(-1)", []engine.Option{engine.WithCache(-1)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := engine.NewPublic(tc.opts...)
+			require.NoError(t, err)
+			t.Cleanup(func() { closeEngine(t, e) })
+			revalidations.Store(0)
+			for range 2 {
+				resp, err := e.Client().Get(srv.URL)
+				require.NoError(t, err)
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				assert.Equal(t, http.StatusOK, resp.StatusCode)
+			}
+			assert.Equal(t, tc.cached, revalidations.Load() == 1)
+		})
+	}
+}
+
+// WithMaxErrorBodyBytes(0) reads no error body: the *APIError has the status only.
+func TestMaxErrorBodyOptions(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"message":"quantity must be positive"}`))
+	}))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		name    string
+		opts    []engine.Option
+		message string
+	}{
+		{"no option", nil, "quantity must be positive"},
+		{"WithMaxErrorBodyBytes(0)", []engine.Option{engine.WithMaxErrorBodyBytes(0)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := engine.NewPublic(tc.opts...)
+			require.NoError(t, err)
+			t.Cleanup(func() { closeEngine(t, e) })
+			_, err = engine.GetJSON[map[string]any](context.Background(), e, srv.URL)
+			var apiErr *engine.APIError
+			require.ErrorAs(t, err, &apiErr)
+			assert.Equal(t, http.StatusBadRequest, apiErr.Status)
+			assert.Equal(t, tc.message, apiErr.Message)
 		})
 	}
 }
