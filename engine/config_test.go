@@ -7,6 +7,8 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -339,4 +341,39 @@ func TestMaxErrorBodyOptions(t *testing.T) {
 			assert.Equal(t, tc.message, apiErr.Message)
 		})
 	}
+}
+
+// Whatever strings a program passes to the URL and header options, New returns an engine or a
+// *ConfigError, never panics, and never quotes the header's value or a URL's password.
+func FuzzURLAndHeaderOptions(f *testing.F) {
+	f.Add("http://127.0.0.1:1", "http://127.0.0.1:1/token", "https://eu.api.test", "X-Api-Key", "k")
+	f.Add("https://ada:hunter2@api.test", "ftp://id.test", "", "X Key", "k\r\n")
+	f.Add("/relative", "http://[::1", "http:///nohost", "", "")
+	f.Add("https://api.test?key=pw", "http://id.test/token", "mailto:x@y", "Authorization", "pw")
+	f.Fuzz(func(t *testing.T, base, endpoint, origin, name, value string) {
+		const marker = "SECRETVALUE"
+		opts := []engine.Option{
+			engine.WithBaseURL(base), engine.WithTokenEndpoint(endpoint, engine.OAuth2Refresh),
+			engine.WithOrigins(origin), engine.WithSecretHeader(name, marker+value),
+			engine.WithTokens(engine.Tokens{Access: "a", Refresh: "r"}),
+		}
+		var e *engine.Engine
+		var err error
+		require.NotPanics(t, func() { e, err = engine.New(opts...) })
+		if err == nil {
+			closeEngine(t, e)
+			return
+		}
+		require.ErrorIs(t, err, engine.ErrInvalidConfig)
+		var ce *engine.ConfigError
+		require.ErrorAs(t, err, &ce)
+		if !strings.Contains(base+endpoint+origin+name, marker) {
+			assert.NotContains(t, err.Error(), marker, "the secret header's value is in the error")
+		}
+		if u, perr := url.Parse(base); perr == nil && u.User != nil {
+			if pw, ok := u.User.Password(); ok && len(pw) >= 4 && !strings.Contains(endpoint+origin+name+"WithBaseURL", pw) {
+				assert.NotContains(t, err.Error(), pw, "the base URL's password is in the error")
+			}
+		}
+	})
 }
