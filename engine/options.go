@@ -23,14 +23,14 @@ import (
 // a zero field takes its default.
 type Option func(*config)
 
-// Defaults of the options that have one.
+// Defaults of the options that have one: each applies when its option is not given.
 const (
-	DefaultRefreshTimeout      = 10 * time.Second
-	DefaultRefreshSkew         = 30 * time.Second
-	DefaultMaxTokenBytes       = 64 << 10
-	DefaultMaxErrorBodyBytes   = 1 << 20
-	DefaultMaxIdleConnsPerHost = 1024
-	DefaultCacheBytes          = 8 << 20
+	DefaultRefreshTimeout      = 10 * time.Second // WithRefreshTimeout
+	DefaultRefreshSkew         = 30 * time.Second // WithRefreshSkew
+	DefaultMaxTokenBytes       = 64 << 10         // WithMaxTokenResponseBytes: 64 KiB
+	DefaultMaxErrorBodyBytes   = 1 << 20          // WithMaxErrorBodyBytes: 1 MiB
+	DefaultMaxIdleConnsPerHost = 1024             // idle connections per host of the default transport (WithTransport)
+	DefaultCacheBytes          = 8 << 20          // WithCache: 8 MiB
 )
 
 // RefreshFormat names the protocol spoken with the token endpoint. Its zero value is no format.

@@ -9,16 +9,16 @@ import (
 	"github.com/resilientclient/resilient/messages"
 )
 
-// Defaults of the retry policy; a zero field of RetryPolicy means its default.
+// Defaults of the retry policy: each applies when its RetryPolicy field is zero.
 const (
-	DefaultMaxRetries      = 3
-	DefaultBaseDelay       = 100 * time.Millisecond
-	DefaultMaxDelay        = 10 * time.Second
-	DefaultMaxElapsed      = time.Minute
-	DefaultMaxRetryAfter   = 30 * time.Second
-	DefaultBudgetRatio     = 0.2
-	DefaultBudgetPerSecond = 10
-	DefaultBudgetWindow    = 10 * time.Second
+	DefaultMaxRetries      = 3                      // MaxRetries, also WithMaxRetries
+	DefaultBaseDelay       = 100 * time.Millisecond // BaseDelay
+	DefaultMaxDelay        = 10 * time.Second       // MaxDelay
+	DefaultMaxElapsed      = time.Minute            // MaxElapsed
+	DefaultMaxRetryAfter   = 30 * time.Second       // MaxRetryAfter
+	DefaultBudgetRatio     = 0.2                    // BudgetRatio
+	DefaultBudgetPerSecond = 10                     // BudgetPerSecond
+	DefaultBudgetWindow    = 10 * time.Second       // BudgetWindow
 )
 
 // RetryPolicy says when and how the engine repeats a failed request. The zero value is the default
