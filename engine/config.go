@@ -114,6 +114,8 @@ func (c *config) checkSecrets(public, haveOrigins bool) []error {
 			errs = append(errs, configErr("WithSecretHeader", "the value for %s holds a line break or NUL", h.Name))
 		case strings.EqualFold(h.Name, "Authorization") && !public:
 			errs = append(errs, configErr("WithSecretHeader", "Authorization carries the engine's token; use NewPublic for a fixed one"))
+		case framing[h.Name]:
+			errs = append(errs, configErr("WithSecretHeader", "%s is set by net/http for each request, not a place for a secret", h.Name))
 		case seen[h.Name]:
 			errs = append(errs, configErr("WithSecretHeader", "%s given twice", h.Name))
 		}
@@ -123,6 +125,13 @@ func (c *config) checkSecrets(public, haveOrigins bool) []error {
 		errs = append(errs, configErr("WithSecretHeader", "needs WithBaseURL: it names the origin that receives the header"))
 	}
 	return errs
+}
+
+// framing lists the headers net/http writes itself (framing, routing, hop-by-hop): a fixed value
+// there would break requests rather than authenticate them.
+var framing = map[string]bool{
+	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true, "Keep-Alive": true,
+	"Proxy-Connection": true, "Te": true, "Trailer": true, "Upgrade": true,
 }
 
 // checkPublic rejects the token options on a public engine.
@@ -171,6 +180,8 @@ func (c *config) checkCredentials(t Tokens) error {
 		return configErr("WithTokens", "no credentials: give WithTokens, a WithTokenStore that holds some, or WithRefreshFunc")
 	case c.tokenEndpoint != "" && t.Refresh == "":
 		return configErr("WithTokenEndpoint", "a token endpoint needs a refresh token, and the starting tokens have none")
+	case strings.ContainsFunc(t.Access, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }):
+		return configErr("WithTokens", "the access token holds a control character, which no header value may")
 	}
 	return nil
 }

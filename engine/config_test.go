@@ -76,18 +76,20 @@ type rtFunc func(*http.Request) (*http.Response, error)
 
 func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
+// construct calls NewPublic or New.
+func construct(public bool, opts ...engine.Option) (*engine.Engine, error) {
+	if public {
+		return engine.NewPublic(opts...)
+	}
+	return engine.New(opts...)
+}
+
 // build runs New (or NewPublic) without panicking and closes what it built.
 func build(t *testing.T, public bool, opts ...engine.Option) error {
 	t.Helper()
 	var e *engine.Engine
 	var err error
-	require.NotPanics(t, func() {
-		if public {
-			e, err = engine.NewPublic(opts...)
-		} else {
-			e, err = engine.New(opts...)
-		}
-	})
+	require.NotPanics(t, func() { e, err = construct(public, opts...) })
 	if err == nil {
 		closeEngine(t, e)
 	} else {
@@ -177,6 +179,8 @@ func TestOptionValues(t *testing.T) {
 			engine.WithClientAuth("app", "s3cret")}, ""},
 		{"client auth empty ID", false, []engine.Option{engine.WithBaseURL(api), engine.WithClientAuth("", "s3cret")}, "WithClientAuth"},
 		{"client auth empty secret", false, []engine.Option{engine.WithBaseURL(api), engine.WithClientAuth("app", "")}, "WithClientAuth"},
+		{"tokens with a newline in the access token", false, []engine.Option{engine.WithBaseURL(api),
+			engine.WithTokens(engine.Tokens{Access: "a\r\nX-Injected: 1"})}, "WithTokens"},
 		{"refresh func", false, []engine.Option{engine.WithBaseURL(api), engine.WithRefreshFunc(refresh)}, ""},
 		{"refresh func and endpoint", false, []engine.Option{engine.WithBaseURL(api), engine.WithRefreshFunc(refresh),
 			engine.WithTokenEndpoint(api+"/token", engine.OAuth2Refresh)}, "WithRefreshFunc"},
@@ -206,6 +210,8 @@ func TestOptionValues(t *testing.T) {
 		{"secret header value with newline", true, []engine.Option{engine.WithBaseURL(api), engine.WithSecretHeader("X-Api-Key", "k\r\nX: y")}, "WithSecretHeader"},
 		{"secret header twice", true, []engine.Option{engine.WithBaseURL(api), engine.WithSecretHeader("X-Api-Key", "k"),
 			engine.WithSecretHeader("x-api-key", "l")}, "WithSecretHeader"},
+		{"secret header Host", true, []engine.Option{engine.WithBaseURL(api), engine.WithSecretHeader("host", "k")}, "WithSecretHeader"},
+		{"secret header Content-Length", true, []engine.Option{engine.WithBaseURL(api), engine.WithSecretHeader("Content-Length", "1")}, "WithSecretHeader"},
 		{"secret header without base URL", true, []engine.Option{engine.WithSecretHeader("X-Api-Key", "k")}, "WithSecretHeader"},
 		{"secret Authorization on New", false, []engine.Option{engine.WithBaseURL(api), engine.WithSecretHeader("Authorization", "k")}, "WithSecretHeader"},
 		{"max retries", true, []engine.Option{engine.WithMaxRetries(5)}, ""},
@@ -223,8 +229,8 @@ func TestOptionValues(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := tc.opts
-			if !tc.public {
-				opts = append(opts, engine.WithTokens(engine.Tokens{Access: "a", Refresh: "r"}))
+			if !tc.public { // first, so that a row's own WithTokens replaces them
+				opts = append([]engine.Option{engine.WithTokens(engine.Tokens{Access: "a", Refresh: "r"})}, opts...)
 			}
 			err := build(t, tc.public, opts...)
 			if tc.option == "" {
@@ -376,4 +382,51 @@ func FuzzURLAndHeaderOptions(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Absurd but meaningful values are accepted, and a request through such an engine is served: no
+// panic and no overflow at request time.
+func TestAbsurdValuesStillServe(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		_, _ = w.Write([]byte("ok"))
+	}))
+	t.Cleanup(srv.Close)
+	huge := time.Duration(math.MaxInt64)
+	tokens := engine.Tokens{Access: "a", Refresh: "r", Expiry: time.Now().Add(time.Hour)}
+	for _, tc := range []struct {
+		name   string
+		public bool
+		opts   []engine.Option
+	}{
+		{"one-byte cache", true, []engine.Option{engine.WithCache(1)}},
+		{"largest cache", true, []engine.Option{engine.WithCache(math.MaxInt64)}},
+		{"largest error body", true, []engine.Option{engine.WithMaxErrorBodyBytes(math.MaxInt64)}},
+		{"largest retry policy", true, []engine.Option{engine.WithRetryPolicy(engine.RetryPolicy{
+			MaxRetries: math.MaxInt, BaseDelay: time.Nanosecond, MaxDelay: huge, MaxElapsed: huge, MaxRetryAfter: huge,
+			AttemptTimeout: huge, BudgetRatio: math.Inf(1), BudgetPerSecond: math.MaxInt, BudgetWindow: huge,
+		})}},
+		{"largest retry count", true, []engine.Option{engine.WithMaxRetries(math.MaxInt)}},
+		{"largest skew and timeout", false, []engine.Option{engine.WithRefreshSkew(huge), engine.WithRefreshTimeout(huge),
+			engine.WithTokenEndpoint(srv.URL+"/token", engine.OAuth2Refresh), engine.WithTokens(tokens)}},
+		{"most negative skew", false, []engine.Option{engine.WithRefreshSkew(math.MinInt64),
+			engine.WithTokenEndpoint(srv.URL+"/token", engine.OAuth2Refresh), engine.WithTokens(tokens)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var e *engine.Engine
+			require.NotPanics(t, func() {
+				var err error
+				e, err = construct(tc.public, append(tc.opts, engine.WithBaseURL(srv.URL))...)
+				require.NoError(t, err)
+			})
+			t.Cleanup(func() { closeEngine(t, e) })
+			for range 2 {
+				resp, err := e.Client().Get(srv.URL + "/x")
+				require.NoError(t, err)
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				assert.Equal(t, http.StatusOK, resp.StatusCode)
+			}
+		})
+	}
 }
