@@ -13,7 +13,8 @@ import (
 // ErrInvalidConfig is wrapped by every error New and NewPublic return for bad options.
 var ErrInvalidConfig = errors.New("engine: invalid configuration")
 
-// ConfigError says which option is wrong and why. It wraps ErrInvalidConfig.
+// ConfigError says which option is wrong and why. It wraps ErrInvalidConfig. New and NewPublic
+// report every problem they find at once, joined with errors.Join: errors.As finds the first.
 type ConfigError struct {
 	Option string // the option's function name, such as "WithBaseURL"
 	Reason string // what is wrong with its value

@@ -22,8 +22,10 @@ const (
 )
 
 // RetryPolicy says when and how the engine repeats a failed request. The zero value is the default
-// policy: every zero field takes the default written beside it. It is a value: give it to
-// WithRetryPolicy; the engine keeps its own copy.
+// policy: every zero field takes the default written beside it, and a negative count or ratio turns
+// its limit off where the field says so. A negative duration, a NaN BudgetRatio or a MaxDelay below
+// BaseDelay is a *ConfigError from New. It is a value: give it to WithRetryPolicy; the engine keeps
+// its own copy.
 //
 // What is retried (the default Decide): 429, 502, 503 and 504 answers (500 with Retry500), a
 // connection refused, reset or closed before any answer, and a timeout, but only for requests that
