@@ -22,8 +22,8 @@ const (
 )
 
 // RetryPolicy says when and how the engine repeats a failed request. The zero value is the default
-// policy: every zero field takes the default written beside it, and a negative count or ratio turns
-// its limit off where the field says so. A negative duration, a NaN BudgetRatio or a MaxDelay below
+// policy: every zero field takes the default written beside it. A negative MaxRetries never retries;
+// a negative BudgetRatio or BudgetPerSecond turns that part of the budget off. A negative duration, a NaN BudgetRatio or a MaxDelay below
 // BaseDelay is a *ConfigError from New. It is a value: give it to WithRetryPolicy; the engine keeps
 // its own copy.
 //
