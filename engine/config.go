@@ -46,6 +46,7 @@ func (c *config) check(public bool) (validated, error) {
 	errs = append(errs, c.checkOrigins(public, &v)...)
 	errs = append(errs, c.checkLimits()...)
 	errs = append(errs, c.checkSecrets(public, len(v.origins) > 0)...)
+	errs = append(errs, c.checkTelemetry()...)
 	if public {
 		errs = append(errs, c.checkPublic()...)
 	} else {
@@ -124,6 +125,24 @@ func (c *config) checkSecrets(public, haveOrigins bool) []error {
 	}
 	if len(c.secrets) > 0 && !haveOrigins {
 		errs = append(errs, configErr("WithSecretHeader", "needs WithBaseURL: it names the origin that receives the header"))
+	}
+	return errs
+}
+
+// checkTelemetry rejects a nil pointer given as an OpenTelemetry provider or propagator: a nil
+// interface means the global one, but a nil *sdktrace.TracerProvider panics on the first request.
+func (c *config) checkTelemetry() []error {
+	var errs []error
+	for _, o := range []struct {
+		name string
+		v    any
+	}{
+		{"WithTracerProvider", c.tel.TracerProvider}, {"WithMeterProvider", c.tel.MeterProvider},
+		{"WithPropagator", c.tel.Propagator},
+	} {
+		if o.v != nil && isNil(o.v) {
+			errs = append(errs, configErr(o.name, "nil %T (give nil itself for the global one)", o.v))
+		}
 	}
 	return errs
 }

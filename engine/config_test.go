@@ -15,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/resilientclient/resilient/engine"
 )
@@ -128,6 +130,8 @@ func TestNilOptionValues(t *testing.T) {
 		{"WithRefreshFunc(nil)", false, engine.WithRefreshFunc(nil), "WithRefreshFunc"},
 		{"WithTokenStore(nil)", false, engine.WithTokenStore(nil), "WithTokenStore"},
 		{"typed nil *MemoryStore", false, engine.WithTokenStore((*engine.MemoryStore)(nil)), "WithTokenStore"},
+		{"typed nil *sdktrace.TracerProvider", true, engine.WithTracerProvider((*sdktrace.TracerProvider)(nil)), "WithTracerProvider"},
+		{"typed nil *sdkmetric.MeterProvider", true, engine.WithMeterProvider((*sdkmetric.MeterProvider)(nil)), "WithMeterProvider"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := []engine.Option{base, tc.opt}
@@ -137,9 +141,17 @@ func TestNilOptionValues(t *testing.T) {
 			requireConfigError(t, build(t, tc.public, opts...), tc.option)
 		})
 	}
-	t.Run("WithLogger(nil) discards, as the default does", func(t *testing.T) {
-		assert.NoError(t, build(t, false, base, tokens, engine.WithLogger(nil)))
-	})
+	for name, opt := range map[string]engine.Option{
+		"WithLogger(nil) discards, as the default does":  engine.WithLogger(nil),
+		"WithTracerProvider(nil) follows the global one": engine.WithTracerProvider(nil),
+		"WithMeterProvider(nil) follows the global one":  engine.WithMeterProvider(nil),
+		"WithPropagator(nil) follows the global one":     engine.WithPropagator(nil),
+		"WithErrorHandler(nil) is no handler":            engine.WithErrorHandler(nil),
+	} {
+		t.Run(name, func(t *testing.T) {
+			assert.NoError(t, build(t, false, base, tokens, opt))
+		})
+	}
 }
 
 // Every option's zero, negative and ordinary values: accepted when they mean something (zero means
