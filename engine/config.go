@@ -39,7 +39,7 @@ type validated struct {
 	policy  actors.RetryPolicy
 }
 
-// check validates the options, reporting every problem at once (joined, in option order).
+// check validates the options, reporting every problem at once (joined).
 func (c *config) check(public bool) (validated, error) {
 	var v validated
 	errs := append([]error(nil), c.errs...)
@@ -63,10 +63,12 @@ func (c *config) check(public bool) (validated, error) {
 // checkOrigins parses the base URL and WithOrigins into the origins that receive credentials.
 func (c *config) checkOrigins(public bool, v *validated) []error {
 	var errs []error
-	if c.baseURL == "" && !public {
+	switch {
+	case c.baseURL == "" && c.baseURLGiven:
+		errs = append(errs, configErr("WithBaseURL", "empty URL"))
+	case c.baseURL == "" && !public:
 		errs = append(errs, configErr("WithBaseURL", "required: it names the API that receives the token"))
-	}
-	if c.baseURL != "" {
+	case c.baseURL != "":
 		u, o, err := parseOrigin(c.baseURL)
 		if err != nil {
 			errs = append(errs, configErr("WithBaseURL", "%v", err))
@@ -161,7 +163,7 @@ func (c *config) checkPublic() []error {
 		name string
 		set  bool
 	}{
-		{"WithTokens", c.tokens != nil}, {"WithTokenEndpoint", c.tokenEndpoint != ""},
+		{"WithTokens", c.tokens != nil}, {"WithTokenEndpoint", c.endpointGiven},
 		{"WithRefreshFunc", c.refreshFunc != nil}, {"WithTokenStore", c.store != nil},
 		{"WithOrigins", len(c.origins) > 0}, {"WithClientAuth", c.clientID != ""},
 	} {
@@ -175,8 +177,11 @@ func (c *config) checkPublic() []error {
 // checkRefresh validates how tokens are refreshed: one way at most, a known format, and a token
 // endpoint no less protected than the API (the refresh token is worth more than the access token).
 func (c *config) checkRefresh(base *url.URL) []error {
-	if c.tokenEndpoint == "" {
+	if !c.endpointGiven {
 		return nil
+	}
+	if c.tokenEndpoint == "" {
+		return []error{configErr("WithTokenEndpoint", "empty URL")}
 	}
 	var errs []error
 	if !c.format.wire().Valid() {

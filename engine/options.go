@@ -85,8 +85,10 @@ type config struct {
 	errs []error // values no option can mean (nil transport, empty URL), reported by check
 
 	baseURL        string
+	baseURLGiven   bool // WithBaseURL was given, if only with ""
 	origins        []string
 	tokenEndpoint  string
+	endpointGiven  bool // WithTokenEndpoint was given, if only with ""
 	format         RefreshFormat
 	refreshFunc    RefreshFunc
 	tokens         *Tokens
@@ -143,12 +145,7 @@ func (c *config) reject(option, format string, args ...any) {
 // resolve their paths against it, and its origin (scheme, host, port) is the one that receives the
 // access token. Required by New; optional for NewPublic (typed helpers then need absolute URLs).
 func WithBaseURL(u string) Option {
-	return func(c *config) {
-		if u == "" {
-			c.reject("WithBaseURL", "empty URL")
-		}
-		c.baseURL = u
-	}
+	return func(c *config) { c.baseURL, c.baseURLGiven = u, true }
 }
 
 // WithOrigins adds origins (absolute URLs; only scheme, host and port count) that also receive the
@@ -162,12 +159,7 @@ func WithOrigins(urls ...string) Option {
 // the base URL is https. Default: none; without it (and without WithRefreshFunc) a rejected or
 // expired token ends the session.
 func WithTokenEndpoint(endpoint string, format RefreshFormat) Option {
-	return func(c *config) {
-		if endpoint == "" {
-			c.reject("WithTokenEndpoint", "empty URL")
-		}
-		c.tokenEndpoint, c.format = endpoint, format
-	}
+	return func(c *config) { c.tokenEndpoint, c.format, c.endpointGiven = endpoint, format, true }
 }
 
 // WithClientAuth authenticates refresh calls with HTTP Basic client credentials (RFC 6749 §2.3.1),
