@@ -178,6 +178,9 @@ func (c *config) checkPublic() []error {
 // endpoint no less protected than the API (the refresh token is worth more than the access token).
 func (c *config) checkRefresh(base *url.URL) []error {
 	if !c.endpointGiven {
+		if c.clientID != "" {
+			return []error{configErr("WithClientAuth", "needs WithTokenEndpoint: it authenticates the calls made there")}
+		}
 		return nil
 	}
 	if c.tokenEndpoint == "" {

@@ -191,6 +191,8 @@ func TestOptionValues(t *testing.T) {
 			engine.WithTokenEndpoint("https://id.test/token", engine.OAuth2Refresh)}, ""},
 		{"client auth", false, []engine.Option{engine.WithBaseURL(api), engine.WithTokenEndpoint(api+"/token", engine.OAuth2Refresh),
 			engine.WithClientAuth("app", "s3cret")}, ""},
+		{"client auth without token endpoint", false, []engine.Option{engine.WithBaseURL(api), engine.WithRefreshFunc(refresh),
+			engine.WithClientAuth("app", "s3cret")}, "WithClientAuth"},
 		{"client auth empty ID", false, []engine.Option{engine.WithBaseURL(api), engine.WithClientAuth("", "s3cret")}, "WithClientAuth"},
 		{"client auth empty secret", false, []engine.Option{engine.WithBaseURL(api), engine.WithClientAuth("app", "")}, "WithClientAuth"},
 		{"tokens with a newline in the access token", false, []engine.Option{engine.WithBaseURL(api),

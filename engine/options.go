@@ -163,7 +163,8 @@ func WithTokenEndpoint(endpoint string, format RefreshFormat) Option {
 }
 
 // WithClientAuth authenticates refresh calls with HTTP Basic client credentials (RFC 6749 §2.3.1),
-// as confidential OAuth2 clients must; both values must be non-empty. Default: no client
+// as confidential OAuth2 clients must; both values must be non-empty, and it needs
+// WithTokenEndpoint (a RefreshFunc authenticates itself). Default: no client
 // authentication (a public client).
 func WithClientAuth(clientID, clientSecret string) Option {
 	return func(c *config) {
