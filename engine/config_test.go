@@ -446,3 +446,48 @@ func TestAbsurdValuesStillServe(t *testing.T) {
 		})
 	}
 }
+
+// Whatever numbers a program passes to the numeric options and RetryPolicy, New returns an engine or
+// a *ConfigError, never panics; an engine it returns serves a request.
+func FuzzNumericOptions(f *testing.F) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		_, _ = w.Write([]byte("ok"))
+	}))
+	f.Cleanup(srv.Close)
+	f.Add(int64(0), int64(0), int64(0), int64(0), int64(0), int64(0), 0.0, 0)
+	f.Add(int64(-1), int64(-1), int64(-1), int64(-1), int64(-1), int64(-1), -1.0, -1)
+	f.Add(int64(math.MaxInt64), int64(math.MinInt64), int64(1), int64(1), int64(1), int64(math.MaxInt64), math.Inf(1), math.MaxInt)
+	f.Fuzz(func(t *testing.T, timeout, skew, tokenBytes, errorBytes, cache, delay int64, ratio float64, retries int) {
+		policy := engine.RetryPolicy{MaxRetries: retries, BaseDelay: time.Duration(delay), MaxDelay: time.Duration(delay) * 2,
+			AttemptTimeout: time.Duration(delay), BudgetRatio: ratio, BudgetPerSecond: retries}
+		opts := []engine.Option{
+			engine.WithBaseURL(srv.URL), engine.WithTokens(engine.Tokens{Access: "a", Refresh: "r"}),
+			engine.WithTokenEndpoint(srv.URL+"/token", engine.OAuth2Refresh),
+			engine.WithRefreshTimeout(time.Duration(timeout)), engine.WithRefreshSkew(time.Duration(skew)),
+			engine.WithMaxTokenResponseBytes(tokenBytes), engine.WithMaxErrorBodyBytes(errorBytes),
+			engine.WithCache(cache), engine.WithRetryPolicy(policy),
+		}
+		var e *engine.Engine
+		var err error
+		require.NotPanics(t, func() { e, err = engine.New(opts...) })
+		if err != nil {
+			require.ErrorIs(t, err, engine.ErrInvalidConfig)
+			var ce *engine.ConfigError
+			require.ErrorAs(t, err, &ce)
+			return
+		}
+		t.Cleanup(func() { closeEngine(t, e) })
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/x", nil)
+		require.NoError(t, err)
+		require.NotPanics(t, func() {
+			resp, err := e.Client().Do(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			}
+		})
+	})
+}
