@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"math"
@@ -490,4 +491,27 @@ func FuzzNumericOptions(f *testing.F) {
 			}
 		})
 	})
+}
+
+// A typed helper given a bad or relative path says so without quoting its query, which may hold a
+// key.
+func TestTypedHelperPathErrorsQuoteNoQuery(t *testing.T) {
+	e, err := engine.NewPublic()
+	require.NoError(t, err)
+	t.Cleanup(func() { closeEngine(t, e) })
+	for _, tc := range []struct {
+		name, path string
+		config     bool
+	}{
+		{"bad escape", "/items/%zz?key=SECRET-KEY", false},
+		{"control character", "/items/\x7f?key=SECRET-KEY", false},
+		{"relative without a base URL", "/items/1?key=SECRET-KEY", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := engine.GetJSON[map[string]any](context.Background(), e, tc.path)
+			require.Error(t, err)
+			assert.Equal(t, tc.config, errors.Is(err, engine.ErrInvalidConfig), "%v", err)
+			assert.NotContains(t, err.Error(), "SECRET-KEY")
+		})
+	}
 }
