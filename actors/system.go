@@ -1,5 +1,3 @@
-// Package actors holds the engine's actors: the token actor that owns the credentials, and the
-// request path that runs each logical request as a small actor talking to it in messages.
 package actors
 
 import (

@@ -21,8 +21,12 @@
 //     credentials that fetched them, so one user never sees another's data;
 //   - Close cancels everything still running and leaves no goroutine behind.
 //
+// Options configure New and NewPublic; Option states the one rule for defaults and zero values, and
+// each With function its own default. Bad options are a *ConfigError, never a panic.
+//
 // Inside, a token actor (protoactor-go) owns the credentials and serializes refreshes; requests talk
 // to it in messages and, while the token is valid, read an immutable snapshot it publishes. A
-// supervisor actor owns what retries share (budgets, per-host cool-downs). Users never import
-// protoactor.
+// supervisor actor owns what retries share (budgets, per-host cool-downs). They live in packages
+// actors and messages, internals that may change in any release: programs import only engine,
+// never protoactor.
 package engine

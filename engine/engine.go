@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -55,42 +57,19 @@ func New(opts ...Option) (*Engine, error) { return build(false, opts) }
 // absolute URLs).
 func NewPublic(opts ...Option) (*Engine, error) { return build(true, opts) }
 
+// build is New and NewPublic: check the options, read the starting credentials, then start the
+// engine's actors.
 func build(public bool, opts []Option) (*Engine, error) {
-	c := config{}
-	for _, o := range opts {
-		if o != nil {
-			o(&c)
-		}
-	}
+	c := apply(opts)
 	v, err := c.check(public)
 	if err != nil {
 		return nil, err
-	}
-	policy, err := c.retry.built()
-	if err != nil {
-		return nil, err
-	}
-	if c.refreshTimeout == 0 {
-		c.refreshTimeout = DefaultRefreshTimeout
-	}
-	if c.skew == 0 {
-		c.skew = DefaultRefreshSkew
-	}
-	if c.maxTokenBytes == 0 {
-		c.maxTokenBytes = DefaultMaxTokenBytes
-	}
-	if c.maxErrorBytes == 0 {
-		c.maxErrorBytes = DefaultMaxErrorBodyBytes
-	}
-	if c.logger == nil {
-		c.logger = slog.New(slog.DiscardHandler)
 	}
 	c.logger = slog.New(traceHandler{c.logger.Handler()})
 	tel, err := telemetry.New(c.tel)
 	if err != nil {
 		return nil, configErr("WithMeterProvider", "creating the engine's instruments: %v", err)
 	}
-
 	var start Tokens
 	if !public {
 		if start, err = c.startTokens(); err != nil {
@@ -104,55 +83,90 @@ func build(public bool, opts []Option) (*Engine, error) {
 	e := &Engine{base: v.base, maxErrors: c.maxErrorBytes, logger: c.logger, onError: c.onError, store: c.store, inflight: &actors.Inflight{}}
 	base := c.transport
 	if base == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
-		t.MaxIdleConns = 2 * DefaultMaxIdleConnsPerHost
+		t := defaultTransport()
 		e.transport, base = t, t
 	}
+	if err := e.startRequestPath(&c, v, tel, base); err != nil {
+		return nil, err
+	}
+	if !public {
+		if err := e.startTokenActor(&c, start, tel, base); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// startRequestPath starts the actor system, the supervisor and the requester (with its cache).
+func (e *Engine) startRequestPath(c *config, v validated, tel *telemetry.T, base http.RoundTripper) error {
 	e.system = actors.NewSystem(c.logger)
 	e.subs = &subscribers{system: e.system, onPanic: func(err error) { c.logger.Error("event subscriber panicked", "error", err) }}
-	e.sup, err = actors.SpawnSupervisor(e.system, actors.SupervisorConfig{Policy: policy, Publish: e.system.EventStream.Publish, Logger: c.logger})
+	var err error
+	e.sup, err = actors.SpawnSupervisor(e.system, actors.SupervisorConfig{Policy: v.policy, Publish: e.system.EventStream.Publish, Logger: c.logger})
 	if err != nil {
 		e.system.Shutdown()
-		return nil, err
+		return err
 	}
 	e.requester = &actors.Requester{Base: base, Origins: v.origins, Inflight: e.inflight, Supervisor: e.sup, Secrets: c.secrets, Tel: tel}
 	e.requester.Finished = e.finished
-	if c.cacheBytes == 0 {
-		c.cacheBytes = DefaultCacheBytes
-	}
 	if c.cacheBytes > 0 {
 		e.requester.Cache = actors.NewCaching(c.cacheBytes, c.secrets)
 	}
 	e.client = &http.Client{Transport: e.requester}
+	return nil
+}
 
-	if !public {
-		tc := actors.TokenConfig{
-			Tokens:         start,
-			Refresh:        c.refresher(tel.Transport(base)),
-			RefreshTimeout: c.refreshTimeout,
-			Skew:           c.skew,
-			Publish:        e.system.EventStream.Publish,
-			Logger:         c.logger,
-			Supervisor:     e.sup,
-			RefreshHost:    "", // a refresh function's: unknown
-			Telemetry:      tel,
-		}
-		if u, err := url.Parse(c.tokenEndpoint); err == nil && c.tokenEndpoint != "" {
-			tc.RefreshHost = strings.ToLower(u.Host)
-		}
-		tc.RequiresRefreshToken = c.tokenEndpoint != ""
-		if c.store != nil {
-			tc.Save = c.store.Save
-		}
-		h, err := actors.SpawnToken(e.system, tc)
-		if err != nil {
-			e.system.Shutdown()
-			return nil, err
-		}
-		e.token, e.requester.Token = h, h
+// startTokenActor spawns the actor that owns the credentials, and hands it to the requester.
+func (e *Engine) startTokenActor(c *config, start Tokens, tel *telemetry.T, base http.RoundTripper) error {
+	tc := actors.TokenConfig{
+		Tokens:               start,
+		Refresh:              c.refresher(tel.Transport(base)),
+		RefreshTimeout:       c.refreshTimeout,
+		Skew:                 c.skew,
+		Publish:              e.system.EventStream.Publish,
+		Logger:               c.logger,
+		Supervisor:           e.sup,
+		RefreshHost:          "", // a refresh function's: unknown
+		RequiresRefreshToken: c.tokenEndpoint != "",
+		Telemetry:            tel,
 	}
-	return e, nil
+	if u, err := url.Parse(c.tokenEndpoint); err == nil && c.tokenEndpoint != "" {
+		tc.RefreshHost = strings.ToLower(u.Host)
+	}
+	if c.store != nil {
+		tc.Save = c.store.Save
+	}
+	h, err := actors.SpawnToken(e.system, tc)
+	if err != nil {
+		e.system.Shutdown()
+		return err
+	}
+	e.token, e.requester.Token = h, h
+	return nil
+}
+
+// defaultTransport makes the engine's own connection pool: a clone of http.DefaultTransport with
+// room for many idle connections per host. A program may have replaced http.DefaultTransport with a
+// wrapper (otelhttp, a recorder in tests): the engine then starts from net/http's documented
+// defaults instead of using the wrapper, because it must own an *http.Transport to size its pool
+// and to close its idle connections in Close. Such a wrapper can still be given to WithTransport.
+func defaultTransport() *http.Transport {
+	var t *http.Transport
+	if dt, ok := http.DefaultTransport.(*http.Transport); ok && dt != nil {
+		t = dt.Clone()
+	} else {
+		t = &http.Transport{ // net/http's DefaultTransport, field by field
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+	}
+	t.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+	t.MaxIdleConns = 2 * DefaultMaxIdleConnsPerHost
+	return t
 }
 
 // startTokens reads the store (which wins: it holds the newest rotation) or else WithTokens.
@@ -184,7 +198,7 @@ func (c *config) refresher(base http.RoundTripper) actors.RefreshFunc {
 	}
 	wc := tokenwire.Config{
 		Endpoint: c.tokenEndpoint,
-		Format:   tokenwire.Format(c.format),
+		Format:   c.format.wire(),
 		Client: &http.Client{Transport: base, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse // a refresh token is never sent on to another URL
 		}},

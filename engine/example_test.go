@@ -166,6 +166,20 @@ func ExampleNew_badConfiguration() {
 	// engine: invalid configuration: WithBaseURL: required: it names the API that receives the token
 }
 
+// An option means what it says: WithMaxRetries(0) is no retry. Giving both the whole retry policy
+// and WithMaxRetries would leave one of them ignored, so New refuses the pair.
+func ExampleWithMaxRetries() {
+	eng, err := engine.NewPublic(engine.WithMaxRetries(0))
+	fmt.Println(err)
+	_ = eng.Close(context.Background())
+
+	_, err = engine.NewPublic(engine.WithMaxRetries(1), engine.WithRetryPolicy(engine.RetryPolicy{BaseDelay: time.Second}))
+	fmt.Println(err)
+	// Output:
+	// <nil>
+	// engine: invalid configuration: WithMaxRetries: given with WithRetryPolicy, which it would contradict; set RetryPolicy.MaxRetries instead
+}
+
 // The session's end is a typed error: check it with errors.Is and sign the user in again.
 func ExampleEngine_SetTokens() {
 	api := exampleAPI()

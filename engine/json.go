@@ -129,13 +129,17 @@ func attempts(rep *actors.Report) int { return max(rep.Attempts, 1) }
 func (e *Engine) resolve(path string) (*url.URL, error) {
 	ref, err := url.Parse(path)
 	if err != nil {
-		return nil, fmt.Errorf("engine: bad path %q: %w", path, err)
+		var ue *url.Error // its text quotes the path, whose query may hold a key
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("engine: bad path: %w", err)
 	}
 	if ref.IsAbs() {
 		return ref, nil
 	}
 	if e.base == nil {
-		return nil, configErr("WithBaseURL", "relative path %q needs a base URL", path)
+		return nil, configErr("WithBaseURL", "relative path %q needs a base URL", ref.Path)
 	}
 	u := *e.base
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + strings.TrimPrefix(ref.Path, "/")

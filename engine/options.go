@@ -2,12 +2,9 @@ package engine
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/resilientclient/resilient/actors"
@@ -15,34 +12,57 @@ import (
 	"github.com/resilientclient/resilient/internal/tokenwire"
 )
 
-// Option configures an Engine. Options are applied in order; a later one overrides an earlier one.
-// Where an option is not given, the default written in its doc applies.
+// Option configures an Engine; give options to New or NewPublic. They are applied in order, and a
+// later option of the same kind replaces an earlier one (WithOrigins and WithSecretHeader add up).
+//
+// One rule holds for every option: an option that is not given takes the default written in its doc;
+// an option that is given means what it says, so WithMaxRetries(0) is no retry, WithCache(0) no
+// cache and WithRefreshSkew(0) no refresh ahead of time. Where an option can be off, a negative value
+// turns it off as well. A value that cannot mean anything (a nil transport, a zero refresh timeout)
+// is a *ConfigError from New, never a panic. Fields of RetryPolicy follow the struct rule instead:
+// a zero field takes its default.
 type Option func(*config)
 
-// Defaults of the options that have one.
+// Defaults of the options that have one: each applies when its option is not given.
 const (
-	DefaultRefreshTimeout      = 10 * time.Second
-	DefaultRefreshSkew         = 30 * time.Second
-	DefaultMaxTokenBytes       = 64 << 10
-	DefaultMaxErrorBodyBytes   = 1 << 20
-	DefaultMaxIdleConnsPerHost = 1024
-	DefaultCacheBytes          = 8 << 20
+	DefaultRefreshTimeout      = 10 * time.Second // WithRefreshTimeout
+	DefaultRefreshSkew         = 30 * time.Second // WithRefreshSkew
+	DefaultMaxTokenBytes       = 64 << 10         // WithMaxTokenResponseBytes: 64 KiB
+	DefaultMaxErrorBodyBytes   = 1 << 20          // WithMaxErrorBodyBytes: 1 MiB
+	DefaultMaxIdleConnsPerHost = 1024             // idle connections per host of the default transport (WithTransport)
+	DefaultCacheBytes          = 8 << 20          // WithCache: 8 MiB
 )
 
-// RefreshFormat names the protocol spoken with the token endpoint.
+// RefreshFormat names the protocol spoken with the token endpoint. Its zero value is no format.
 type RefreshFormat int
 
 const (
 	// OAuth2Refresh is RFC 6749 §6: a form POST grant_type=refresh_token&refresh_token=…, answered with
 	// JSON access_token, refresh_token and expires_in.
-	OAuth2Refresh RefreshFormat = RefreshFormat(tokenwire.OAuth2)
+	OAuth2Refresh RefreshFormat = 1
 	// JSONRefresh is POST {"refreshToken": …} answered with {"accessToken": …, "refreshToken": …};
 	// the expiry comes from expiresIn if present, else from the access token's JWT exp claim.
-	JSONRefresh RefreshFormat = RefreshFormat(tokenwire.JSON)
+	JSONRefresh RefreshFormat = 2
 )
 
-// String names the format.
-func (f RefreshFormat) String() string { return tokenwire.Format(f).String() }
+// String names the format: "oauth2", "json", or RefreshFormat(n) for an unknown one.
+func (f RefreshFormat) String() string {
+	if w := f.wire(); w.Valid() {
+		return w.String()
+	}
+	return "RefreshFormat(" + strconv.Itoa(int(f)) + ")"
+}
+
+// wire maps the format to the wire package's; an unknown format maps to an invalid one.
+func (f RefreshFormat) wire() tokenwire.Format {
+	switch f {
+	case OAuth2Refresh:
+		return tokenwire.OAuth2
+	case JSONRefresh:
+		return tokenwire.JSON
+	}
+	return 0
+}
 
 // RefreshFunc obtains new credentials when the engine's built-in formats do not fit (another grant,
 // a signing step, an SDK of the identity provider). ctx carries the refresh timeout. Return an error
@@ -62,9 +82,13 @@ type TokenStore interface {
 }
 
 type config struct {
+	errs []error // values no option can mean (nil transport, empty URL), reported by check
+
 	baseURL        string
+	baseURLGiven   bool // WithBaseURL was given, if only with ""
 	origins        []string
 	tokenEndpoint  string
+	endpointGiven  bool // WithTokenEndpoint was given, if only with ""
 	format         RefreshFormat
 	refreshFunc    RefreshFunc
 	tokens         *Tokens
@@ -78,16 +102,51 @@ type config struct {
 	clientSecret   string
 	logger         *slog.Logger
 	retry          RetryPolicy
+	retryGiven     bool // WithRetryPolicy was given
+	maxRetries     *int // WithMaxRetries, if given
 	onError        func(context.Context, *Failure)
 	secrets        []actors.SecretHeader
 	cacheBytes     int64
 	tel            telemetry.Config
 }
 
-// WithBaseURL sets the API's base URL: typed helpers resolve their paths against it, and its origin
-// (scheme, host, port) is the one that receives the access token. Required by New; optional for
-// NewPublic.
-func WithBaseURL(u string) Option { return func(c *config) { c.baseURL = u } }
+// defaults is the configuration of an engine given no option: the one place where each option's
+// default is set. The retry policy's defaults live in RetryPolicy.built.
+func defaults() config {
+	return config{
+		refreshTimeout: DefaultRefreshTimeout,
+		skew:           DefaultRefreshSkew,
+		maxTokenBytes:  DefaultMaxTokenBytes,
+		maxErrorBytes:  DefaultMaxErrorBodyBytes,
+		cacheBytes:     DefaultCacheBytes,
+		logger:         slog.New(slog.DiscardHandler),
+	}
+}
+
+// apply starts from the defaults and applies opts in order; a nil option is recorded as an error.
+func apply(opts []Option) config {
+	c := defaults()
+	for i, o := range opts {
+		if o == nil {
+			c.reject("Option", "option %d of %d is nil", i+1, len(opts))
+			continue
+		}
+		o(&c)
+	}
+	return c
+}
+
+// reject records that an option was given a value it cannot mean.
+func (c *config) reject(option, format string, args ...any) {
+	c.errs = append(c.errs, configErr(option, format, args...))
+}
+
+// WithBaseURL sets the API's base URL (absolute http or https, without user:password): typed helpers
+// resolve their paths against it, and its origin (scheme, host, port) is the one that receives the
+// access token. Required by New; optional for NewPublic (typed helpers then need absolute URLs).
+func WithBaseURL(u string) Option {
+	return func(c *config) { c.baseURL, c.baseURLGiven = u, true }
+}
 
 // WithOrigins adds origins (absolute URLs; only scheme, host and port count) that also receive the
 // access token, for an API served from more than one host. Default: only the base URL's origin.
@@ -96,56 +155,88 @@ func WithOrigins(urls ...string) Option {
 }
 
 // WithTokenEndpoint sets where and how expired tokens are refreshed: format is OAuth2Refresh or
-// JSONRefresh. It needs a refresh token (WithTokens or WithTokenStore). Default: none; without it
-// (and without WithRefreshFunc) a rejected or expired token ends the session.
+// JSONRefresh. It needs a refresh token (WithTokens or WithTokenStore), and an https endpoint when
+// the base URL is https. Default: none; without it (and without WithRefreshFunc) a rejected or
+// expired token ends the session.
 func WithTokenEndpoint(endpoint string, format RefreshFormat) Option {
-	return func(c *config) { c.tokenEndpoint, c.format = endpoint, format }
+	return func(c *config) { c.tokenEndpoint, c.format, c.endpointGiven = endpoint, format, true }
 }
 
 // WithClientAuth authenticates refresh calls with HTTP Basic client credentials (RFC 6749 §2.3.1),
-// as confidential OAuth2 clients must. Default: no client authentication.
+// as confidential OAuth2 clients must; both values must be non-empty, and it needs
+// WithTokenEndpoint (a RefreshFunc authenticates itself). Default: no client
+// authentication (a public client).
 func WithClientAuth(clientID, clientSecret string) Option {
-	return func(c *config) { c.clientID, c.clientSecret = clientID, clientSecret }
+	return func(c *config) {
+		if clientID == "" || clientSecret == "" {
+			c.reject("WithClientAuth", "empty client ID or secret (a public client gives no WithClientAuth)")
+		}
+		c.clientID, c.clientSecret = clientID, clientSecret
+	}
 }
 
-// WithRefreshFunc refreshes with f instead of a token endpoint. Default: none.
-func WithRefreshFunc(f RefreshFunc) Option { return func(c *config) { c.refreshFunc = f } }
+// WithRefreshFunc refreshes with f instead of a token endpoint; f must not be nil. Default: none.
+func WithRefreshFunc(f RefreshFunc) Option {
+	return func(c *config) {
+		if f == nil {
+			c.reject("WithRefreshFunc", "nil function")
+		}
+		c.refreshFunc = f
+	}
+}
 
 // WithTokens sets the credentials to start with. A TokenStore that holds credentials wins over them
 // (they are newer). Default: none.
 func WithTokens(t Tokens) Option { return func(c *config) { c.tokens = &t } }
 
 // WithTokenStore loads the starting credentials from s (in New) and saves every refreshed pair and
-// every pair given to SetTokens. Default: none (credentials live in memory only).
-func WithTokenStore(s TokenStore) Option { return func(c *config) { c.store = s } }
+// every pair given to SetTokens; s must not be nil. Default: none (credentials live in memory only).
+func WithTokenStore(s TokenStore) Option {
+	return func(c *config) {
+		if isNil(s) {
+			c.reject("WithTokenStore", "nil store")
+		}
+		c.store = s
+	}
+}
 
-// WithRefreshTimeout bounds one refresh call, however long requests are willing to wait.
-// Default: DefaultRefreshTimeout (10 s).
+// WithRefreshTimeout bounds one refresh call, however long requests are willing to wait; it must be
+// positive. Default: DefaultRefreshTimeout (10 s).
 func WithRefreshTimeout(d time.Duration) Option { return func(c *config) { c.refreshTimeout = d } }
 
 // WithRefreshSkew makes the engine refresh a token this long before it expires, so steady traffic
-// never meets a 401. For a short-lived token the lead is at most half its lifetime. Zero keeps the
-// default, DefaultRefreshSkew (30 s); a negative value turns proactive refresh off.
+// never meets a 401. For a short-lived token the lead is at most half its lifetime. Zero or a
+// negative value turns refreshing ahead of time off: the token is refreshed when a request finds it
+// expired or meets a 401. Default: DefaultRefreshSkew (30 s).
 func WithRefreshSkew(d time.Duration) Option { return func(c *config) { c.skew = d } }
 
 // WithMaxTokenResponseBytes bounds how much of a token endpoint answer is read; a larger answer
-// fails the refresh. Default: DefaultMaxTokenBytes (64 KiB).
+// fails the refresh. It must be positive. Default: DefaultMaxTokenBytes (64 KiB).
 func WithMaxTokenResponseBytes(n int64) Option { return func(c *config) { c.maxTokenBytes = n } }
 
 // WithMaxErrorBodyBytes bounds how much of an error response the typed helpers read to build an
-// *APIError. Default: DefaultMaxErrorBodyBytes (1 MiB).
+// *APIError; zero reads none (the error then has the status only); negative is an error.
+// Default: DefaultMaxErrorBodyBytes (1 MiB).
 func WithMaxErrorBodyBytes(n int64) Option { return func(c *config) { c.maxErrorBytes = n } }
 
 // WithTransport sets the http.RoundTripper that carries every attempt and refresh (TLS roots,
-// proxies, dialers). The engine does not close its connections. Default: a clone of
-// http.DefaultTransport with MaxIdleConnsPerHost raised to DefaultMaxIdleConnsPerHost (1,024:
-// net/http's default of 2 makes a service calling one API from hundreds of goroutines open and
-// close a connection for most requests; idle connections are only kept up to the concurrency
-// actually reached), whose idle connections Close closes.
-func WithTransport(rt http.RoundTripper) Option { return func(c *config) { c.transport = rt } }
+// proxies, dialers); rt must not be nil (nor a nil pointer in an interface). The engine does not
+// close its connections. Default: a clone of http.DefaultTransport (or, if a program replaced it
+// with a wrapper, a transport with net/http's default settings) with MaxIdleConnsPerHost raised to
+// DefaultMaxIdleConnsPerHost (1,024: net/http's default of 2 makes a service calling one API from
+// hundreds of goroutines open and close a connection for most requests; idle connections are only
+// kept up to the concurrency actually reached), whose idle connections Close closes.
+func WithTransport(rt http.RoundTripper) Option {
+	return func(c *config) {
+		if isNil(rt) {
+			c.reject("WithTransport", "nil RoundTripper (%T)", rt)
+		}
+		c.transport = rt
+	}
+}
 
 // WithCache bounds the ETag cache to maxBytes (bodies, headers and keys; one answer may take at
-// most an eighth of it); a negative maxBytes turns it off. GET answers carrying an ETag or
+// most an eighth of it); zero or a negative maxBytes turns it off. GET answers carrying an ETag or
 // Last-Modified are kept, unless Cache-Control: no-store, Vary: * or Set-Cookie forbid it; the next
 // GET of the URL asks If-None-Match (If-Modified-Since), and a 304 reaches the caller as the stored
 // 200 with the header X-Cache: revalidated. Entries are partitioned by a keyed hash of the
@@ -159,8 +250,9 @@ func WithCache(maxBytes int64) Option { return func(c *config) { c.cacheBytes = 
 // WithSecretHeader makes the engine send the header name: value (an API key, say) on every request
 // and redirect hop whose scheme, host and port match the API's origins (WithBaseURL, WithOrigins),
 // and never anywhere else; a header of that name that the caller set itself is treated like
-// Authorization: dropped on a redirect hop that leaves the first request's origin. The value never
-// appears in errors or logs. Allowed on public engines too. Default: none.
+// Authorization: dropped on a redirect hop that leaves the first request's origin. The value must not
+// be empty and never appears in errors or logs. Give it once per header name. Allowed on public
+// engines too. Default: none.
 func WithSecretHeader(name, value string) Option {
 	return func(c *config) {
 		c.secrets = append(c.secrets, actors.SecretHeader{Name: http.CanonicalHeaderKey(name), Value: value})
@@ -169,123 +261,13 @@ func WithSecretHeader(name, value string) Option {
 
 // WithLogger sets where the engine logs (refresh failures, session expiry, panics in subscribers).
 // Records never contain a token; records about a request or a refresh carry its trace_id and
-// span_id. The actor system's own records go there too, from Warn up. Default: logs are discarded.
-func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
-
-// ErrInvalidConfig is wrapped by every error New and NewPublic return for bad options.
-var ErrInvalidConfig = errors.New("engine: invalid configuration")
-
-// ConfigError says which option is wrong and why. It wraps ErrInvalidConfig.
-type ConfigError struct {
-	Option string
-	Reason string
-}
-
-// Error names the option and what is wrong with it.
-func (e *ConfigError) Error() string {
-	return "engine: invalid configuration: " + e.Option + ": " + e.Reason
-}
-
-// Unwrap makes errors.Is(err, ErrInvalidConfig) true.
-func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
-
-func configErr(option, format string, args ...any) error {
-	return &ConfigError{Option: option, Reason: fmt.Sprintf(format, args...)}
-}
-
-// validated holds what New derives from a checked config.
-type validated struct {
-	base    *url.URL
-	origins []actors.Origin
-}
-
-// check validates what both constructors share.
-func (c *config) check(public bool) (validated, error) {
-	var v validated
-	var errs []error
-	if c.baseURL == "" && !public {
-		errs = append(errs, configErr("WithBaseURL", "required: it names the API that receives the token"))
-	}
-	if c.baseURL != "" {
-		o, err := actors.ParseOrigin(c.baseURL)
-		if err != nil {
-			errs = append(errs, configErr("WithBaseURL", "%v", err))
-		} else {
-			v.base, _ = url.Parse(c.baseURL)
-			v.origins = append(v.origins, o)
+// span_id. The actor system's own records go there too, from Warn up. A nil l discards, as the
+// default does. Default: logs are discarded.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l == nil {
+			l = slog.New(slog.DiscardHandler)
 		}
+		c.logger = l
 	}
-	for _, raw := range c.origins {
-		o, err := actors.ParseOrigin(raw)
-		if err != nil {
-			errs = append(errs, configErr("WithOrigins", "%v", err))
-			continue
-		}
-		v.origins = append(v.origins, o)
-	}
-	if c.refreshTimeout < 0 {
-		errs = append(errs, configErr("WithRefreshTimeout", "negative duration %v", c.refreshTimeout))
-	}
-	for _, h := range c.secrets {
-		if !validHeaderName(h.Name) || strings.ContainsAny(h.Value, "\r\n\x00") {
-			errs = append(errs, configErr("WithSecretHeader", "%q is not a valid header name, or its value is not a valid header value", h.Name))
-		} else if strings.EqualFold(h.Name, "Authorization") && !public {
-			errs = append(errs, configErr("WithSecretHeader", "Authorization carries the engine's token; use NewPublic for a fixed one"))
-		}
-	}
-	if len(c.secrets) > 0 && len(v.origins) == 0 {
-		errs = append(errs, configErr("WithSecretHeader", "needs WithBaseURL: it names the origin that receives the header"))
-	}
-	if c.maxTokenBytes < 0 || c.maxErrorBytes < 0 {
-		errs = append(errs, configErr("WithMax*Bytes", "negative limit"))
-	}
-	if public {
-		for name, set := range map[string]bool{
-			"WithTokens": c.tokens != nil, "WithTokenEndpoint": c.tokenEndpoint != "",
-			"WithRefreshFunc": c.refreshFunc != nil, "WithTokenStore": c.store != nil,
-			"WithOrigins": len(c.origins) > 0, "WithClientAuth": c.clientID != "",
-		} {
-			if set {
-				errs = append(errs, configErr(name, "a public engine never attaches or refreshes tokens; use New"))
-			}
-		}
-		return v, errors.Join(errs...)
-	}
-	if c.tokenEndpoint != "" {
-		if !tokenwire.Format(c.format).Valid() {
-			errs = append(errs, configErr("WithTokenEndpoint", "unknown refresh format %d: use OAuth2Refresh or JSONRefresh", int(c.format)))
-		}
-		if _, err := actors.ParseOrigin(c.tokenEndpoint); err != nil {
-			errs = append(errs, configErr("WithTokenEndpoint", "%v", err))
-		}
-		if c.refreshFunc != nil {
-			errs = append(errs, configErr("WithRefreshFunc", "give either a token endpoint or a refresh function, not both"))
-		}
-	}
-	return v, errors.Join(errs...)
-}
-
-// checkCredentials validates the starting credentials once the store has been read.
-func (c *config) checkCredentials(t Tokens) error {
-	switch {
-	case t.Access == "" && t.Refresh == "" && c.refreshFunc == nil:
-		return configErr("WithTokens", "no credentials: give WithTokens, a WithTokenStore that holds some, or WithRefreshFunc")
-	case c.tokenEndpoint != "" && t.Refresh == "":
-		return configErr("WithTokenEndpoint", "a token endpoint needs a refresh token, and the starting tokens have none")
-	}
-	return nil
-}
-
-// validHeaderName reports whether name is an RFC 9110 token.
-func validHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for _, c := range []byte(name) {
-		ok := c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-		if !ok {
-			return false
-		}
-	}
-	return true
 }

@@ -9,21 +9,23 @@ import (
 	"github.com/resilientclient/resilient/messages"
 )
 
-// Defaults of the retry policy; a zero field of RetryPolicy means its default.
+// Defaults of the retry policy: each applies when its RetryPolicy field is zero.
 const (
-	DefaultMaxRetries      = 3
-	DefaultBaseDelay       = 100 * time.Millisecond
-	DefaultMaxDelay        = 10 * time.Second
-	DefaultMaxElapsed      = time.Minute
-	DefaultMaxRetryAfter   = 30 * time.Second
-	DefaultBudgetRatio     = 0.2
-	DefaultBudgetPerSecond = 10
-	DefaultBudgetWindow    = 10 * time.Second
+	DefaultMaxRetries      = 3                      // MaxRetries, also WithMaxRetries
+	DefaultBaseDelay       = 100 * time.Millisecond // BaseDelay
+	DefaultMaxDelay        = 10 * time.Second       // MaxDelay
+	DefaultMaxElapsed      = time.Minute            // MaxElapsed
+	DefaultMaxRetryAfter   = 30 * time.Second       // MaxRetryAfter
+	DefaultBudgetRatio     = 0.2                    // BudgetRatio
+	DefaultBudgetPerSecond = 10                     // BudgetPerSecond
+	DefaultBudgetWindow    = 10 * time.Second       // BudgetWindow
 )
 
 // RetryPolicy says when and how the engine repeats a failed request. The zero value is the default
-// policy: every zero field takes the default written beside it. It is a value: give it to
-// WithRetryPolicy; the engine keeps its own copy.
+// policy: every zero field takes the default written beside it. A negative MaxRetries never retries;
+// a negative BudgetRatio or BudgetPerSecond turns that part of the budget off. A negative duration, a NaN BudgetRatio or a MaxDelay below
+// BaseDelay is a *ConfigError from New. It is a value: give it to WithRetryPolicy; the engine keeps
+// its own copy.
 //
 // What is retried (the default Decide): 429, 502, 503 and 504 answers (500 with Retry500), a
 // connection refused, reset or closed before any answer, and a timeout, but only for requests that
@@ -77,27 +79,44 @@ func DefaultRetryDecision(retry500 bool) func(req *http.Request, resp *http.Resp
 	return retry.Decider(retry500)
 }
 
-// WithRetryPolicy sets the retry policy. Default: RetryPolicy{} (every default described there).
-func WithRetryPolicy(p RetryPolicy) Option { return func(c *config) { c.retry = p } }
+// WithRetryPolicy sets the retry policy; its zero fields take their defaults. Giving it together with
+// WithMaxRetries is a *ConfigError: set MaxRetries in the policy. Default: RetryPolicy{} (every
+// default described there).
+func WithRetryPolicy(p RetryPolicy) Option {
+	return func(c *config) { c.retry, c.retryGiven = p, true }
+}
 
-// WithMaxRetries sets only the policy's MaxRetries (negative: never retry). Default: 3.
-func WithMaxRetries(n int) Option {
-	return func(c *config) {
-		if n == 0 {
-			n = -1 // zero retries asked for, not the default
-		}
-		c.retry.MaxRetries = n
+// WithMaxRetries sets how many times a failed request may be retried, the rest of the policy keeping
+// its defaults: 0 (or a negative n) never retries. Giving it together with WithRetryPolicy is a
+// *ConfigError. Default: DefaultMaxRetries (3).
+func WithMaxRetries(n int) Option { return func(c *config) { c.maxRetries = &n } }
+
+// retryPolicy resolves WithRetryPolicy and WithMaxRetries into the policy the supervisor runs.
+func (c *config) retryPolicy() (actors.RetryPolicy, error) {
+	if c.maxRetries != nil && c.retryGiven {
+		return actors.RetryPolicy{}, configErr("WithMaxRetries", "given with WithRetryPolicy, which it would contradict; set RetryPolicy.MaxRetries instead")
 	}
+	p := c.retry
+	if c.maxRetries != nil {
+		p.MaxRetries = *c.maxRetries
+		if p.MaxRetries == 0 {
+			p.MaxRetries = -1 // the option means what it says; in the struct, zero is the default
+		}
+	}
+	return p.built()
 }
 
 // built fills in the defaults and checks the values; it says which field is wrong.
 func (p RetryPolicy) built() (actors.RetryPolicy, error) {
-	for name, d := range map[string]time.Duration{
-		"BaseDelay": p.BaseDelay, "MaxDelay": p.MaxDelay, "MaxElapsed": p.MaxElapsed,
-		"MaxRetryAfter": p.MaxRetryAfter, "AttemptTimeout": p.AttemptTimeout, "BudgetWindow": p.BudgetWindow,
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"BaseDelay", p.BaseDelay}, {"MaxDelay", p.MaxDelay}, {"MaxElapsed", p.MaxElapsed},
+		{"MaxRetryAfter", p.MaxRetryAfter}, {"AttemptTimeout", p.AttemptTimeout}, {"BudgetWindow", p.BudgetWindow},
 	} {
-		if d < 0 {
-			return actors.RetryPolicy{}, configErr("WithRetryPolicy", "%s is negative (%v)", name, d)
+		if f.d < 0 {
+			return actors.RetryPolicy{}, configErr("WithRetryPolicy", "%s is negative (%v)", f.name, f.d)
 		}
 	}
 	if p.BudgetRatio != p.BudgetRatio { // NaN

@@ -18,4 +18,7 @@
 //
 // Nothing in this package imports another package of this module. Pending is the one value with
 // behaviour: a future.
+//
+// Like package actors, it is the engine's internals and may change in any release. Programs need
+// only the engine package, which re-exports the few types they meet (Tokens, the events, the errors).
 package messages
