@@ -46,6 +46,16 @@ var (
 	// ErrRequestPanicked: something on the request path panicked (a RetryPolicy.Decide, the
 	// transport, or a bug of ours). The request is not resent; the panic and its stack are logged once.
 	ErrRequestPanicked = messages.ErrRequestPanicked
+	// ErrMalformedTokenAnswer: the token endpoint answered 2xx with something the engine cannot use:
+	// not JSON or form fields (a captive portal's page), no access token, a negative or absurd
+	// expires_in, or a token with characters that cannot be sent (CR, LF, spaces, control characters,
+	// non-ASCII: outside RFC 6750's b64token). Such a token is never sent. It is a refresh failure
+	// that may pass (ErrRefreshFailed wraps it): the credentials are kept.
+	ErrMalformedTokenAnswer = tokenwire.ErrMalformedAnswer
+	// ErrUnsupportedTokenType: the token endpoint issued a token_type other than Bearer (DPoP, MAC,
+	// ...), which the engine cannot send. The session ends (ErrSessionExpired wraps it): each retry
+	// would spend a refresh token for a token that cannot be used.
+	ErrUnsupportedTokenType = tokenwire.ErrUnsupportedTokenType
 )
 
 // TokenEndpointError is a non-2xx answer of the token endpoint: its status and the RFC 6749 §5.2

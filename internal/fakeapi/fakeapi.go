@@ -37,6 +37,9 @@ type Options struct {
 	// Opaque makes access tokens random strings and leaves expires_in out of token answers, so a
 	// client learns that a token expired only from a 401.
 	Opaque bool
+	// FormAnswers makes the RFC 6749 endpoint answer application/x-www-form-urlencoded fields, with
+	// token_type "bearer" in lower case, as some older servers do (golang.org/x/oauth2 reads them).
+	FormAnswers bool
 	// Observe, when set, sees every request before it is handled (on the handler's goroutine), for
 	// tests that check what reached the server: trace headers, keys, tokens. It must not keep r.
 	Observe func(r *http.Request)

@@ -14,7 +14,8 @@ type tokenKnobs struct {
 	delay     time.Duration
 	failCode  int
 	failBody  string
-	failTimes int // -1: every call; n>0: the next n calls
+	failTimes int    // -1: every call; n>0: the next n calls
+	failType  string // the failure's Content-Type ("" : application/json)
 	hang      bool
 	garbage   int64         // bytes of unterminated JSON to stream with a 200
 	hold      chan struct{} // non-nil: calls wait until it is closed (HoldTokenCalls)
@@ -37,8 +38,15 @@ func (s *Server) SetTokenDelay(d time.Duration) {
 // SetTokenFailure makes the next times token calls (every call if times < 0) answer status with body
 // (application/json) instead of tokens. times == 0 turns failures off.
 func (s *Server) SetTokenFailure(status int, body string, times int) {
+	s.SetTokenAnswer(status, "application/json", body, times)
+}
+
+// SetTokenAnswer is SetTokenFailure with the answer's Content-Type: a 200 text/html page is what a
+// captive portal answers, a 200 JSON answer with a bad token is a broken server. No refresh token
+// is spent by such an answer. times == 0 turns it off.
+func (s *Server) SetTokenAnswer(status int, contentType, body string, times int) {
 	s.mu.Lock()
-	s.knobs.failCode, s.knobs.failBody, s.knobs.failTimes = status, body, times
+	s.knobs.failCode, s.knobs.failBody, s.knobs.failTimes, s.knobs.failType = status, body, times, contentType
 	s.mu.Unlock()
 }
 
@@ -119,7 +127,7 @@ func (s *Server) misbehave(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if fail {
-		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Type", k.failType)
 		w.WriteHeader(k.failCode)
 		_, _ = w.Write([]byte(k.failBody))
 		return false

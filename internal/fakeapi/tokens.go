@@ -2,7 +2,9 @@ package fakeapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/resilientclient/resilient/messages"
@@ -88,6 +90,17 @@ func (s *Server) handleOAuth2(w http.ResponseWriter, r *http.Request) {
 		if s.opts.AccessTTL < time.Second {
 			ans["expires_in"] = s.opts.AccessTTL.Seconds()
 		}
+	}
+	if s.opts.FormAnswers {
+		vals := url.Values{"token_type": {"bearer"}}
+		for k, v := range ans {
+			if k != "token_type" {
+				vals.Set(k, fmt.Sprint(v))
+			}
+		}
+		w.Header().Set("Content-Type", "application/x-www-form-urlencoded")
+		_, _ = w.Write([]byte(vals.Encode()))
+		return
 	}
 	writeJSON(w, http.StatusOK, ans)
 }
