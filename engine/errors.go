@@ -93,7 +93,8 @@ type Problem struct {
 	Extensions map[string]json.RawMessage `json:"-"`
 }
 
-// Error is the method, the URL, the status and the API's own message when it gave one.
+// Error is the method, the URL, the status, and the API's own words when it gave some: a problem's
+// title and detail both ("422 Unprocessable Entity: Out of stock: only 2 left"), else Message.
 func (e *APIError) Error() string {
 	var b strings.Builder
 	b.WriteString("engine: ")
@@ -102,8 +103,14 @@ func (e *APIError) Error() string {
 	b.WriteString(e.URL)
 	b.WriteString(": ")
 	b.WriteString(strconv.Itoa(e.Status))
-	if t := http.StatusText(e.Status); t != "" {
-		b.WriteString(" " + t)
+	status := http.StatusText(e.Status)
+	if status != "" {
+		b.WriteString(" " + status)
+	}
+	// A title that only repeats the status text (RFC 9457's about:blank) or the message adds nothing.
+	if p := e.Problem; p != nil && p.Title != "" && p.Title != e.Message && !strings.EqualFold(p.Title, status) {
+		b.WriteString(": ")
+		b.WriteString(p.Title)
 	}
 	if e.Message != "" {
 		b.WriteString(": ")
@@ -112,9 +119,14 @@ func (e *APIError) Error() string {
 	return b.String()
 }
 
+// maxErrorText is the most bytes of any one text field an *APIError keeps.
+const maxErrorText = 512
+
 // parseAPIError is the one error parser: it turns an error answer and (the first bytes of) its body
-// into an *APIError. It never fails: a body it cannot understand still yields the status.
-func parseAPIError(resp *http.Response, body []byte) *APIError {
+// into an *APIError. It never fails: a body it cannot understand still yields the status. Every
+// text it keeps is scrubbed of secrets (the credentials the engine sent, which an API may echo)
+// and clipped to valid UTF-8.
+func parseAPIError(resp *http.Response, body []byte, secrets ...string) *APIError {
 	e := &APIError{Status: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
 	if resp.Request != nil {
 		e.Method, e.URL = resp.Request.Method, redact.URL(resp.Request.URL)
@@ -125,18 +137,24 @@ func parseAPIError(resp *http.Response, body []byte) *APIError {
 	if d, ok := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), timeNow()); ok {
 		e.RetryAfter = d
 	}
-	body = bytes.TrimSpace(body)
+	parseAPIErrorBody(e, resp.Header.Get("Content-Type"), bytes.TrimSpace(body))
+	e.scrub(secrets)
+	return e
+}
+
+// parseAPIErrorBody fills e's fields from the body, unscrubbed and unclipped.
+func parseAPIErrorBody(e *APIError, contentType string, body []byte) {
 	if len(body) == 0 {
-		return e
+		return
 	}
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	mt, _, _ := mime.ParseMediaType(contentType)
 	switch {
 	case mt == "application/problem+json":
 		if p := parseProblem(body); p != nil {
 			e.Problem = p
 			e.Message = firstNonEmpty(p.Detail, p.Title)
 			e.Code = stringMember(p.Extensions, "code")
-			return e
+			return
 		}
 	case mt == "application/json" || strings.HasSuffix(mt, "+json") || (mt == "" && json.Valid(body)):
 		var f map[string]json.RawMessage
@@ -147,13 +165,35 @@ func parseAPIError(resp *http.Response, body []byte) *APIError {
 			if e.Message == "" && e.Code != "" && stringMember(f, "error") == e.Code {
 				e.Message = e.Code
 			}
-			return e
+			return
 		}
 	}
 	if utf8.Valid(body) && !strings.HasPrefix(mt, "text/html") {
-		e.Message = clip(string(body), 512)
+		e.Message = string(body)
 	}
-	return e
+}
+
+// scrub replaces every secret in e's texts (the Problem's and its extension members included) and
+// then clips them: in that order, so that a clip cannot cut a secret into a piece that no longer
+// matches.
+func (e *APIError) scrub(secrets []string) {
+	text := func(s string) string { return redact.Clip(redact.Secrets(s, secrets...), maxErrorText) }
+	e.Code, e.Message = text(e.Code), text(e.Message)
+	p := e.Problem
+	if p == nil {
+		return
+	}
+	p.Type, p.Title, p.Detail, p.Instance = text(p.Type), text(p.Title), text(p.Detail), text(p.Instance)
+	for k, raw := range p.Extensions {
+		clean := redact.Secrets(string(raw), secrets...)
+		if clean == string(raw) {
+			continue
+		}
+		if !json.Valid([]byte(clean)) { // the secret was not inside a string: the member goes whole
+			clean = strconv.Quote(redact.Redacted)
+		}
+		p.Extensions[k] = json.RawMessage(clean)
+	}
 }
 
 func parseProblem(body []byte) *Problem {
@@ -179,7 +219,7 @@ func parseProblem(body []byte) *Problem {
 func stringMember(m map[string]json.RawMessage, key string) string {
 	var s string
 	if raw, ok := m[key]; ok && json.Unmarshal(raw, &s) == nil {
-		return clip(strings.TrimSpace(s), 512)
+		return strings.TrimSpace(s)
 	}
 	return ""
 }
@@ -191,14 +231,4 @@ func firstNonEmpty(ss ...string) string {
 		}
 	}
 	return ""
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }
