@@ -5,6 +5,8 @@
 //   - access tokens live for a real TTL (JWTs with an exp claim, or opaque strings that reveal nothing);
 //   - refresh tokens rotate on every use, and replaying a used one is treated as theft: the whole token
 //     family is revoked (RFC 9700 §4.14.2), so a client that refreshes twice with one token is caught;
+//     a reuse grace period (Options.ReuseGrace) answers a replay of a just-rotated token with the same
+//     new pair instead, and SetTokenAnswerLoss rotates and then drops the answer;
 //   - both refresh formats: RFC 6749 §6 at /oauth/token and the seed app's JSON at /auth/refresh;
 //   - knobs make the token endpoint slow, fail with any status, hang, or stream garbage, and make the
 //     API fail (with or without Retry-After) or lose the answers of the orders it creates;
@@ -37,6 +39,11 @@ type Options struct {
 	// Opaque makes access tokens random strings and leaves expires_in out of token answers, so a
 	// client learns that a token expired only from a 401.
 	Opaque bool
+	// ReuseGrace is how long a rotated refresh token may be replayed: within it, the replay gets the
+	// same new pair back instead of revoking the family, as Okta's grace period and Auth0's reuse
+	// interval do for a client whose answer was lost. 0: no grace; any replay revokes the family and
+	// is answered invalid_grant (RFC 9700 §4.14.2).
+	ReuseGrace time.Duration
 	// FormAnswers makes the RFC 6749 endpoint answer application/x-www-form-urlencoded fields, with
 	// token_type "bearer" in lower case, as some older servers do (golang.org/x/oauth2 reads them).
 	FormAnswers bool
@@ -64,6 +71,7 @@ type Server struct {
 	orders   map[string]*order // by user + "/" + Idempotency-Key
 	nOrders  int64             // orders created: the side effects a duplicate would multiply
 	loseNext int               // the next n orders are committed, then answered 503
+	loseRefs int               // the next n refreshes rotate, then their connection is closed
 	orderLag time.Duration     // how long creating an order takes
 	issued   []string          // every access and refresh token ever issued, in order
 	ordered  map[string]int    // orders created, by user + "\x00" + request body
@@ -74,6 +82,8 @@ type Server struct {
 	unauthorized  atomic.Int64
 	revocations   atomic.Int64
 	reuseDetected atomic.Int64
+	graceReplays  atomic.Int64
+	lostAnswers   atomic.Int64
 	tokenDone     atomic.Int64              // token endpoint answers completed (including failures)
 	flaky         atomic.Pointer[Flakiness] // nil: no random failures
 	flaky503      atomic.Int64              // API requests answered 503 by Flakiness
@@ -143,7 +153,9 @@ type Stats struct {
 	APIRequests   int64 // API calls received, valid token or not
 	Unauthorized  int64 // API calls answered 401
 	Revocations   int64 // token families revoked
-	ReuseDetected int64 // refresh tokens replayed after use
+	ReuseDetected int64 // refresh tokens replayed after use, outside any grace period
+	GraceReplays  int64 // refresh tokens replayed within ReuseGrace, answered with the same pair
+	LostAnswers   int64 // refreshes whose answer SetTokenAnswerLoss dropped after rotating
 }
 
 // Stats returns the counters.
@@ -155,6 +167,8 @@ func (s *Server) Stats() Stats {
 		Unauthorized:  s.unauthorized.Load(),
 		Revocations:   s.revocations.Load(),
 		ReuseDetected: s.reuseDetected.Load(),
+		GraceReplays:  s.graceReplays.Load(),
+		LostAnswers:   s.lostAnswers.Load(),
 	}
 }
 

@@ -20,6 +20,8 @@ type refreshRecord struct {
 	user   string
 	family uint64
 	used   bool
+	usedAt time.Time       // when it was rotated
+	next   messages.Tokens // the pair it was rotated into, replayed within Options.ReuseGrace
 }
 
 type family struct {
@@ -84,6 +86,9 @@ func (s *Server) handleOAuth2(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, code, desc)
 		return
 	}
+	if s.loseAnswer(w) {
+		return
+	}
 	ans := map[string]any{"access_token": t.Access, "token_type": "Bearer", "refresh_token": t.Refresh}
 	if !s.opts.Opaque {
 		ans["expires_in"] = int64(s.opts.AccessTTL / time.Second)
@@ -123,6 +128,9 @@ func (s *Server) handleJSONRefresh(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": desc})
 		return
 	}
+	if s.loseAnswer(w) {
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"accessToken": t.Access, "refreshToken": t.Refresh})
 }
 
@@ -140,12 +148,51 @@ func (s *Server) rotate(refresh string) (messages.Tokens, string, string) {
 		return messages.Tokens{}, "invalid_grant", "token family revoked"
 	}
 	if rec.used {
+		if s.opts.ReuseGrace > 0 && time.Since(rec.usedAt) <= s.opts.ReuseGrace {
+			s.graceReplays.Add(1)
+			return rec.next, "", ""
+		}
 		s.reuseDetected.Add(1)
 		s.revokeLocked(rec.family)
 		return messages.Tokens{}, "invalid_grant", "refresh token reused: family revoked"
 	}
-	rec.used = true
-	return s.issueLocked(rec.user, rec.family), "", ""
+	rec.used, rec.usedAt = true, time.Now()
+	rec.next = s.issueLocked(rec.user, rec.family)
+	return rec.next, "", ""
+}
+
+// SetTokenAnswerLoss makes the next n refreshes rotate the refresh token and then close the
+// connection instead of answering: the server has spent the token, the client never learns the new
+// pair and can only replay the old one (see Options.ReuseGrace). 0 turns it off.
+func (s *Server) SetTokenAnswerLoss(n int) {
+	s.mu.Lock()
+	s.loseRefs = n
+	s.mu.Unlock()
+}
+
+// loseAnswer reports whether this refresh's answer is to be lost (counting it), and if so closes
+// the connection under w.
+func (s *Server) loseAnswer(w http.ResponseWriter) bool {
+	s.mu.Lock()
+	lose := s.loseRefs > 0
+	if lose {
+		s.loseRefs--
+	}
+	s.mu.Unlock()
+	if !lose {
+		return false
+	}
+	s.lostAnswers.Add(1)
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic(http.ErrAbortHandler)
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	_ = conn.Close()
+	return true
 }
 
 func (s *Server) revokeLocked(fam uint64) {
