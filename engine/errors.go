@@ -59,7 +59,19 @@ var (
 )
 
 // TokenEndpointError is a non-2xx answer of the token endpoint: its status and the RFC 6749 §5.2
-// error code and description (never a token). A 4xx other than 408 and 429 ends the session.
+// error code and description (never a token). A 4xx other than 408 and 429 ends the session. Find it
+// with errors.As in what a request or a SessionExpired event carries. Its fields and method (an
+// alias hides them from go doc):
+//
+//	Status      int           // the token endpoint's HTTP status
+//	Code        string        // the "error" field ("invalid_grant", ...), secrets redacted, ≤ 64 bytes
+//	Description string        // "error_description" (or "message"), secrets redacted, ≤ 256 bytes
+//	RetryAfter  time.Duration // the answer's Retry-After; 0 when it had none
+//	Permanent() bool          // whether retrying the same refresh token cannot help
+//
+// It stays an alias: the token actor classifies refresh failures with this very type, and the
+// error reaches callers along several paths (requests, events, logs), so a defined engine type
+// would need a conversion on each.
 type TokenEndpointError = tokenwire.EndpointError
 
 // APIError is a non-2xx answer of the API, as the typed helpers (GetJSON, PostJSON, ...) return it.

@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -204,5 +209,35 @@ func TestAPIErrorShowsTitleAndDetail(t *testing.T) {
 			assert.Equal(t, "engine: POST "+srv.URL+"/orders: "+tc.want, err.Error())
 			assert.True(t, utf8.ValidString(err.Error()))
 		})
+	}
+}
+
+// The error types that are aliases list their fields in their doc comments (go doc hides an alias's
+// fields): every exported field must be listed, so the list cannot go stale.
+func TestAliasedErrorDocsListEveryField(t *testing.T) {
+	fset := token.NewFileSet()
+	docs := map[string]string{}
+	for _, file := range []string{"errors.go", "retry.go"} {
+		f, err := parser.ParseFile(fset, file, nil, parser.ParseComments)
+		require.NoError(t, err)
+		for _, d := range f.Decls {
+			if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.TYPE && g.Doc != nil {
+				for _, spec := range g.Specs {
+					docs[spec.(*ast.TypeSpec).Name.Name] = g.Doc.Text()
+				}
+			}
+		}
+	}
+	for name, typ := range map[string]reflect.Type{
+		"TokenEndpointError": reflect.TypeFor[engine.TokenEndpointError](),
+		"RetryLaterError":    reflect.TypeFor[engine.RetryLaterError](),
+	} {
+		doc, ok := docs[name]
+		require.True(t, ok, "no doc comment found for %s", name)
+		for i := range typ.NumField() {
+			if f := typ.Field(i); f.IsExported() {
+				assert.Regexp(t, `(?m)^\s+`+f.Name+`\s+`+regexp.QuoteMeta(f.Type.String())+`\b`, doc, "%s's doc does not list %s", name, f.Name)
+			}
+		}
 	}
 }
