@@ -38,9 +38,6 @@ const (
 	ReasonEOF = "eof"
 	// ReasonTimeout is a network or transport timeout (a net.Error whose Timeout is true).
 	ReasonTimeout = "timeout"
-	// ReasonMalformedAnswer is a 2xx token answer that could not be used (tokenwire's
-	// ErrMalformedAnswer: a captive portal's page, a bad expires_in, a token that cannot be sent).
-	ReasonMalformedAnswer = "malformed_answer"
 )
 
 // idempotencyKeyHeader names the header of draft-ietf-httpapi-idempotency-key-header.

@@ -102,6 +102,12 @@ func (e *EndpointError) Permanent() bool {
 	return e.Status >= 400 && e.Status < 500 && e.Status != http.StatusRequestTimeout && e.Status != http.StatusTooManyRequests
 }
 
+// HTTPStatus is the answer's status and the wait its Retry-After asked for (0 when none), for a
+// classifier that knows errors by their methods rather than by this type.
+func (e *EndpointError) HTTPStatus() (status int, retryAfter time.Duration) {
+	return e.Status, e.RetryAfter
+}
+
 // endpointError builds the typed error for a non-2xx answer from its RFC 6749 §5.2 fields, if any.
 // Every secret is replaced before the fields are clipped, so that a clip cannot cut one into a piece
 // that no longer matches.

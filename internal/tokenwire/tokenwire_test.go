@@ -134,6 +134,9 @@ func TestEndpointErrorPermanence(t *testing.T) {
 	for status, want := range map[int]bool{400: true, 401: true, 403: true, 408: false, 429: false, 500: false, 503: false, 302: false} {
 		assert.Equal(t, want, (&EndpointError{Status: status}).Permanent(), "status %d", status)
 	}
+	status, wait := (&EndpointError{Status: 503, RetryAfter: time.Second}).HTTPStatus()
+	assert.Equal(t, 503, status)
+	assert.Equal(t, time.Second, wait)
 }
 
 // Refresh against a loopback endpoint: the request it sends for each format, the rotation rule, the
