@@ -197,15 +197,50 @@ func (e *APIError) scrub(secrets []string) {
 	}
 	p.Type, p.Title, p.Detail, p.Instance = text(p.Type), text(p.Title), text(p.Detail), text(p.Instance)
 	for k, raw := range p.Extensions {
-		clean := redact.Secrets(string(raw), secrets...)
-		if clean == string(raw) {
-			continue
-		}
-		if !json.Valid([]byte(clean)) { // the secret was not inside a string: the member goes whole
-			clean = strconv.Quote(redact.Redacted)
-		}
-		p.Extensions[k] = json.RawMessage(clean)
+		p.Extensions[k] = scrubJSON(raw, secrets)
 	}
+}
+
+// scrubJSON replaces every secret in the strings (keys included) of a JSON value. A value with no
+// escape sequence and no secret in its text is returned as it is; any other is decoded, scrubbed
+// and encoded again, so that a secret spelled with escapes ("\u0041…") is found too.
+func scrubJSON(raw json.RawMessage, secrets []string) json.RawMessage {
+	if !bytes.ContainsRune(raw, '\\') && redact.Secrets(string(raw), secrets...) == string(raw) {
+		return raw
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return json.RawMessage(strconv.Quote(redact.Redacted))
+	}
+	out, err := json.Marshal(scrubValue(v, secrets))
+	if err != nil {
+		return json.RawMessage(strconv.Quote(redact.Redacted))
+	}
+	return out
+}
+
+func scrubValue(v any, secrets []string) any {
+	switch x := v.(type) {
+	case string:
+		return redact.Secrets(x, secrets...)
+	case json.Number: // a numeric API key echoed as a number
+		if redact.Secrets(string(x), secrets...) != string(x) {
+			return redact.Redacted
+		}
+	case []any:
+		for i := range x {
+			x[i] = scrubValue(x[i], secrets)
+		}
+	case map[string]any:
+		clean := make(map[string]any, len(x))
+		for k, e := range x {
+			clean[redact.Secrets(k, secrets...)] = scrubValue(e, secrets)
+		}
+		return clean
+	}
+	return v
 }
 
 func parseProblem(body []byte) *Problem {
