@@ -76,7 +76,10 @@ type TokenEndpointError = tokenwire.EndpointError
 
 // APIError is a non-2xx answer of the API, as the typed helpers (GetJSON, PostJSON, ...) return it.
 // It is built in one place from RFC 9457 problem+json, a JSON body with message / error /
-// error_description, or plain text, reading at most WithMaxErrorBodyBytes of the body.
+// error_description, or plain text, reading at most WithMaxErrorBodyBytes of the body, and only
+// what of it arrives promptly (a body that stalls is not waited for). Its texts, the Problem's
+// included, never hold the token sent or a WithSecretHeader value (values of 8 bytes or more are
+// replaced by "[redacted]"), and each is clipped to 512 bytes of valid UTF-8.
 type APIError struct {
 	Method    string
 	URL       string   // without user info; query values replaced by "redacted"
