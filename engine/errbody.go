@@ -16,7 +16,7 @@ import (
 const (
 	errorBodyIdle = 250 * time.Millisecond
 	errorBodyWait = time.Second
-	errorBodyRead = 8 << 10 // bytes per read of the body
+	errorBodyRead = 32 << 10 // the most bytes one read of the body asks for
 )
 
 // errBodyClosed is what reading an error body gives after Close, as net/http's bodies do.
@@ -36,18 +36,15 @@ func readErrorBody(ctx context.Context, body io.ReadCloser, limit int64) ([]byte
 	}
 	b := &errorBody{src: body, pieces: make(chan piece), stop: make(chan struct{})}
 	go b.run()
-	idle := time.NewTimer(errorBodyIdle)
-	defer idle.Stop()
-	all := time.NewTimer(errorBodyWait)
-	defer all.Stop()
+	end := time.Now().Add(errorBodyWait)
+	wait := time.NewTimer(errorBodyIdle)
+	defer wait.Stop()
 	for int64(len(b.pending)) < limit && b.err == nil {
 		select {
 		case p := <-b.pieces:
 			b.pending, b.err = append(b.pending, p.data...), p.err
-			idle.Reset(errorBodyIdle)
-		case <-idle.C:
-			return clipBytes(b.pending, limit), b
-		case <-all.C:
+			wait.Reset(min(errorBodyIdle, time.Until(end)))
+		case <-wait.C:
 			return clipBytes(b.pending, limit), b
 		case <-ctx.Done():
 			return clipBytes(b.pending, limit), b
@@ -80,11 +77,16 @@ type errorBody struct {
 	err     error  // the body's end (io.EOF) or failure, once read
 }
 
-// run reads the body until it ends or Close stops it.
+// run reads the body until it ends or Close stops it. Its first read is small (most error bodies
+// are), and each read that fills its buffer doubles the next one, up to errorBodyRead.
 func (b *errorBody) run() {
+	size := 512
 	for {
-		buf := make([]byte, errorBodyRead)
+		buf := make([]byte, size)
 		n, err := b.src.Read(buf)
+		if n == size {
+			size = min(2*size, errorBodyRead)
+		}
 		select {
 		case b.pieces <- piece{buf[:n], err}:
 		case <-b.stop:
