@@ -103,6 +103,15 @@ func (h *TokenHandle) AcquireAt(ctx context.Context, now time.Time) (Grant, erro
 	})
 }
 
+// Header is the Authorization value the current token is sent with ("" when there is none), read
+// from the published snapshot, for scrubbing it out of the error texts the engine builds.
+func (h *TokenHandle) Header() string {
+	if s := h.snap.Load(); s != nil {
+		return s.Header
+	}
+	return ""
+}
+
 // AcquireByMessage is Acquire without the snapshot: always a NeedToken round trip through the
 // mailbox. It exists to measure what the snapshot saves.
 func (h *TokenHandle) AcquireByMessage(ctx context.Context) (Grant, error) {

@@ -46,15 +46,40 @@ var (
 	// ErrRequestPanicked: something on the request path panicked (a RetryPolicy.Decide, the
 	// transport, or a bug of ours). The request is not resent; the panic and its stack are logged once.
 	ErrRequestPanicked = messages.ErrRequestPanicked
+	// ErrMalformedTokenAnswer: the token endpoint answered 2xx with something the engine cannot use:
+	// not JSON or form fields (a captive portal's page), no access token, a negative or absurd
+	// expires_in, or a token with characters that cannot be sent (CR, LF, spaces, control characters,
+	// non-ASCII: outside RFC 6750's b64token). Such a token is never sent. It is a refresh failure
+	// that may pass (ErrRefreshFailed wraps it): the credentials are kept.
+	ErrMalformedTokenAnswer = tokenwire.ErrMalformedAnswer
+	// ErrUnsupportedTokenType: the token endpoint issued a token_type other than Bearer (DPoP, MAC,
+	// ...), which the engine cannot send. The session ends (ErrSessionExpired wraps it): each retry
+	// would spend a refresh token for a token that cannot be used.
+	ErrUnsupportedTokenType = tokenwire.ErrUnsupportedTokenType
 )
 
 // TokenEndpointError is a non-2xx answer of the token endpoint: its status and the RFC 6749 §5.2
-// error code and description (never a token). A 4xx other than 408 and 429 ends the session.
+// error code and description (never a token). A 4xx other than 408 and 429 ends the session. Find it
+// with errors.As in what a request or a SessionExpired event carries. Its fields and method (an
+// alias hides them from go doc):
+//
+//	Status      int           // the token endpoint's HTTP status
+//	Code        string        // the "error" field ("invalid_grant", ...), secrets redacted, ≤ 64 bytes
+//	Description string        // "error_description" (or "message"), secrets redacted, ≤ 256 bytes
+//	RetryAfter  time.Duration // the answer's Retry-After; 0 when it had none
+//	Permanent() bool          // whether retrying the same refresh token cannot help
+//
+// It stays an alias: the token actor classifies refresh failures with this very type, and the
+// error reaches callers along several paths (requests, events, logs), so a defined engine type
+// would need a conversion on each.
 type TokenEndpointError = tokenwire.EndpointError
 
 // APIError is a non-2xx answer of the API, as the typed helpers (GetJSON, PostJSON, ...) return it.
 // It is built in one place from RFC 9457 problem+json, a JSON body with message / error /
-// error_description, or plain text, reading at most WithMaxErrorBodyBytes of the body.
+// error_description, or plain text, reading at most WithMaxErrorBodyBytes of the body, and only
+// what of it arrives promptly (a body that stalls is not waited for). Its texts, the Problem's
+// included, never hold the token sent or a WithSecretHeader value (values of 8 bytes or more are
+// replaced by "[redacted]"), and each is clipped to 512 bytes of valid UTF-8.
 type APIError struct {
 	Method    string
 	URL       string   // without user info; query values replaced by "redacted"
@@ -83,7 +108,8 @@ type Problem struct {
 	Extensions map[string]json.RawMessage `json:"-"`
 }
 
-// Error is the method, the URL, the status and the API's own message when it gave one.
+// Error is the method, the URL, the status, and the API's own words when it gave some: a problem's
+// title and detail both ("422 Unprocessable Entity: Out of stock: only 2 left"), else Message.
 func (e *APIError) Error() string {
 	var b strings.Builder
 	b.WriteString("engine: ")
@@ -92,8 +118,14 @@ func (e *APIError) Error() string {
 	b.WriteString(e.URL)
 	b.WriteString(": ")
 	b.WriteString(strconv.Itoa(e.Status))
-	if t := http.StatusText(e.Status); t != "" {
-		b.WriteString(" " + t)
+	status := http.StatusText(e.Status)
+	if status != "" {
+		b.WriteString(" " + status)
+	}
+	// A title that only repeats the status text (RFC 9457's about:blank) or the message adds nothing.
+	if p := e.Problem; p != nil && p.Title != "" && p.Title != e.Message && !strings.EqualFold(p.Title, status) {
+		b.WriteString(": ")
+		b.WriteString(p.Title)
 	}
 	if e.Message != "" {
 		b.WriteString(": ")
@@ -102,9 +134,14 @@ func (e *APIError) Error() string {
 	return b.String()
 }
 
+// maxErrorText is the most bytes of any one text field an *APIError keeps.
+const maxErrorText = 512
+
 // parseAPIError is the one error parser: it turns an error answer and (the first bytes of) its body
-// into an *APIError. It never fails: a body it cannot understand still yields the status.
-func parseAPIError(resp *http.Response, body []byte) *APIError {
+// into an *APIError. It never fails: a body it cannot understand still yields the status. Every
+// text it keeps is scrubbed of secrets (the credentials the engine sent, which an API may echo)
+// and clipped to valid UTF-8.
+func parseAPIError(resp *http.Response, body []byte, secrets ...string) *APIError {
 	e := &APIError{Status: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
 	if resp.Request != nil {
 		e.Method, e.URL = resp.Request.Method, redact.URL(resp.Request.URL)
@@ -115,18 +152,24 @@ func parseAPIError(resp *http.Response, body []byte) *APIError {
 	if d, ok := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), timeNow()); ok {
 		e.RetryAfter = d
 	}
-	body = bytes.TrimSpace(body)
+	parseAPIErrorBody(e, resp.Header.Get("Content-Type"), bytes.TrimSpace(body))
+	e.scrub(secrets)
+	return e
+}
+
+// parseAPIErrorBody fills e's fields from the body, unscrubbed and unclipped.
+func parseAPIErrorBody(e *APIError, contentType string, body []byte) {
 	if len(body) == 0 {
-		return e
+		return
 	}
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	mt, _, _ := mime.ParseMediaType(contentType)
 	switch {
 	case mt == "application/problem+json":
 		if p := parseProblem(body); p != nil {
 			e.Problem = p
 			e.Message = firstNonEmpty(p.Detail, p.Title)
 			e.Code = stringMember(p.Extensions, "code")
-			return e
+			return
 		}
 	case mt == "application/json" || strings.HasSuffix(mt, "+json") || (mt == "" && json.Valid(body)):
 		var f map[string]json.RawMessage
@@ -137,13 +180,70 @@ func parseAPIError(resp *http.Response, body []byte) *APIError {
 			if e.Message == "" && e.Code != "" && stringMember(f, "error") == e.Code {
 				e.Message = e.Code
 			}
-			return e
+			return
 		}
 	}
 	if utf8.Valid(body) && !strings.HasPrefix(mt, "text/html") {
-		e.Message = clip(string(body), 512)
+		e.Message = string(body)
 	}
-	return e
+}
+
+// scrub replaces every secret in e's texts (the Problem's and its extension members included) and
+// then clips them: in that order, so that a clip cannot cut a secret into a piece that no longer
+// matches.
+func (e *APIError) scrub(secrets []string) {
+	text := func(s string) string { return redact.Clip(redact.Secrets(s, secrets...), maxErrorText) }
+	e.Code, e.Message = text(e.Code), text(e.Message)
+	p := e.Problem
+	if p == nil {
+		return
+	}
+	p.Type, p.Title, p.Detail, p.Instance = text(p.Type), text(p.Title), text(p.Detail), text(p.Instance)
+	for k, raw := range p.Extensions {
+		p.Extensions[k] = scrubJSON(raw, secrets)
+	}
+}
+
+// scrubJSON replaces every secret in the strings (keys included) of a JSON value. A value with no
+// escape sequence and no secret in its text is returned as it is; any other is decoded, scrubbed
+// and encoded again, so that a secret spelled with escapes ("\u0041…") is found too.
+func scrubJSON(raw json.RawMessage, secrets []string) json.RawMessage {
+	if !bytes.ContainsRune(raw, '\\') && redact.Secrets(string(raw), secrets...) == string(raw) {
+		return raw
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return json.RawMessage(strconv.Quote(redact.Redacted))
+	}
+	out, err := json.Marshal(scrubValue(v, secrets))
+	if err != nil {
+		return json.RawMessage(strconv.Quote(redact.Redacted))
+	}
+	return out
+}
+
+func scrubValue(v any, secrets []string) any {
+	switch x := v.(type) {
+	case string:
+		return redact.Secrets(x, secrets...)
+	case json.Number: // a numeric API key echoed as a number
+		if redact.Secrets(string(x), secrets...) != string(x) {
+			return redact.Redacted
+		}
+	case []any:
+		for i := range x {
+			x[i] = scrubValue(x[i], secrets)
+		}
+	case map[string]any:
+		clean := make(map[string]any, len(x))
+		for k, e := range x {
+			clean[redact.Secrets(k, secrets...)] = scrubValue(e, secrets)
+		}
+		return clean
+	}
+	return v
 }
 
 func parseProblem(body []byte) *Problem {
@@ -169,7 +269,7 @@ func parseProblem(body []byte) *Problem {
 func stringMember(m map[string]json.RawMessage, key string) string {
 	var s string
 	if raw, ok := m[key]; ok && json.Unmarshal(raw, &s) == nil {
-		return clip(strings.TrimSpace(s), 512)
+		return strings.TrimSpace(s)
 	}
 	return ""
 }
@@ -181,14 +281,4 @@ func firstNonEmpty(ss ...string) string {
 		}
 	}
 	return ""
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }

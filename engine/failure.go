@@ -1,11 +1,10 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
+	"strings"
 
 	"github.com/resilientclient/resilient/actors"
 	"github.com/resilientclient/resilient/internal/redact"
@@ -47,7 +46,7 @@ func (e *Engine) finished(req *http.Request, resp *http.Response, err error, o a
 	}
 	status, ferr := 0, err
 	if err == nil {
-		ae := readAPIError(resp, e.maxErrors)
+		ae := e.readAPIError(req.Context(), resp)
 		if o.BudgetExhausted {
 			ae.cause = ErrRetryBudgetExhausted
 		}
@@ -74,15 +73,27 @@ func (e *Engine) fail(ctx context.Context, f *Failure) {
 	e.onError(ctx, f)
 }
 
-// readAPIError builds the *APIError of an error answer from at most limit bytes of its body, and
-// puts those bytes back in front of the rest, so the caller still reads the whole body.
-func readAPIError(resp *http.Response, limit int64) *APIError {
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, limit))
-	resp.Body = replayedBody{Reader: io.MultiReader(bytes.NewReader(body), resp.Body), Closer: resp.Body}
-	return parseAPIError(resp, body)
+// readAPIError builds the *APIError of an error answer from the first bytes of its body (at most
+// WithMaxErrorBodyBytes, and only what arrives promptly: see readErrorBody), scrubbed of the
+// engine's secrets. The caller still reads the whole body from resp.Body.
+func (e *Engine) readAPIError(ctx context.Context, resp *http.Response) *APIError {
+	body, rest := readErrorBody(ctx, resp.Body, e.maxErrors)
+	resp.Body = rest
+	return parseAPIError(resp, body, e.knownSecrets()...)
 }
 
-type replayedBody struct {
-	io.Reader
-	io.Closer
+// knownSecrets are the values an API may echo that must not reach an error: the Authorization
+// value the current token is sent with, the token alone, and every WithSecretHeader value. (The API
+// never sees the refresh token; a token replaced while the request ran is not known here.)
+func (e *Engine) knownSecrets() []string {
+	secrets := make([]string, 0, 2+len(e.requester.Secrets))
+	if e.token != nil {
+		if h := e.token.Header(); h != "" {
+			secrets = append(secrets, h, strings.TrimPrefix(h, "Bearer "))
+		}
+	}
+	for _, h := range e.requester.Secrets {
+		secrets = append(secrets, h.Value)
+	}
+	return secrets
 }

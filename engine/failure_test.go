@@ -4,9 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"regexp"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -166,4 +176,68 @@ func TestCancelledParkedRequestsLeaveAtOnce(t *testing.T) {
 	assert.Equal(t, int64(25), succeeded.Load())
 	assert.Equal(t, int64(25), srv.Stats().APIRequests, "cancelled requests never reach the API")
 	assert.Equal(t, int64(1), srv.Stats().RefreshCalls)
+}
+
+// APIError.Error shows an RFC 9457 problem's title and detail both, and neither twice.
+func TestAPIErrorShowsTitleAndDetail(t *testing.T) {
+	for _, tc := range []struct {
+		name, ctype, body, want string
+	}{
+		{"title and detail", "application/problem+json", `{"title":"Out of stock","detail":"only 2 left","status":422}`,
+			"422 Unprocessable Entity: Out of stock: only 2 left"},
+		{"title only", "application/problem+json", `{"title":"Out of stock","status":422}`,
+			"422 Unprocessable Entity: Out of stock"},
+		{"about:blank title repeats the status", "application/problem+json", `{"type":"about:blank","title":"Unprocessable Entity","detail":"only 2 left"}`,
+			"422 Unprocessable Entity: only 2 left"},
+		{"JSON message", "application/json", `{"message":"only 2 left"}`, "422 Unprocessable Entity: only 2 left"},
+		{"clipped at a rune boundary", "text/plain; charset=utf-8", strings.Repeat("é", 300),
+			"422 Unprocessable Entity: " + strings.Repeat("é", 256) + "…"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tc.ctype)
+				w.WriteHeader(http.StatusUnprocessableEntity)
+				_, _ = io.WriteString(w, tc.body)
+			}))
+			defer srv.Close()
+			e, err := engine.NewPublic(engine.WithBaseURL(srv.URL))
+			require.NoError(t, err)
+			defer closeEngine(t, e)
+			_, err = engine.PostJSON[item](context.Background(), e, "/orders", map[string]int{"qty": 3})
+			var ae *engine.APIError
+			require.ErrorAs(t, err, &ae)
+			assert.Equal(t, "engine: POST "+srv.URL+"/orders: "+tc.want, err.Error())
+			assert.True(t, utf8.ValidString(err.Error()))
+		})
+	}
+}
+
+// The error types that are aliases list their fields in their doc comments (go doc hides an alias's
+// fields): every exported field must be listed, so the list cannot go stale.
+func TestAliasedErrorDocsListEveryField(t *testing.T) {
+	fset := token.NewFileSet()
+	docs := map[string]string{}
+	for _, file := range []string{"errors.go", "retry.go"} {
+		f, err := parser.ParseFile(fset, file, nil, parser.ParseComments)
+		require.NoError(t, err)
+		for _, d := range f.Decls {
+			if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.TYPE && g.Doc != nil {
+				for _, spec := range g.Specs {
+					docs[spec.(*ast.TypeSpec).Name.Name] = g.Doc.Text()
+				}
+			}
+		}
+	}
+	for name, typ := range map[string]reflect.Type{
+		"TokenEndpointError": reflect.TypeFor[engine.TokenEndpointError](),
+		"RetryLaterError":    reflect.TypeFor[engine.RetryLaterError](),
+	} {
+		doc, ok := docs[name]
+		require.True(t, ok, "no doc comment found for %s", name)
+		for i := range typ.NumField() {
+			if f := typ.Field(i); f.IsExported() {
+				assert.Regexp(t, `(?m)^\s+`+f.Name+`\s+`+regexp.QuoteMeta(f.Type.String())+`\b`, doc, "%s's doc does not list %s", name, f.Name)
+			}
+		}
+	}
 }

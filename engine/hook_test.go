@@ -141,3 +141,90 @@ func TestPanickingErrorHook(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 	assert.False(t, errors.Is(err, engine.ErrRequestPanicked))
 }
+
+// stallingAPI answers every request with status, a few bytes of its body, and then nothing until
+// release is called (or the test ends); then it sends the rest.
+func stallingAPI(t *testing.T, status int, first, rest string) (url string, release func()) {
+	t.Helper()
+	released := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(released) }) }
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, first)
+		w.(http.Flusher).Flush()
+		select {
+		case <-released:
+			_, _ = io.WriteString(w, rest)
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(release)
+	return srv.URL, release
+}
+
+// An error answer whose body sends 7 bytes and stalls: the error handler (raw client) and the typed
+// helper both get their *APIError, made from the 7 bytes, long before the caller's deadline, and
+// the raw caller still reads the whole body once the server sends the rest.
+func TestStallingErrorBodyDoesNotHoldTheAnswer(t *testing.T) {
+	const deadline = 5 * time.Second
+	for _, via := range []string{"raw client with an error handler", "typed helper"} {
+		t.Run(via, func(t *testing.T) {
+			url, release := stallingAPI(t, http.StatusUnprocessableEntity, "stalled", " and more")
+			var got failures
+			e, err := engine.NewPublic(engine.WithBaseURL(url), engine.WithErrorHandler(got.handler))
+			require.NoError(t, err)
+			defer closeEngine(t, e)
+			ctx, cancel := context.WithTimeout(context.Background(), deadline)
+			defer cancel()
+
+			if via == "typed helper" {
+				_, err := engine.GetJSON[item](ctx, e, "/items/1")
+				require.NoError(t, ctx.Err(), "the helper returned only at the caller's deadline")
+				var ae *engine.APIError
+				require.ErrorAs(t, err, &ae)
+				assert.Equal(t, "stalled", ae.Message)
+				assert.Len(t, got.take(), 1)
+				return
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/items/1", nil)
+			require.NoError(t, err)
+			resp, err := e.Client().Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			require.NoError(t, ctx.Err(), "RoundTrip returned only at the caller's deadline")
+			list := got.take()
+			require.Len(t, list, 1)
+			assert.Equal(t, http.StatusUnprocessableEntity, list[0].Status)
+			assert.Equal(t, "stalled", errAsAPI(t, list[0].Err).Message)
+
+			release()
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, "stalled and more", string(body), "the caller reads the whole body")
+		})
+	}
+}
+
+// A raw caller that closes a stalled error body without reading it: Close ends the read the engine
+// left running, and nothing is left behind (goleak checks at the end of the package's tests).
+func TestClosingAStalledErrorBody(t *testing.T) {
+	url, _ := stallingAPI(t, http.StatusServiceUnavailable, "wait", "")
+	var got failures
+	e, err := engine.NewPublic(engine.WithBaseURL(url), engine.WithErrorHandler(got.handler), engine.WithMaxRetries(0))
+	require.NoError(t, err)
+	defer closeEngine(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/x", nil)
+	require.NoError(t, err)
+	resp, err := e.Client().Do(req)
+	require.NoError(t, err)
+	require.NoError(t, ctx.Err())
+	require.NoError(t, resp.Body.Close())
+	_, err = resp.Body.Read(make([]byte, 1))
+	assert.Error(t, err, "a closed body reads nothing")
+	require.Len(t, got.take(), 1)
+}

@@ -164,5 +164,10 @@ func orDefault[T comparable](v, def T) T {
 
 // RetryLaterError says when to come back: the server's Retry-After (or the cool-down it set for its
 // host) ends after the request's deadline, so the engine failed the request at once rather than
-// wait in vain. errors.Is finds ErrRetryLater and context.DeadlineExceeded in it.
+// wait in vain. errors.Is finds ErrRetryLater and context.DeadlineExceeded in it. Its fields (an
+// alias hides them from go doc):
+//
+//	Host   string    // host[:port] that asked for the wait
+//	Status int       // the status that carried the Retry-After; 0 when a cool-down held the request
+//	At     time.Time // when the server accepts requests again
 type RetryLaterError = messages.RetryLaterError

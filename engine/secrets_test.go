@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -403,6 +404,83 @@ func TestSecretsNeverLeakFromAnEchoingTokenEndpoint(t *testing.T) {
 			require.Positive(t, c.logRecords)
 			checkLeaks(t, "caller's error, failure or event", c.seen.String(), needles)
 			checkLeaks(t, "engine's log", c.logs.String(), needles)
+		})
+	}
+}
+
+// An API that echoes the credentials it was sent into its error answers, in every place the engine
+// reads one from (problem title, detail and extension members, JSON message and code, a text body):
+// the *APIError the caller and the error handler get shows none of them, while the raw caller's
+// body stays the server's own. A secret shorter than redact's minimum is left as it is, so a
+// short value cannot garble a message.
+func TestAPIErrorsAreScrubbedOfEchoedSecrets(t *testing.T) {
+	const access = "at-0123456789abcdef-SECRET"
+	for _, tc := range []struct {
+		name, ctype string
+		body        func(auth, key string) string
+		wantMessage string // with the long secret header value
+	}{
+		{"problem detail and title", "application/problem+json", func(auth, key string) string {
+			return `{"title":"Rejected ` + auth + `","detail":"key ` + key + ` and token ` + strings.TrimPrefix(auth, "Bearer ") + ` refused","status":403}`
+		}, "key [redacted] and token [redacted] refused"},
+		{"problem extension member", "application/problem+json", func(auth, key string) string {
+			return `{"title":"Forbidden","detail":"no","sent":{"authorization":"` + auth + `","key":"` + key + `"}}`
+		}, "no"},
+		{"JSON message and code", "application/json", func(auth, key string) string {
+			return `{"code":"` + key + `","message":"you sent ` + auth + `"}`
+		}, "you sent [redacted]"},
+		{"text body", "text/plain", func(auth, key string) string {
+			return "denied: " + auth + " / " + key
+		}, "denied: [redacted] / [redacted]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, key := range []string{leakHeaderValue, "k-7"} {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Content-Type", tc.ctype)
+					w.WriteHeader(http.StatusForbidden)
+					_, _ = io.WriteString(w, tc.body(r.Header.Get("Authorization"), r.Header.Get(leakHeaderName)))
+				}))
+				var c leakCapture
+				e, err := engine.New(engine.WithBaseURL(srv.URL), engine.WithTokens(engine.Tokens{Access: access}),
+					engine.WithSecretHeader(leakHeaderName, key), engine.WithErrorHandler(c.failure))
+				require.NoError(t, err)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+
+				_, err = engine.GetJSON[item](ctx, e, "/items/1")
+				var ae *engine.APIError
+				require.ErrorAs(t, err, &ae)
+				c.callerError(err)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/raw", nil)
+				resp, err := e.Client().Do(req)
+				require.NoError(t, err)
+				raw, _ := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				cancel()
+				closeEngine(t, e)
+				srv.Close()
+
+				assert.Contains(t, string(raw), access, "the raw caller's body is the server's")
+				c.mu.Lock()
+				seen := c.seen.String()
+				c.mu.Unlock()
+				assert.Equal(t, 2, c.failures)
+				assert.NotContains(t, seen, access, "the access token reached an error")
+				if key == leakHeaderValue {
+					assert.NotContains(t, seen, key, "the secret header's value reached an error")
+					assert.Equal(t, tc.wantMessage, ae.Message)
+				}
+				visible := ae.Error() + ae.Code
+				if ae.Problem != nil {
+					for k, v := range ae.Problem.Extensions {
+						assert.True(t, json.Valid(v), "extension %s is still JSON", k)
+						visible += string(v)
+					}
+				}
+				assert.NotContains(t, visible, access)
+				if key != leakHeaderValue {
+					assert.Contains(t, visible, key, "a value that short is left alone")
+				}
+			}
 		})
 	}
 }

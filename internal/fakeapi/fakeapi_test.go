@@ -230,3 +230,43 @@ func TestHandlerServesWithoutSocket(t *testing.T) {
 	s.SetFlakiness(Flakiness{Reset: 1})
 	assert.PanicsWithValue(t, http.ErrAbortHandler, func() { s.Handler().ServeHTTP(httptest.NewRecorder(), req) })
 }
+
+// A refresh whose answer is lost after the server rotated: the client sees the connection close,
+// and its replay of the old refresh token gets the same new pair within ReuseGrace, or revokes the
+// family without it.
+func TestLostAnswerAndReuseGrace(t *testing.T) {
+	for _, grace := range []time.Duration{0, time.Minute} {
+		t.Run("grace "+grace.String(), func(t *testing.T) {
+			s := Start(Options{AccessTTL: time.Hour, ReuseGrace: grace})
+			defer s.Close()
+			defer http.DefaultClient.CloseIdleConnections()
+			first := s.Login("ada")
+			s.SetTokenAnswerLoss(1)
+			resp, err := http.PostForm(s.OAuth2TokenURL(), url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first.Refresh}})
+			if err == nil {
+				resp.Body.Close()
+			}
+			require.Error(t, err, "the answer is lost")
+			assert.Equal(t, int64(1), s.Stats().LostAnswers)
+
+			status, body := refresh(t, s, first.Refresh) // the replay
+			st := s.Stats()
+			if grace == 0 {
+				assert.Equal(t, http.StatusBadRequest, status)
+				assert.Equal(t, "invalid_grant", body["error"])
+				assert.Equal(t, int64(1), st.ReuseDetected)
+				assert.Equal(t, int64(1), st.Revocations)
+				return
+			}
+			require.Equal(t, http.StatusOK, status)
+			issued := s.IssuedTokens()
+			assert.Equal(t, issued[len(issued)-2], body["access_token"], "the pair the lost answer carried")
+			assert.Equal(t, issued[len(issued)-1], body["refresh_token"])
+			assert.Len(t, issued, 4, "no new pair was minted for the replay")
+			assert.Equal(t, int64(1), st.GraceReplays)
+			assert.Zero(t, st.ReuseDetected)
+			status, _ = refresh(t, s, body["refresh_token"].(string))
+			assert.Equal(t, http.StatusOK, status, "the replayed pair's refresh token works")
+		})
+	}
+}

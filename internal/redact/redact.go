@@ -3,6 +3,7 @@ package redact
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -44,4 +45,33 @@ func Clip(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
+}
+
+// MinSecret is the length, in bytes, below which Secrets leaves a value alone. Replacing every "r"
+// or "abc" in a message would garble it ("invalid_grant" with a refresh token "r" would read
+// "invalid_g[redacted]ant") and hide nothing: so short a value is no secret worth the name.
+const MinSecret = 8
+
+// Redacted is what Secrets puts in place of a secret.
+const Redacted = "[redacted]"
+
+// Secrets replaces every occurrence of each whole secret value in s with Redacted. Only whole values
+// are replaced, never a piece of one, and values shorter than MinSecret are skipped. Longer secrets
+// are replaced first, so that a secret that contains another (an Authorization value and its
+// token) goes at once. Redact before clipping: a clip may cut a secret into a prefix that no longer
+// matches.
+func Secrets(s string, secrets ...string) string {
+	if s == "" {
+		return s
+	}
+	if len(secrets) > 1 {
+		secrets = slices.Clone(secrets)
+		slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	}
+	for _, secret := range secrets {
+		if len(secret) >= MinSecret {
+			s = strings.ReplaceAll(s, secret, Redacted)
+		}
+	}
+	return s
 }

@@ -7,7 +7,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestURL(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
@@ -45,5 +48,31 @@ func TestClip(t *testing.T) {
 		if got != tc.want || !utf8.ValidString(got) {
 			t.Errorf("Clip(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 		}
+	}
+}
+
+func TestSecrets(t *testing.T) {
+	const long = "rt-0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct {
+		name    string
+		in      string
+		secrets []string
+		want    string
+	}{
+		{"short secret never garbles", "invalid_grant", []string{"r"}, "invalid_grant"},
+		{"seven bytes is still too short", "error abcdefg here", []string{"abcdefg"}, "error abcdefg here"},
+		{"eight bytes is replaced", "error abcdefgh here", []string{"abcdefgh"}, "error [redacted] here"},
+		{"long secret, every occurrence", "token " + long + " is revoked (" + long + ")", []string{long},
+			"token [redacted] is revoked ([redacted])"},
+		{"the longer secret wins", "Authorization: Bearer " + long, []string{long, "Bearer " + long},
+			"Authorization: [redacted]"},
+		{"empty secrets are skipped", "nothing to hide", []string{"", "r"}, "nothing to hide"},
+		{"a piece of a secret stays", "prefix rt-0123456789 only", []string{long}, "prefix rt-0123456789 only"},
+		{"no secrets", "as is", nil, "as is"},
+		{"empty text", "", []string{long}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, Secrets(tc.in, tc.secrets...))
+		})
 	}
 }
