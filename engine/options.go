@@ -82,6 +82,7 @@ type config struct {
 	secrets        []actors.SecretHeader
 	cacheBytes     int64
 	tel            telemetry.Config
+	grant          grant // WithClientCredentials, WithTokenSource or WithOAuth2Config (grants.go); nil: none
 }
 
 // WithBaseURL sets the API's base URL: typed helpers resolve their paths against it, and its origin
@@ -235,6 +236,7 @@ func (c *config) check(public bool) (validated, error) {
 	if len(c.secrets) > 0 && len(v.origins) == 0 {
 		errs = append(errs, configErr("WithSecretHeader", "needs WithBaseURL: it names the origin that receives the header"))
 	}
+	errs = append(errs, c.checkGrant(public)...)
 	if c.maxTokenBytes < 0 || c.maxErrorBytes < 0 {
 		errs = append(errs, configErr("WithMax*Bytes", "negative limit"))
 	}
@@ -267,7 +269,7 @@ func (c *config) check(public bool) (validated, error) {
 // checkCredentials validates the starting credentials once the store has been read.
 func (c *config) checkCredentials(t Tokens) error {
 	switch {
-	case t.Access == "" && t.Refresh == "" && c.refreshFunc == nil:
+	case t.Access == "" && t.Refresh == "" && c.refreshFunc == nil && c.grant == nil:
 		return configErr("WithTokens", "no credentials: give WithTokens, a WithTokenStore that holds some, or WithRefreshFunc")
 	case c.tokenEndpoint != "" && t.Refresh == "":
 		return configErr("WithTokenEndpoint", "a token endpoint needs a refresh token, and the starting tokens have none")
