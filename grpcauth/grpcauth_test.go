@@ -133,6 +133,23 @@ func TestGRPCAndHTTPShareOneRefresh(t *testing.T) {
 	}
 }
 
+// 1,000 concurrent unary RPCs alone after the server expired every token: the interceptor's report
+// is what starts the one refresh, and every call is resent once with the new token.
+func TestGRPCStormOneRefresh(t *testing.T) {
+	api, _, hc := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	api.ExpireAccessTokens()
+	var failed atomic.Int64
+	fanOut(1000, func(int) {
+		if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+			failed.Add(1)
+		}
+	})
+	assert.Zero(t, failed.Load())
+	assert.EqualValues(t, 1, api.Stats().RefreshCalls)
+}
+
 // An UNAUTHENTICATED end of a stream reports the token: the refresh starts without a unary call.
 func TestGRPCStreamReportsRejection(t *testing.T) {
 	api, _, hc := setup(t)
