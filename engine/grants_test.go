@@ -347,3 +347,94 @@ func TestCredentialRedactedAndPublic(t *testing.T) {
 	_, err = pub.TokenSource().Token()
 	require.ErrorIs(t, err, engine.ErrInvalidConfig)
 }
+
+// funcSource is a TokenSource made of a function.
+type funcSource func() (*oauth2.Token, error)
+
+func (f funcSource) Token() (*oauth2.Token, error) { return f() }
+
+// What a TokenSource's answers become: its errors and unusable tokens are read into the engine's
+// error model, like a token endpoint's answers, and the secrets they echo stay out of the errors.
+func TestTokenSourceAnswers(t *testing.T) {
+	retrieve := func(status int, code, desc string) error {
+		return &oauth2.RetrieveError{Response: &http.Response{StatusCode: status, Header: http.Header{}}, ErrorCode: code, ErrorDescription: desc}
+	}
+	for _, tc := range []struct {
+		name      string
+		answers   []func() (*oauth2.Token, error) // one per call; the last repeats
+		wantIs    []error
+		wantCode  string
+		wantCalls int64
+	}{
+		{"invalid_grant ends the session", []func() (*oauth2.Token, error){
+			func() (*oauth2.Token, error) {
+				return nil, retrieve(400, "invalid_grant", "grant the-secret-grant revoked")
+			}},
+			[]error{engine.ErrSessionExpired}, "invalid_grant", 1},
+		{"a 503 is retried", []func() (*oauth2.Token, error){
+			func() (*oauth2.Token, error) { return nil, retrieve(503, "", "") },
+			func() (*oauth2.Token, error) { return &oauth2.Token{AccessToken: "good"}, nil }},
+			nil, "", 2},
+		{"a token that cannot be sent", []func() (*oauth2.Token, error){
+			func() (*oauth2.Token, error) { return &oauth2.Token{AccessToken: "a\r\nX-Evil: 1"}, nil }},
+			[]error{engine.ErrRefreshFailed, engine.ErrMalformedTokenAnswer}, "", 1},
+		{"a DPoP token", []func() (*oauth2.Token, error){
+			func() (*oauth2.Token, error) { return &oauth2.Token{AccessToken: "a", TokenType: "DPoP"}, nil }},
+			[]error{engine.ErrSessionExpired, engine.ErrUnsupportedTokenType}, "", 1},
+		{"a panicking source", []func() (*oauth2.Token, error){
+			func() (*oauth2.Token, error) { panic("boom") }},
+			[]error{engine.ErrRefreshFailed}, "", 1},
+		{"any other error", []func() (*oauth2.Token, error){
+			func() (*oauth2.Token, error) { return nil, errors.New("metadata server unreachable") }},
+			[]error{engine.ErrRefreshFailed}, "", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := startAPI(t, fakeapi.Options{})
+			var calls atomic.Int64
+			src := funcSource(func() (*oauth2.Token, error) {
+				n := int(calls.Add(1))
+				return tc.answers[min(n, len(tc.answers))-1]()
+			})
+			e, err := engine.New(engine.WithBaseURL(api.URL()), engine.WithTokenSource(src),
+				engine.WithRetryPolicy(engine.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}))
+			require.NoError(t, err)
+			t.Cleanup(func() { closeEngine(t, e) })
+			c, err := e.Credential(context.Background())
+			assert.Equal(t, tc.wantCalls, calls.Load())
+			if tc.wantIs == nil {
+				require.NoError(t, err)
+				assert.Equal(t, "good", c.AccessToken)
+				return
+			}
+			for _, target := range tc.wantIs {
+				require.ErrorIs(t, err, target)
+			}
+			if tc.wantCode != "" {
+				var ee *engine.TokenEndpointError
+				require.ErrorAs(t, err, &ee)
+				assert.Equal(t, tc.wantCode, ee.Code)
+			}
+			assert.NotContains(t, err.Error(), "X-Evil")
+		})
+	}
+}
+
+// Client credentials renew before expiry like any token: with the default skew the engine fetches
+// the next token while the current one is still valid, and no request meets a 401.
+func TestClientCredentialsProactiveRenewal(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{AccessTTL: 2 * time.Second})
+	srv.RegisterClient("svc", "client-secret-value", fakeapi.ClientSecretBasic)
+	e, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithClientCredentials(engine.ClientCredentials{
+		TokenURL: srv.OAuth2TokenURL(), ClientID: "svc", ClientSecret: "client-secret-value"}))
+	require.NoError(t, err)
+	t.Cleanup(func() { closeEngine(t, e) })
+	ctx := context.Background()
+	_, err = me(ctx, e)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, srv.ClientTokens())
+	assert.Eventually(t, func() bool { return srv.ClientTokens() == 2 }, 10*time.Second, 10*time.Millisecond,
+		"a second token is fetched without any request asking for it")
+	_, err = me(ctx, e)
+	require.NoError(t, err)
+	assert.Zero(t, srv.Stats().Unauthorized)
+}
