@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"golang.org/x/oauth2"
 
@@ -83,7 +84,7 @@ func WithClientCredentials(cc ClientCredentials) Option {
 // a *TokenEndpointError (a definitive 4xx ends the session, a 5xx is retried). A nil ts is an error
 // of New. Default: none.
 func WithTokenSource(ts oauth2.TokenSource) Option {
-	return func(c *config) { c.grant = tokenSourceGrant{ts} }
+	return func(c *config) { c.grant = tokenSourceGrant{ts: ts, mu: &sync.Mutex{}} }
 }
 
 // WithOAuth2Config refreshes with cfg's token endpoint and client credentials (cfg.Endpoint.TokenURL,
@@ -189,7 +190,13 @@ func (g clientCredsGrant) refresher(c *config, base http.RoundTripper) actors.Re
 
 func (g clientCredsGrant) tune(tc *actors.TokenConfig) { tc.RefreshHost = endpointHost(g.cc.TokenURL) }
 
-type tokenSourceGrant struct{ ts oauth2.TokenSource }
+type tokenSourceGrant struct {
+	ts oauth2.TokenSource
+	// mu serialises calls to ts. The token actor runs one refresh at a time, but a refresh it
+	// abandons (SetTokens, a new login) may still be inside ts.Token, which no context can end,
+	// when the next one starts.
+	mu *sync.Mutex
+}
 
 func (tokenSourceGrant) option() string { return "WithTokenSource" }
 
@@ -202,6 +209,8 @@ func (g tokenSourceGrant) check() []error {
 
 func (g tokenSourceGrant) refresher(_ *config, _ http.RoundTripper) actors.RefreshFunc {
 	return func(_ context.Context, current Tokens) (Tokens, error) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
 		t, err := fromSource(g.ts, current)
 		if err == nil && current.Access != "" && t.Access == current.Access {
 			// The source still holds the token the engine gave up on (rejected or expired): ask once

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -437,4 +438,48 @@ func TestClientCredentialsProactiveRenewal(t *testing.T) {
 	_, err = me(ctx, e)
 	require.NoError(t, err)
 	assert.Zero(t, srv.Stats().Unauthorized)
+}
+
+// Calls to a TokenSource never overlap, even when the application sets new (empty) tokens while a
+// call hangs and the engine starts the next refresh.
+func TestTokenSourceCallsNeverOverlap(t *testing.T) {
+	api := startAPI(t, fakeapi.Options{})
+	login := api.Login("ada")
+	release := make(chan struct{})
+	entered := make(chan struct{}, 2)
+	var inside, most, calls atomic.Int64
+	src := funcSource(func() (*oauth2.Token, error) {
+		n := inside.Add(1)
+		defer inside.Add(-1)
+		if n > most.Load() {
+			most.Store(n)
+		}
+		entered <- struct{}{}
+		if calls.Add(1) == 1 {
+			<-release // the first call hangs until the test lets it go
+		}
+		return &oauth2.Token{AccessToken: login.Access}, nil
+	})
+	e, err := engine.New(engine.WithBaseURL(api.URL()), engine.WithTokenSource(src))
+	require.NoError(t, err)
+	t.Cleanup(func() { closeEngine(t, e) })
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // runs before closeEngine, should the test stop early
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	got := make(chan error, 1)
+	go func() { _, err := e.Credential(ctx); got <- err }()
+	<-entered // the first refresh is inside the source
+	require.NoError(t, e.SetTokens(ctx, engine.Tokens{}))
+	select { // the refresh SetTokens started must wait for the first call to return
+	case <-entered:
+		t.Fatal("a second call entered the source while the first was inside it")
+	case <-time.After(200 * time.Millisecond):
+	}
+	free()
+	require.NoError(t, <-got)
+	<-entered
+	assert.EqualValues(t, 1, most.Load(), "never more than one call inside the source")
 }
