@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -51,6 +52,25 @@ type ClientCredentials struct {
 	// EndpointParams are further form fields sent as they are; they never replace the fields above.
 	EndpointParams url.Values
 }
+
+// String describes the settings without the client secret.
+func (cc ClientCredentials) String() string {
+	secret := "none"
+	if cc.ClientSecret != "" {
+		secret = "set"
+	}
+	return fmt.Sprintf("ClientCredentials{TokenURL: %q, ClientID: %q, ClientSecret: %s, AuthMethod: %v, Scopes: %q, Audience: %q, Resources: %q}",
+		cc.TokenURL, cc.ClientID, secret, cc.AuthMethod, cc.Scopes, cc.Audience, cc.Resources)
+}
+
+// GoString is String, for %#v.
+func (cc ClientCredentials) GoString() string { return cc.String() }
+
+// Format makes every fmt verb print the form without the secret.
+func (cc ClientCredentials) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(cc.String())) }
+
+// LogValue makes log/slog print the form without the secret.
+func (cc ClientCredentials) LogValue() slog.Value { return slog.StringValue(cc.String()) }
 
 // WithClientCredentials makes the engine get its access tokens with the client-credentials grant.
 // No WithTokens is needed: the first request fetches a token (a TokenStore that holds one saves that

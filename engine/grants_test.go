@@ -327,7 +327,7 @@ func TestGrantOptionErrors(t *testing.T) {
 	}
 }
 
-// Credential never prints its token; a public engine has none to give.
+// Credential and ClientCredentials never print their secrets; a public engine has no token to give.
 func TestCredentialRedactedAndPublic(t *testing.T) {
 	srv := startAPI(t, fakeapi.Options{})
 	login := srv.Login("ada")
@@ -339,6 +339,11 @@ func TestCredentialRedactedAndPublic(t *testing.T) {
 	assert.True(t, login.Expiry.Equal(c.Expiry))
 	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprintf("%d", c)} {
 		assert.NotContains(t, s, login.Access)
+	}
+	cc := engine.ClientCredentials{TokenURL: "https://id.example/token", ClientID: "svc", ClientSecret: "client-secret-value"}
+	for _, s := range []string{fmt.Sprint(cc), fmt.Sprintf("%+v", cc), fmt.Sprintf("%#v", &cc), fmt.Sprintf("%s", []engine.ClientCredentials{cc})} {
+		assert.NotContains(t, s, "client-secret-value")
+		assert.Contains(t, s, "svc")
 	}
 	pub, err := engine.NewPublic()
 	require.NoError(t, err)
