@@ -35,7 +35,8 @@ func (s *Snapshot) usableAt(now time.Time) bool {
 type Grant struct {
 	Header string
 	Gen    uint64
-	values []string // []string{Header} when it came from the snapshot, shared and read-only
+	Expiry time.Time // the token's expiry when known (zero otherwise), for integrations that cache it
+	values []string  // []string{Header} when it came from the snapshot, shared and read-only
 	// When the request was parked behind a refresh: when it asked and when it was answered (both
 	// zero when it was answered at once), and the refresh's span.
 	ParkedAt, ReleasedAt time.Time
@@ -96,7 +97,7 @@ func (h *TokenHandle) Acquire(ctx context.Context) (Grant, error) {
 // is still usable.
 func (h *TokenHandle) AcquireAt(ctx context.Context, now time.Time) (Grant, error) {
 	if s := h.snap.Load(); s != nil && s.usableAt(now) {
-		return Grant{Header: s.Header, Gen: s.Gen, values: s.values}, nil
+		return Grant{Header: s.Header, Gen: s.Gen, Expiry: s.Expiry, values: s.values}, nil
 	}
 	return h.ask(ctx, func(r chan<- messages.TokenReply, sc *trace.SpanContext) any {
 		return messages.NeedToken{Reply: r, Trace: sc}
@@ -187,6 +188,9 @@ func (h *TokenHandle) ask(ctx context.Context, mk func(chan<- messages.TokenRepl
 		return g, rep.Err
 	}
 	g.Gen, g.values = rep.Gen, rep.Auth
+	if s := h.snap.Load(); s != nil && s.Gen == g.Gen {
+		g.Expiry = s.Expiry // installed before the reply was sent
+	}
 	if len(rep.Auth) == 1 {
 		g.Header = rep.Auth[0]
 	} else {

@@ -47,6 +47,7 @@ func (c *config) check(public bool) (validated, error) {
 	errs = append(errs, c.checkLimits()...)
 	errs = append(errs, c.checkSecrets(public, len(v.origins) > 0)...)
 	errs = append(errs, c.checkTelemetry()...)
+	errs = append(errs, c.checkGrant(public)...)
 	if public {
 		errs = append(errs, c.checkPublic()...)
 	} else {
@@ -204,7 +205,7 @@ func (c *config) checkRefresh(base *url.URL) []error {
 // checkCredentials validates the starting credentials once the store has been read.
 func (c *config) checkCredentials(t Tokens) error {
 	switch {
-	case t.Access == "" && t.Refresh == "" && c.refreshFunc == nil:
+	case t.Access == "" && t.Refresh == "" && c.refreshFunc == nil && c.grant == nil:
 		return configErr("WithTokens", "no credentials: give WithTokens, a WithTokenStore that holds some, or WithRefreshFunc")
 	case c.tokenEndpoint != "" && t.Refresh == "":
 		return configErr("WithTokenEndpoint", "a token endpoint needs a refresh token, and the starting tokens have none")

@@ -136,6 +136,7 @@ func (e *Engine) startTokenActor(c *config, start Tokens, tel *telemetry.T, base
 	if c.store != nil {
 		tc.Save = c.store.Save
 	}
+	c.tuneGrant(&tc)
 	h, err := actors.SpawnToken(e.system, tc)
 	if err != nil {
 		e.system.Shutdown()
@@ -192,6 +193,9 @@ func (c *config) startTokens() (Tokens, error) {
 func (c *config) refresher(base http.RoundTripper) actors.RefreshFunc {
 	if c.refreshFunc != nil {
 		return actors.RefreshFunc(c.refreshFunc)
+	}
+	if c.grant != nil {
+		return c.grant.refresher(c, base)
 	}
 	if c.tokenEndpoint == "" {
 		return nil

@@ -108,6 +108,7 @@ type config struct {
 	secrets        []actors.SecretHeader
 	cacheBytes     int64
 	tel            telemetry.Config
+	grant          grant // WithClientCredentials, WithTokenSource or WithOAuth2Config (grants.go); nil: none
 }
 
 // defaults is the configuration of an engine given no option: the one place where each option's

@@ -88,6 +88,7 @@ type Server struct {
 	flaky         atomic.Pointer[Flakiness] // nil: no random failures
 	flaky503      atomic.Int64              // API requests answered 503 by Flakiness
 	flakyResets   atomic.Int64              // API requests whose connection Flakiness reset
+	clients       clients                   // the client-credentials grant's clients (clientcreds.go)
 }
 
 // Start runs a Server on a loopback port.

@@ -77,6 +77,10 @@ func (s *Server) handleOAuth2(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "unreadable form")
 		return
 	}
+	if r.PostForm.Get("grant_type") == "client_credentials" {
+		s.handleClientCredentials(w, r)
+		return
+	}
 	if r.PostForm.Get("grant_type") != "refresh_token" {
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "only refresh_token is supported")
 		return
