@@ -1,0 +1,73 @@
+package telemetry
+
+import (
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+)
+
+type setKind uint8
+
+const (
+	kindSend setKind = iota
+	kindLogical
+)
+
+// attrKey is everything a measurement's attribute set is made of.
+type attrKey struct {
+	kind    setKind
+	method  string
+	scheme  string
+	host    string // host[:port] as in the URL
+	proto   string
+	status  int
+	errType string
+}
+
+// set returns the record options for k (its attribute set), made once per distinct k (up to
+// maxSets). They are kept as a slice so that recording passes them without allocating one.
+func (t *T) set(k attrKey) []metric.RecordOption {
+	if o, ok := t.sets.Load(k); ok {
+		return o.([]metric.RecordOption)
+	}
+	o := []metric.RecordOption{metric.WithAttributeSet(k.attributes())}
+	if t.nSets.Load() < maxSets {
+		if _, loaded := t.sets.LoadOrStore(k, o); !loaded {
+			t.nSets.Add(1)
+		}
+	}
+	return o
+}
+
+// attributes builds k's set: for a send, otelhttp's metric attributes (method, server address and
+// port, scheme, protocol, status, and error.type only when no answer came back); for a logical
+// request, method, server address, status and error.type.
+func (k attrKey) attributes() attribute.Set {
+	host, port := splitHostPort(k.host)
+	if port == defaultPort(k.scheme) {
+		port = -1
+	}
+	attrs := make([]attribute.KeyValue, 0, 8)
+	attrs = append(attrs, semconv.HTTPRequestMethodKey.String(methodAttr(k.method).Value.AsString()), semconv.ServerAddress(host))
+	if k.kind == kindSend {
+		attrs = append(attrs, semconv.URLScheme(k.scheme))
+	}
+	if port > 0 {
+		attrs = append(attrs, semconv.ServerPort(port))
+	}
+	if k.kind == kindSend {
+		if name, version := netProtocol(k.proto); name != "" {
+			attrs = append(attrs, semconv.NetworkProtocolName(name))
+			if version != "" {
+				attrs = append(attrs, semconv.NetworkProtocolVersion(version))
+			}
+		}
+	}
+	if k.status > 0 {
+		attrs = append(attrs, semconv.HTTPResponseStatusCode(k.status))
+	}
+	if k.errType != "" {
+		attrs = append(attrs, semconv.ErrorTypeKey.String(k.errType))
+	}
+	return attribute.NewSet(attrs...)
+}
