@@ -4,6 +4,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+
+	"github.com/resilientclient/resilient/internal/httpx"
 )
 
 type setKind uint8
@@ -43,7 +45,8 @@ func (t *T) set(k attrKey) []metric.RecordOption {
 // port, scheme, protocol, status, and error.type only when no answer came back); for a logical
 // request, method, server address, status and error.type.
 func (k attrKey) attributes() attribute.Set {
-	host, port := splitHostPort(k.host)
+	host, p := httpx.SplitHostPort(k.host)
+	port := portNumber(p)
 	if port == defaultPort(k.scheme) {
 		port = -1
 	}

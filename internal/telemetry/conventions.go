@@ -8,6 +8,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+
+	"github.com/resilientclient/resilient/internal/httpx"
 )
 
 // ScopeName is the instrumentation scope of the engine's tracer and meter.
@@ -68,7 +70,8 @@ func serverAttrs(hostport string) []attribute.KeyValue {
 	if hostport == "" {
 		return nil
 	}
-	host, port := splitHostPort(hostport)
+	host, p := httpx.SplitHostPort(hostport)
+	port := portNumber(p)
 	attrs := make([]attribute.KeyValue, 0, 3)
 	attrs = append(attrs, semconv.ServerAddress(host))
 	if port > 0 {
@@ -102,7 +105,8 @@ func methodAttr(m string) attribute.KeyValue {
 
 // hostPort is the server address and the port when it is not the scheme's default (-1 then).
 func hostPort(u *url.URL) (string, int) {
-	host, port := splitHostPort(u.Host)
+	host, p := httpx.SplitHostPort(u.Host)
+	port := portNumber(p)
 	if port == defaultPort(u.Scheme) {
 		port = -1
 	}
@@ -119,21 +123,14 @@ func defaultPort(scheme string) int {
 	return -2
 }
 
-// splitHostPort splits host[:port] ([v6]:port too); port is -1 when absent or unreadable.
-func splitHostPort(hostport string) (string, int) {
-	host, portStr := hostport, ""
-	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.Contains(hostport[i:], "]") {
-		host, portStr = hostport[:i], hostport[i+1:]
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if portStr == "" {
-		return host, -1
-	}
-	p, err := strconv.ParseUint(portStr, 10, 16)
+// portNumber is the port of a host[:port] as httpx.SplitHostPort gives it, as a number: -1 when
+// absent or not a port.
+func portNumber(port string) int {
+	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {
-		return host, -1
+		return -1
 	}
-	return host, int(p)
+	return int(p)
 }
 
 // netProtocol splits "HTTP/1.1" into the conventions' network.protocol.name and version.

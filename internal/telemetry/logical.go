@@ -13,6 +13,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/resilientclient/resilient/internal/httpx"
 )
 
 // Logical is the telemetry of one logical request, kept by the request path. Its zero value (nil
@@ -214,10 +216,10 @@ func (l *Logical) End(ctx context.Context, req *http.Request, resp *http.Respons
 	// Every attribute in one call, at the end: one copy into the span instead of several. The
 	// URL and port are on its sends (each attribute costs the SDK a copy and a check); waits that
 	// did not happen are left out.
-	host, _ := splitHostPort(req.URL.Host)
+	host, _ := httpx.SplitHostPort(req.URL.Host)
 	attrs := make([]attribute.KeyValue, 0, 10)
 	attrs = append(attrs, methodAttr(req.Method), semconv.ServerAddress(host), AttrAttempts.Int(sends),
-		AttrIdempotencyKey.Bool(hasIdempotencyKey(req)))
+		AttrIdempotencyKey.Bool(httpx.HasIdempotencyKey(req.Header)))
 	if l.backoff > 0 {
 		attrs = append(attrs, AttrBackoff.Float64(l.backoff.Seconds()))
 	}
@@ -240,8 +242,4 @@ func (l *Logical) End(ctx context.Context, req *http.Request, resp *http.Respons
 	}
 	l.span.SetAttributes(attrs...)
 	l.span.End()
-}
-
-func hasIdempotencyKey(req *http.Request) bool {
-	return req.Header.Get("Idempotency-Key") != ""
 }
