@@ -59,22 +59,17 @@ func (t *T) StartLogical(ctx context.Context, req *http.Request, start time.Time
 		return ctx
 	}
 	a := t.now()
-	*l = Logical{t: t, a: a, start: start}
-	prop, on := t.propagator()
-	if on {
-		l.prop = prop
+	*l = Logical{t: t, a: a, start: start, span: noSpan}
+	if !a.tracesOff {
+		name, ok := logicalNames[req.Method]
+		if !ok {
+			name = "resilient " + sendName(req.Method)
+		}
+		ctx, l.span = a.tracer.Start(ctx, name, internalKind...)
 	}
-	if a.tracesOff {
-		l.span = noSpan
-		l.inject = on && injects(ctx)
-		return ctx
+	if injects(ctx) {
+		l.inject, l.prop = true, t.propagator()
 	}
-	name, ok := logicalNames[req.Method]
-	if !ok {
-		name = "resilient " + sendName(req.Method)
-	}
-	ctx, l.span = a.tracer.Start(ctx, name, internalKind...)
-	l.inject = on && injects(ctx)
 	return ctx
 }
 

@@ -122,9 +122,7 @@ func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if r2.Header == nil {
 		r2.Header = http.Header{}
 	}
-	if prop, on := tr.t.propagator(); on {
-		prop.Inject(ctx, propagation.HeaderCarrier(r2.Header))
-	}
+	tr.t.propagator().Inject(ctx, propagation.HeaderCarrier(r2.Header))
 	resp, err := tr.base.RoundTrip(r2)
 	s.End(ctx, r2, resp, err, time.Now())
 	if resp != nil {

@@ -36,9 +36,8 @@ type Config struct {
 // T is the instrumentation of one engine. Its methods are safe for concurrent use, and a nil *T
 // records nothing.
 type T struct {
-	cfg         Config                      // as given: nil fields follow the global providers
-	cur         atomic.Pointer[active]      // what the providers are now, rebuilt when a global one changes
-	propVerdict atomic.Pointer[typeVerdict] // whether the global propagator's type is the stand-in
+	cfg Config                 // as given: nil fields follow the global providers
+	cur atomic.Pointer[active] // what the providers are now, rebuilt when a global one changes
 
 	sendDur    metric.Float64Histogram // http.client.request.duration, per physical send
 	logicalDur metric.Float64Histogram
