@@ -116,7 +116,7 @@ func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resend, _ := req.Context().Value(resendKey{}).(int)
 	a := tr.t.now()
 	var s Send
-	ctx := tr.t.startSend(a, req.Context(), req, resend, time.Now(), &s)
+	ctx := tr.t.startSend(a, req.Context(), trace.SpanFromContext(req.Context()).IsRecording(), req, resend, time.Now(), &s)
 	r2 := req.WithContext(ctx)
 	r2.Header = req.Header.Clone()
 	if r2.Header == nil {

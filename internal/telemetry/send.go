@@ -27,19 +27,23 @@ type Send struct {
 
 // StartSend starts the CLIENT span of a send of req (the resend-th of the logical request, counting
 // from 0) at now, as a child of the span in ctx, into sp (filled in place). The returned context
-// carries the span; it is ctx itself when the span neither records nor differs from its parent, so
-// that nothing has to be rebound to it. With neither traces nor metrics, it does nothing.
+// carries the span; it is ctx itself when there is no span of the send's own, so that nothing has
+// to be rebound to it. With neither traces nor metrics, it does nothing.
 func (l *Logical) StartSend(ctx context.Context, req *http.Request, resend int, now time.Time, sp *Send) context.Context {
 	if l.t == nil || (l.a.tracesOff && l.a.metricsOff) {
 		*sp = Send{}
 		return ctx
 	}
-	return l.t.startSend(l.a, ctx, req, resend, now, sp)
+	return l.t.startSend(l.a, ctx, l.span.IsRecording(), req, resend, now, sp)
 }
 
-func (t *T) startSend(a *active, ctx context.Context, req *http.Request, resend int, now time.Time, s *Send) context.Context {
+// startSend starts the send's span unless its parent records nothing: the sampler dropped the
+// logical request (or the refresh), and under the parent-based samplers OpenTelemetry recommends
+// it drops the children too. Starting one anyway would cost an id, a span and a copy of the request
+// for nothing; the send carries the parent's (unsampled) trace context instead.
+func (t *T) startSend(a *active, ctx context.Context, parentRecords bool, req *http.Request, resend int, now time.Time, s *Send) context.Context {
 	*s = Send{t: t, a: a, span: noSpan, start: now}
-	if a.tracesOff {
+	if a.tracesOff || !parentRecords {
 		return ctx
 	}
 	sctx, span := a.tracer.Start(ctx, sendName(req.Method), clientKind...)
