@@ -114,10 +114,10 @@ func hostPort(u *url.URL) (string, int) {
 }
 
 func defaultPort(scheme string) int {
-	switch strings.ToLower(scheme) {
-	case "https":
+	switch {
+	case strings.EqualFold(scheme, "https"):
 		return 443
-	case "http":
+	case strings.EqualFold(scheme, "http"):
 		return 80
 	}
 	return -2
@@ -136,5 +136,8 @@ func portNumber(port string) int {
 // netProtocol splits "HTTP/1.1" into the conventions' network.protocol.name and version.
 func netProtocol(proto string) (name, version string) {
 	name, version, _ = strings.Cut(proto, "/")
+	if name == "HTTP" { // every answer's: no lower-case copy to make
+		return "http", version
+	}
 	return strings.ToLower(name), version
 }

@@ -69,8 +69,9 @@ func (s *Send) Rebind() bool { return s.rebind }
 func sendAttrs(req *http.Request, resend, status int, proto string) []attribute.KeyValue {
 	host, port := hostPort(req.URL)
 	attrs := make([]attribute.KeyValue, 0, 10)
-	attrs = append(attrs, methodAttr(req.Method))
-	if m := methodAttr(req.Method); m.Value.AsString() == "_OTHER" || m.Value.AsString() != req.Method {
+	m := methodAttr(req.Method)
+	attrs = append(attrs, m)
+	if m.Value.AsString() != req.Method { // _OTHER, or not in upper case
 		attrs = append(attrs, semconv.HTTPRequestMethodOriginal(req.Method))
 	}
 	attrs = append(attrs, semconv.URLFull(redact.URL(req.URL)), semconv.ServerAddress(host))

@@ -47,8 +47,8 @@ type T struct {
 	exhausted  metric.Int64Counter
 	coolWaits  metric.Int64Counter
 
-	sets  sync.Map     // attrKey → []metric.RecordOption: attribute sets made once
-	nSets atomic.Int32 // entries in sets, bounded by maxSets
+	setsMu sync.RWMutex                      // guards sets
+	sets   map[attrKey][]metric.RecordOption // attribute sets made once, at most maxSets
 }
 
 // maxSets bounds the remembered attribute sets; past it sets are made per measurement (correct,
@@ -66,7 +66,7 @@ func New(cfg Config) (*T, error) {
 		mp = otel.GetMeterProvider()
 	}
 	m := mp.Meter(ScopeName)
-	t := &T{cfg: cfg}
+	t := &T{cfg: cfg, sets: map[attrKey][]metric.RecordOption{}}
 	send, err := httpconv.NewClientRequestDuration(m, metric.WithExplicitBucketBoundaries(durationBuckets...))
 	t.sendDur = send.Inst()
 	errs := []error{err}
