@@ -22,10 +22,12 @@ func TestAttributeSetsConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	seen := map[attrKey]map[any]bool{}
-	for w := range workers {
+	start := make(chan struct{})
+	for range workers {
 		wg.Go(func() {
+			<-start // all at once, on the same keys in the same order
 			for i := range keys {
-				k := key((i + w) % keys)
+				k := key(i)
 				o := tel.set(k)
 				mu.Lock()
 				if seen[k] == nil {
@@ -36,6 +38,7 @@ func TestAttributeSetsConcurrent(t *testing.T) {
 			}
 		})
 	}
+	close(start)
 	wg.Wait()
 	assert.Len(t, tel.sets, keys)
 	for k, opts := range seen {
