@@ -270,3 +270,11 @@ func TestOTelVerdicts(t *testing.T) {
 		})
 	}
 }
+
+// The hand-written last section of RESULTS.md survives the harness writing the file again.
+func TestHandSection(t *testing.T) {
+	hand := HandHeading + "\n\nCallgrind: 123 instructions.\n"
+	assert.Equal(t, hand, HandSection("# Benchmark results\n\n## W1\n\n| a |\n\n"+hand))
+	assert.Empty(t, HandSection("# Benchmark results\n\n## W1\n"))
+	assert.Empty(t, HandSection(""))
+}

@@ -11,9 +11,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"slices"
@@ -117,7 +119,21 @@ func report(res *harness.Results, out, plotFile string) error {
 		fmt.Fprintln(os.Stderr, "wrote", plotFile)
 	}
 	if out != "" {
-		return writeFile(out, func(w io.Writer) error { return res.WriteMarkdown(w, plotFile) })
+		// The hand-written section of the file being replaced is kept, at the end.
+		old, err := os.ReadFile(out)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return writeFile(out, func(w io.Writer) error {
+			if err := res.WriteMarkdown(w, plotFile); err != nil {
+				return err
+			}
+			if hand := harness.HandSection(string(old)); hand != "" {
+				_, err := io.WriteString(w, "\n"+hand)
+				return err
+			}
+			return nil
+		})
 	}
 	return nil
 }
