@@ -8,7 +8,12 @@
 // ones before the application installs an SDK, no span is started, no measurement is taken and
 // nothing is allocated; when recording, no attribute is built unless a span records, metric
 // attribute sets are made once per distinct value and kept, and the clock readings the request
-// path takes anyway are reused.
+// path takes anyway are reused. A request the sampler drops costs its two measurements, one
+// unrecorded span and its trace context on the wire: its sends start no span of their own.
+//
+// Files: telemetry.go (instruments), providers.go (which providers are in force, and which are
+// off), logical.go, send.go, refresh.go (spans of each), attrsets.go (metric attribute sets),
+// errors.go (error.type and status text), conventions.go (names and request-reading helpers).
 //
 // Nothing here ever records a token, a refresh token, an Idempotency-Key value or a query value.
 package telemetry
