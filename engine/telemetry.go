@@ -28,7 +28,10 @@ import (
 //   - the metrics MetricRequestDuration, MetricRetries, MetricRefreshes, MetricParked,
 //     MetricBudgetExhausted and MetricCoolDownWaits.
 //
-// No token, refresh token, Idempotency-Key value or URL query value is ever recorded.
+// A request the sampler does not record gets no send spans either (under a parent-based sampler
+// they would not be recorded): its sends carry its unsampled trace context, and its metrics are
+// recorded as any other's. No token, refresh token, Idempotency-Key value or URL query value is
+// ever recorded.
 const (
 	AttrAttempts              = string(telemetry.AttrAttempts)
 	AttrBackoff               = string(telemetry.AttrBackoff)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
@@ -29,15 +28,16 @@ func (memAPI) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // BenchmarkTelemetry measures what tracing costs per request (valid token, GET 200, in-memory
-// transport): the engine with the global providers unset, with explicit no-op providers, and with
-// the SDK recording every span and metric; otelhttp around a raw client on the same transport, with
-// the no-op and the recording SDK, for comparison.
+// transport): the engine with the global providers unset, with explicit no-op providers, with the
+// SDK recording every span and metric, and with the SDK sampling one trace in ten. otelhttp on the
+// same SDK is compared in bench/ (the harness, and bench/cmd/instructions), so that it is no
+// dependency of the engine's module.
 //
 //	go test -run '^$' -bench Telemetry -benchmem -count 6 ./engine
 func BenchmarkTelemetry(b *testing.B) {
 	const url = "http://api.test/items/1"
-	sdk := func(b *testing.B) (trace.TracerProvider, metric.MeterProvider) {
-		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample())) // records, exports nowhere
+	sdk := func(b *testing.B, sampler sdktrace.Sampler) (trace.TracerProvider, metric.MeterProvider) {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler)) // records, exports nowhere
 		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 		b.Cleanup(func() { _ = tp.Shutdown(context.Background()); _ = mp.Shutdown(context.Background()) })
 		return tp, mp
@@ -54,15 +54,6 @@ func BenchmarkTelemetry(b *testing.B) {
 		}
 	}
 	b.Run("raw", func(b *testing.B) { run(b, &http.Client{Transport: memAPI{}}) })
-	b.Run("otelhttp-noop", func(b *testing.B) {
-		run(b, &http.Client{Transport: otelhttp.NewTransport(memAPI{},
-			otelhttp.WithTracerProvider(tracenoop.NewTracerProvider()), otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()))})
-	})
-	b.Run("otelhttp-sdk", func(b *testing.B) {
-		tp, mp := sdk(b)
-		run(b, &http.Client{Transport: otelhttp.NewTransport(memAPI{}, otelhttp.WithTracerProvider(tp), otelhttp.WithMeterProvider(mp),
-			otelhttp.WithPropagators(propagation.TraceContext{}))})
-	})
 	engineWith := func(b *testing.B, opts ...engine.Option) *http.Client {
 		e, err := engine.New(append([]engine.Option{engine.WithBaseURL("http://api.test"), engine.WithTransport(memAPI{}),
 			engine.WithTokens(engine.Tokens{Access: "a", Refresh: "r", Expiry: time.Now().Add(time.Hour)}),
@@ -78,7 +69,11 @@ func BenchmarkTelemetry(b *testing.B) {
 		run(b, engineWith(b, engine.WithTracerProvider(tracenoop.NewTracerProvider()), engine.WithMeterProvider(metricnoop.NewMeterProvider())))
 	})
 	b.Run("engine-sdk", func(b *testing.B) {
-		tp, mp := sdk(b)
+		tp, mp := sdk(b, sdktrace.AlwaysSample())
+		run(b, engineWith(b, engine.WithTracerProvider(tp), engine.WithMeterProvider(mp), engine.WithPropagator(propagation.TraceContext{})))
+	})
+	b.Run("engine-sdk-sampled", func(b *testing.B) {
+		tp, mp := sdk(b, sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1)))
 		run(b, engineWith(b, engine.WithTracerProvider(tp), engine.WithMeterProvider(mp), engine.WithPropagator(propagation.TraceContext{})))
 	})
 }

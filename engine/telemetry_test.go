@@ -17,7 +17,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -422,65 +421,6 @@ func TestMetricsMatchTheServer(t *testing.T) {
 	parked := m[engine.MetricParked].Data.(metricdata.Sum[int64])
 	require.Len(t, parked.DataPoints, 1)
 	assert.Equal(t, int64(0), parked.DataPoints[0].Value, "every parked request was released")
-}
-
-// Our CLIENT spans and http.client.request.duration carry what otelhttp's do for the same send (a
-// dashboard built on otelhttp works unchanged): for an answer, and for a transport error.
-func TestSameAttributesAsOtelhttp(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		handler http.HandlerFunc
-	}{
-		{"answer 418", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) }},
-		{"connection dropped", func(w http.ResponseWriter, _ *http.Request) {
-			conn, _, err := w.(http.Hijacker).Hijack()
-			if err == nil {
-				_ = conn.Close()
-			}
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := httptest.NewServer(tc.handler)
-			defer srv.Close()
-			get := func(c *http.Client) {
-				resp, err := c.Get(srv.URL + "/x/y")
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					_ = resp.Body.Close()
-				}
-			}
-			theirs := newRig(t)
-			get(&http.Client{Transport: otelhttp.NewTransport(http.DefaultTransport, otelhttp.WithTracerProvider(theirs.tp), otelhttp.WithMeterProvider(theirs.mp))})
-			ours := newRig(t)
-			e, err := engine.NewPublic(append(ours.options(), engine.WithMaxRetries(0))...)
-			require.NoError(t, err)
-			defer closeEngine(t, e)
-			get(e.Client())
-
-			clientSpan := func(r *rig) sdktrace.ReadOnlySpan {
-				for _, s := range r.spans.Ended() {
-					if s.SpanKind() == trace.SpanKindClient {
-						return s
-					}
-				}
-				t.Fatal("no CLIENT span")
-				return nil
-			}
-			want, got := clientSpan(theirs), clientSpan(ours)
-			assert.ElementsMatch(t, want.Attributes(), got.Attributes())
-			assert.Equal(t, want.Status().Code, got.Status().Code)
-			assert.Equal(t, "GET", got.Name(), "the conventions name a client span by its method (otelhttp: %q)", want.Name())
-
-			point := func(r *rig) attribute.Set {
-				h, ok := r.metrics(t)["http.client.request.duration"].Data.(metricdata.Histogram[float64])
-				require.True(t, ok)
-				require.Len(t, h.DataPoints, 1)
-				return h.DataPoints[0].Attributes
-			}
-			want2, got2 := point(theirs), point(ours)
-			assert.ElementsMatch(t, want2.ToSlice(), got2.ToSlice())
-		})
-	}
 }
 
 // Nothing secret reaches telemetry: every span (names, attributes, events, links, statuses), metric

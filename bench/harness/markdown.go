@@ -152,6 +152,21 @@ func (r *Results) WriteMarkdown(out io.Writer, plotFile string) error {
 	return err
 }
 
+// HandHeading starts the section of RESULTS.md written by hand (measurements the harness does not
+// make, such as callgrind instruction counts): it is the last section, and the harness keeps it
+// when it writes the file again.
+const HandHeading = "## Measured by hand"
+
+// HandSection returns the hand-written section of an earlier RESULTS.md (from HandHeading to the
+// end), or "" when it has none.
+func HandSection(old string) string {
+	i := strings.Index(old, "\n"+HandHeading+"\n")
+	if i < 0 {
+		return ""
+	}
+	return old[i+1:]
+}
+
 // command is the command line that reproduces this run.
 func (r *Results) command() string {
 	if r.Config.Mode == "quick" {

@@ -34,7 +34,8 @@ func verdict(w, target string, ok, measured bool, format string, args ...any) Ve
 	return v
 }
 
-// Targets judges the engine against the targets of issue 7 from the medians of this run.
+// Targets judges the engine against its targets (issue 7, and issue 14 for telemetry) from the
+// medians of this run.
 func (r *Results) Targets() []Verdict {
 	var out []Verdict
 
@@ -62,25 +63,25 @@ func (r *Results) Targets() []Verdict {
 			"%+.0f allocs/op", allocs.Median))
 	}
 
-	// W2: ≥ 0.95× raw at c=256; ≥ 0.90× with the OTel SDK recording.
-	for _, t := range []struct {
-		subject string
-		min     float64
-	}{{"engine", 0.95}, {"engine-otel", 0.90}} {
+	// W2: ≥ 0.95× raw at c=256, also with the SDK sampling one trace in ten (unsampled requests
+	// must cost almost nothing beyond the metrics); with the SDK recording every request, at least
+	// otelhttp's throughput on the same SDK (the engine records more: two spans and two histograms).
+	for _, t := range []struct{ subject, label string }{
+		{"engine", "engine req/s ≥ 0.95 × raw at c=256"},
+		{subjects.EngineOTelSampled, "engine-otel-sampled req/s ≥ 0.95 × raw at c=256 (SDK sampling ParentBased(TraceIDRatioBased(0.1)))"},
+	} {
 		s, ok := r.Ratio("W2", "c=256", t.subject, "raw", "req/s")
-		v := verdict("W2", fmt.Sprintf("%s req/s ≥ %.2f × raw at c=256", t.subject, t.min), ok && s.Median >= t.min, ok,
-			"%.3f× (per-round %.3f–%.3f)", s.Median, s.Min, s.Max)
-		if !ok {
-			if why, unavailable := r.Unavailable[t.subject]; unavailable {
-				v.Measured = t.subject + ": " + why
-			}
-		}
-		if ref, rok := r.Ratio("W2", "c=256", subjects.OTelHTTP, "raw", "req/s"); ok && rok && t.subject == "engine-otel" {
-			// What the same SDK costs raw net/http traced the standard way, for scale.
-			v.Measured += fmt.Sprintf("; otelhttp on the same SDK: %.3f×", ref.Median)
-		}
-		out = append(out, v)
+		out = append(out, r.unavailable(verdict("W2", t.label, ok && s.Median >= 0.95, ok,
+			"%.3f× (per-round %.3f–%.3f)", s.Median, s.Min, s.Max), t.subject))
 	}
+	s, ok := r.Ratio("W2", "c=256", subjects.EngineOTel, subjects.OTelHTTP, "req/s")
+	v := verdict("W2", "engine-otel req/s ≥ otelhttp req/s at c=256 (both on the SDK recording every request)", ok && s.Median >= 1, ok,
+		"%.3f× otelhttp (per-round %.3f–%.3f)", s.Median, s.Min, s.Max)
+	if e, eok := r.Ratio("W2", "c=256", subjects.EngineOTel, "raw", "req/s"); ok && eok {
+		o, _ := r.Ratio("W2", "c=256", subjects.OTelHTTP, "raw", "req/s")
+		v.Measured += fmt.Sprintf("; ×raw: engine-otel %.3f×, otelhttp %.3f×", e.Median, o.Median)
+	}
+	out = append(out, r.unavailable(r.unavailable(v, subjects.EngineOTel), subjects.OTelHTTP))
 	// The same at c=256 with a context of its own for every request (the server shape: no
 	// cancellation node is shared), when it was run.
 	if s, ok := r.Ratio("W2", "c=256"+PerRequestSuffix, "engine", "raw", "req/s"); ok {
@@ -126,6 +127,14 @@ func (r *Results) Targets() []Verdict {
 	out = append(out, verdict("W4", "attempts ÷ logical requests ≤ 1.25 through the outage", ok && amp.Median <= 1.25, ok,
 		"%s", rangeText(amp, "%.3f")))
 	return out
+}
+
+// unavailable names why subject could not be run in v's place when it was not measured for that.
+func (r *Results) unavailable(v Verdict, subject string) Verdict {
+	if why, ok := r.Unavailable[subject]; ok && v.Status == NotMeasured {
+		v.Measured = subject + ": " + why
+	}
+	return v
 }
 
 // stormN is the number of requests of W3's case c.

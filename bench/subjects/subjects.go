@@ -72,7 +72,7 @@ const Raw = "raw"
 
 // All returns every subject, raw first.
 func All() []Subject {
-	return []Subject{rawSubject(), oauth2Subject(), retryableSubject(), restySubject(), naiveSubject(), singleflightSubject(), engineSubject(), engineOTelSubject(), otelhttpSubject()}
+	return []Subject{rawSubject(), oauth2Subject(), retryableSubject(), restySubject(), naiveSubject(), singleflightSubject(), engineSubject(), engineOTelSubject(), engineOTelSampledSubject(), otelhttpSubject()}
 }
 
 // Named returns the subjects of All whose names are in names, in All's order; an unknown name is an

@@ -19,24 +19,15 @@ import (
 	"github.com/resilientclient/resilient/messages"
 )
 
-func TestSplitHostPort(t *testing.T) {
+// Ports as the attributes carry them: a number, or none (-1) when absent or not a port.
+func TestPortNumber(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
-		host string
 		port int
 	}{
-		{"api.example.com", "api.example.com", -1},
-		{"api.example.com:8443", "api.example.com", 8443},
-		{"127.0.0.1:80", "127.0.0.1", 80},
-		{"[::1]:8080", "::1", 8080},
-		{"[::1]", "::1", -1},
-		{"host:notaport", "host", -1},
-		{"host:99999", "host", -1},
-		{"", "", -1},
+		{"8443", 8443}, {"80", 80}, {"", -1}, {"notaport", -1}, {"99999", -1}, {"-1", -1},
 	} {
-		host, port := splitHostPort(tc.in)
-		assert.Equal(t, tc.host, host, tc.in)
-		assert.Equal(t, tc.port, port, tc.in)
+		assert.Equal(t, tc.port, portNumber(tc.in), tc.in)
 	}
 }
 
@@ -51,6 +42,8 @@ func TestHostPortDropsDefaultPorts(t *testing.T) {
 		{"http://a.test:80/x", "a.test", -1},
 		{"http://a.test:8080/x", "a.test", 8080},
 		{"https://a.test:80/x", "a.test", 80},
+		{"http://[::1]:8080/x", "::1", 8080},
+		{"http://[::1]/x", "::1", -1},
 	} {
 		u, _ := url.Parse(tc.in)
 		host, port := hostPort(u)

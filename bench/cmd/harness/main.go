@@ -5,16 +5,21 @@
 //	cd bench && go run ./cmd/harness            # full: 6 rounds, about 14 minutes
 //	cd bench && go run ./cmd/harness -quick     # a little over a minute
 //	cd bench && go run ./cmd/harness -only W1,W2 -subjects engine,oauth2 -out '' -plot ''
+//	cd bench && go run ./cmd/harness -only W2 -concurrency 256 -subjects engine-otel,otelhttp -rounds 5
 //	cd bench && go run ./cmd/harness -from results.json   # report a saved run again
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +41,7 @@ func run() error {
 	plotFile := flag.String("plot", "throughput.svg", "W2 plot to write, .svg or .png ('' for none)")
 	only := flag.String("only", "", "comma-separated workloads to run (W1,…,W5; default all)")
 	names := flag.String("subjects", "", "comma-separated subjects to run (default all; raw is always run)")
+	conc := flag.String("concurrency", "", "comma-separated W2 concurrencies to run (default the preset's)")
 	timeout := flag.Duration("timeout", time.Hour, "give up after this long")
 	save := flag.String("json", "results.json", "raw results to write, for -from ('' for none)")
 	from := flag.String("from", "", "report the results of an earlier run (its -json file) instead of measuring")
@@ -63,6 +69,14 @@ func run() error {
 	}
 	if *only != "" {
 		cfg.Workloads = strings.Split(*only, ",")
+	}
+	if *conc != "" {
+		cs, err := concurrencies(*conc)
+		if err != nil {
+			return err
+		}
+		cfg.Concurrency = cs
+		cfg.PerRequestAt = slices.DeleteFunc(cfg.PerRequestAt, func(c int) bool { return !slices.Contains(cs, c) })
 	}
 	if *names != "" {
 		list := strings.Split(*names, ",")
@@ -105,7 +119,21 @@ func report(res *harness.Results, out, plotFile string) error {
 		fmt.Fprintln(os.Stderr, "wrote", plotFile)
 	}
 	if out != "" {
-		return writeFile(out, func(w io.Writer) error { return res.WriteMarkdown(w, plotFile) })
+		// The hand-written section of the file being replaced is kept, at the end.
+		old, err := os.ReadFile(out)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return writeFile(out, func(w io.Writer) error {
+			if err := res.WriteMarkdown(w, plotFile); err != nil {
+				return err
+			}
+			if hand := harness.HandSection(string(old)); hand != "" {
+				_, err := io.WriteString(w, "\n"+hand)
+				return err
+			}
+			return nil
+		})
 	}
 	return nil
 }
@@ -125,6 +153,19 @@ func writeFile(file string, write func(io.Writer) error) error {
 	}
 	fmt.Fprintln(os.Stderr, "wrote", file)
 	return nil
+}
+
+// concurrencies parses a comma-separated list of positive numbers.
+func concurrencies(list string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		c, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || c <= 0 {
+			return nil, fmt.Errorf("-concurrency: %q is not a positive number", f)
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 func contains(list []string, s string) bool {

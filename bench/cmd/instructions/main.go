@@ -8,15 +8,19 @@
 //	    --callgrind-out-file=/tmp/cg.$n /tmp/instructions -s engine -n $n 2>&1 | grep Collected; done
 //
 // Subjects: raw, oauth2, engine, engine-sdk (the OpenTelemetry SDK recording every span, batched to
-// a discarding exporter) and otelhttp-sdk (raw net/http wrapped by otelhttp on the same SDK); -c
-// gives every request a cancellable context instead of context.Background.
+// a discarding exporter) and otelhttp-sdk (raw net/http wrapped by otelhttp on the same SDK), and
+// engine-sdk-sampled and otelhttp-sdk-sampled (the same with a ParentBased(TraceIDRatioBased(0.1))
+// sampler: one request in ten recorded); -c gives every request a cancellable context instead of
+// context.Background.
 package main
 
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -42,8 +46,21 @@ func (memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Body: io.NopCloser(strings.NewReader(`{"id":"1"}`)), ContentLength: 10, Request: req}, nil
 }
 
+// sdk returns the SDK providers: every span recorded, or with sampled one trace in ten (as
+// ParentBased(TraceIDRatioBased(0.1)) decides), batched to a discarding exporter; metrics aggregated
+// for a reader that is never collected.
+func sdk(sampled bool) (*sdktrace.TracerProvider, *sdkmetric.MeterProvider) {
+	sampler := sdktrace.AlwaysSample()
+	if sampled {
+		sampler = sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1))
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler), sdktrace.WithBatcher(discard{}))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	return tp, mp
+}
+
 func main() {
-	subject := flag.String("s", "raw", "raw, oauth2, engine")
+	subject := flag.String("s", "raw", "raw, oauth2, engine, engine-sdk, otelhttp-sdk, engine-sdk-sampled, otelhttp-sdk-sampled")
 	n := flag.Int("n", 20000, "requests")
 	cancellable := flag.Bool("c", false, "requests on a cancellable context")
 	flag.Parse()
@@ -53,13 +70,11 @@ func main() {
 		c = &http.Client{Transport: memTransport{}}
 	case "oauth2":
 		c = &http.Client{Transport: &oauth2.Transport{Base: memTransport{}, Source: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "a", TokenType: "Bearer", Expiry: time.Now().Add(time.Hour)})}}
-	case "otelhttp-sdk":
-		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(discard{}))
-		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	case "otelhttp-sdk", "otelhttp-sdk-sampled":
+		tp, mp := sdk(strings.HasSuffix(*subject, "-sampled"))
 		c = &http.Client{Transport: otelhttp.NewTransport(memTransport{}, otelhttp.WithTracerProvider(tp), otelhttp.WithMeterProvider(mp), otelhttp.WithPropagators(propagation.TraceContext{}))}
-	case "engine-sdk":
-		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(discard{}))
-		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	case "engine-sdk", "engine-sdk-sampled":
+		tp, mp := sdk(strings.HasSuffix(*subject, "-sampled"))
 		e, err := engine.New(engine.WithBaseURL("http://api.test"), engine.WithTransport(memTransport{}),
 			engine.WithTokens(engine.Tokens{Access: "a", Refresh: "r", Expiry: time.Now().Add(time.Hour)}),
 			engine.WithRefreshFunc(func(context.Context, engine.Tokens) (engine.Tokens, error) { return engine.Tokens{}, nil }),
@@ -78,6 +93,9 @@ func main() {
 		}
 		defer e.Close(context.Background())
 		c = e.Client()
+	default:
+		fmt.Fprintln(os.Stderr, "instructions: unknown subject", *subject)
+		os.Exit(2)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
