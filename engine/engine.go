@@ -35,7 +35,6 @@ type Engine struct {
 	system    *actor.ActorSystem
 	token     *actors.TokenHandle // nil for a public engine
 	sup       *actors.Supervisor
-	store     TokenStore
 	inflight  *actors.Inflight
 	requester *actors.Requester
 	client    *http.Client    // the typed helpers' client
@@ -92,17 +91,14 @@ func build(public bool, opts []Option) (*Engine, error) {
 		return nil, configErr("WithMeterProvider", "creating the engine's instruments: %v", err)
 	}
 
-	var start Tokens
+	var store TokenStore
 	if !public {
-		if start, err = c.startTokens(); err != nil {
-			return nil, err
-		}
-		if err := c.checkCredentials(start); err != nil {
+		if store, err = c.tokenStore(); err != nil {
 			return nil, err
 		}
 	}
 
-	e := &Engine{base: v.base, maxErrors: c.maxErrorBytes, logger: c.logger, onError: c.onError, store: c.store, inflight: &actors.Inflight{}}
+	e := &Engine{base: v.base, maxErrors: c.maxErrorBytes, logger: c.logger, onError: c.onError, inflight: &actors.Inflight{}}
 	base := c.transport
 	if base == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -112,7 +108,8 @@ func build(public bool, opts []Option) (*Engine, error) {
 	}
 	e.system = actors.NewSystem(c.logger)
 	e.subs = &subscribers{system: e.system, onPanic: func(err error) { c.logger.Error("event subscriber panicked", "error", err) }}
-	e.sup, err = actors.SpawnSupervisor(e.system, actors.SupervisorConfig{Policy: policy, Publish: e.system.EventStream.Publish, Logger: c.logger})
+	events := publisher{e.system.EventStream}
+	e.sup, err = actors.SpawnSupervisor(e.system, actors.SupervisorConfig{Policy: policy, Events: events, Logger: c.logger})
 	if err != nil {
 		e.system.Shutdown()
 		return nil, err
@@ -129,11 +126,11 @@ func build(public bool, opts []Option) (*Engine, error) {
 
 	if !public {
 		tc := actors.TokenConfig{
-			Tokens:         start,
+			Store:          store,
 			Refresh:        c.refresher(tel.Transport(base)),
 			RefreshTimeout: c.refreshTimeout,
 			Skew:           c.skew,
-			Publish:        e.system.EventStream.Publish,
+			Events:         events,
 			Logger:         c.logger,
 			Supervisor:     e.sup,
 			RefreshHost:    "", // a refresh function's: unknown
@@ -143,9 +140,6 @@ func build(public bool, opts []Option) (*Engine, error) {
 			tc.RefreshHost = strings.ToLower(u.Host)
 		}
 		tc.RequiresRefreshToken = c.tokenEndpoint != ""
-		if c.store != nil {
-			tc.Save = c.store.Save
-		}
 		h, err := actors.SpawnToken(e.system, tc)
 		if err != nil {
 			e.system.Shutdown()
@@ -156,23 +150,34 @@ func build(public bool, opts []Option) (*Engine, error) {
 	return e, nil
 }
 
-// startTokens reads the store (which wins: it holds the newest rotation) or else WithTokens.
-func (c *config) startTokens() (Tokens, error) {
-	if c.store != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), c.refreshTimeout)
-		defer cancel()
-		t, err := c.store.Load(ctx)
-		if err != nil {
-			return Tokens{}, configErr("WithTokenStore", "loading tokens: %v", err)
+// tokenStore is the store the token actor loads from and saves to, checked to hold usable
+// credentials: WithTokenStore's (seeded with WithTokens when it is empty), or a MemoryStore holding
+// WithTokens. The options of New only ever seed a store: the token actor's state, on every start,
+// is what the store holds.
+func (c *config) tokenStore() (TokenStore, error) {
+	if c.store == nil {
+		s := &MemoryStore{}
+		if c.tokens != nil {
+			s.t = *c.tokens
 		}
-		if t.Access != "" || t.Refresh != "" {
-			return t, nil
+		return s, c.checkCredentials(s.t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.refreshTimeout)
+	defer cancel()
+	t, err := c.store.Load(ctx)
+	if err != nil {
+		return nil, configErr("WithTokenStore", "loading tokens: %v", err)
+	}
+	if t.Access == "" && t.Refresh == "" && c.tokens != nil {
+		t = *c.tokens
+		if err := c.checkCredentials(t); err != nil {
+			return nil, err
+		}
+		if err := c.store.Save(ctx, t); err != nil {
+			return nil, configErr("WithTokenStore", "saving the first tokens: %v", err)
 		}
 	}
-	if c.tokens != nil {
-		return *c.tokens, nil
-	}
-	return Tokens{}, nil
+	return c.store, c.checkCredentials(t)
 }
 
 // refresher builds the refresh function: the user's, or the built-in format over the base transport.
@@ -206,8 +211,11 @@ func (e *Engine) Transport() http.RoundTripper { return e.requester }
 func (e *Engine) Client() *http.Client { return &http.Client{Transport: e.requester} }
 
 // SetTokens replaces the credentials, typically after the user signed in again once the session
-// expired. It saves them to the TokenStore (if any), ends the expired state, and releases requests
-// waiting for a token. It fails on a public engine and after Close.
+// expired. It ends the expired state, releases requests waiting for a token, and saves the new pair
+// through the token actor, in order with the refreshes' saves, so the store never ends with an
+// older pair than the one in force. It returns once they are in force and saved; if the save
+// failed (after retries within the refresh timeout) the error wraps ErrSaveFailed and the new
+// tokens are in force all the same (see Health). It fails on a public engine and after Close.
 func (e *Engine) SetTokens(ctx context.Context, t Tokens) error {
 	if e.token == nil {
 		return configErr("SetTokens", "a public engine holds no tokens")
@@ -215,12 +223,18 @@ func (e *Engine) SetTokens(ctx context.Context, t Tokens) error {
 	if e.inflight.Closed() {
 		return ErrClosed
 	}
-	if e.store != nil {
-		if err := e.store.Save(ctx, t); err != nil {
-			return err
-		}
-	}
 	return e.token.Set(ctx, t)
+}
+
+// Health reports whether the TokenStore holds the credentials in force: nil, or the error of the
+// last save, wrapping ErrSaveFailed, until a later save succeeds. While it is not nil the engine
+// works from memory, and a restarted process would start from an older pair whose refresh token
+// may be spent: alert on it. A public engine is always healthy.
+func (e *Engine) Health() error {
+	if e.token == nil {
+		return nil
+	}
+	return e.token.Health()
 }
 
 // Subscribe calls fn with every event from now on (*TokenRefreshed, *SessionExpired,
@@ -230,9 +244,12 @@ func (e *Engine) SetTokens(ctx context.Context, t Tokens) error {
 func (e *Engine) Subscribe(fn func(Event)) (unsubscribe func()) { return e.subs.add(fn) }
 
 // Close stops the engine. New requests fail with ErrClosed at once; requests parked for a token, in
-// flight, or streaming a body are cancelled and fail with ErrClosed; a running refresh is abandoned;
-// subscribers get the events already queued; every actor and goroutine of the engine stops. ctx
-// bounds the wait. Calling Close again returns the first call's result.
+// flight, or streaming a body are cancelled and fail with ErrClosed; subscribers get the events
+// already queued; every actor and goroutine of the engine stops. A refresh call under way is let
+// finish and its result saved (it makes no further call), and so is a SetTokens save: the store
+// never keeps a refresh token the server already rotated. ctx bounds the whole wait: Close returns
+// by its deadline, cutting a refresh call short if it must (a save already running keeps its own
+// bounded context). Calling Close again returns the first call's result.
 func (e *Engine) Close(ctx context.Context) error {
 	e.closeOnce.Do(func() {
 		errs := []error{e.inflight.Close(ctx)}

@@ -48,8 +48,15 @@ func (f Format) String() string {
 func (f Format) Valid() bool { return f == OAuth2 || f == JSON }
 
 // ErrMalformed is wrapped by every error about a token answer that could not be understood: not JSON,
-// larger than the limit, or without an access token.
-var ErrMalformed = errors.New("malformed token response")
+// larger than the limit, or without an access token. It wraps retry.ErrMalformedAnswer: retry.Classify
+// takes it for a passing failure.
+var ErrMalformed error = malformedError{}
+
+// malformedError is ErrMalformed's type.
+type malformedError struct{}
+
+func (malformedError) Error() string { return "malformed token response" }
+func (malformedError) Unwrap() error { return retry.ErrMalformedAnswer }
 
 // EndpointError is a non-2xx answer of the token endpoint. Code and Description come from the RFC 6749
 // §5.2 error fields (or a "message" field) when the body had them; they never contain a token.
@@ -75,6 +82,9 @@ func (e *EndpointError) Error() string {
 	}
 	return b.String()
 }
+
+// HTTPStatus is the answer's status and Retry-After, for retry.Classify.
+func (e *EndpointError) HTTPStatus() (int, time.Duration) { return e.Status, e.RetryAfter }
 
 // Permanent reports whether retrying the same refresh token cannot help: a 4xx other than 408 and 429.
 func (e *EndpointError) Permanent() bool {
