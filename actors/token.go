@@ -158,7 +158,7 @@ func (a *tokenActor) start(c actor.Context) {
 		// A refresh ran when the actor restarted: adopt it. Its outcome comes back with its seq.
 		a.install(c, t, t.Expiry)
 		if !a.k.run.proactive {
-			a.h.snap.Store(nil) // requests park behind it, as before the restart
+			a.reject() // it was refused or expired: requests park behind the refresh, as before
 			a.k.stopTimer()
 		}
 		a.behavior.Become(a.refreshing)
