@@ -64,8 +64,10 @@ func TestRestartMidRefreshNeverReplaysARefreshToken(t *testing.T) {
 	wc := tokenwire.Config{Endpoint: srv.OAuth2TokenURL(), Format: tokenwire.OAuth2, Client: &http.Client{}, MaxBytes: 64 << 10}
 	store := seeded(srv.Login("ada"))
 	h, events := spawnWith(t, TokenConfig{
-		Store:                store,
-		Refresh:              func(ctx context.Context, cur messages.Tokens) (messages.Tokens, error) { return tokenwire.Refresh(ctx, wc, cur, time.Now()) },
+		Store: store,
+		Refresh: func(ctx context.Context, cur messages.Tokens) (messages.Tokens, error) {
+			return tokenwire.Refresh(ctx, wc, cur, time.Now())
+		},
 		RequiresRefreshToken: true, RefreshTimeout: 5 * time.Second,
 	}, panicOnBoom(nil, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -100,7 +102,7 @@ func TestRestartMidRefreshNeverReplaysARefreshToken(t *testing.T) {
 	issued := srv.IssuedTokens()
 	assert.Equal(t, issued[len(issued)-1], store.current().Refresh)
 
-	h.root.Send(h.pid, boom{}) // restarted again: the state comes from the store
+	h.root.Send(h.pid, boom{})        // restarted again: the state comes from the store
 	g, err := h.acquireByMessage(ctx) // (after the restart: the mailbox is in order)
 	require.NoError(t, err)
 	_, err = h.Rejected(ctx, g.Gen)
