@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/resilientclient/resilient/engine"
 	"github.com/resilientclient/resilient/internal/fakeapi"
@@ -302,4 +305,50 @@ func TestShortLivedTokensDoNotRefreshInALoop(t *testing.T) {
 			assert.LessOrEqual(t, srv.Stats().RefreshCalls, int64(2), "idle refreshes")
 		})
 	}
+}
+
+// panicOnRefreshSpan is a span processor that panics when a refresh span starts, while armed.
+type panicOnRefreshSpan struct {
+	sdktrace.SpanProcessor
+	armed atomic.Bool
+}
+
+func (p *panicOnRefreshSpan) OnStart(ctx context.Context, s sdktrace.ReadWriteSpan) {
+	if p.armed.Load() && s.Name() == "token refresh" {
+		panic("span processor bug")
+	}
+}
+
+// panickyHandler is a log handler that panics on every record.
+type panickyHandler struct{ slog.Handler }
+
+func (panickyHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (panickyHandler) Handle(context.Context, slog.Record) error { panic("logger bug") }
+
+// A panic in the token actor whose recovery path panics too (a user's logger): the recovery is
+// guarded, so the panic never reaches protoactor's supervisor; the request that met it fails at
+// once with an error instead of hanging to its deadline, and the session goes on without replaying
+// a refresh token.
+func TestPanickingLoggerInTheRecoveryPath(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{Opaque: true, AccessTTL: time.Hour})
+	proc := &panicOnRefreshSpan{SpanProcessor: sdktrace.NewSimpleSpanProcessor(tracetest.NewInMemoryExporter())}
+	proc.armed.Store(true)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(proc))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	e := newEngine(t, srv, srv.Login("ada"), engine.WithTracerProvider(tp),
+		engine.WithLogger(slog.New(panickyHandler{slog.DiscardHandler})))
+	srv.ExpireAccessTokens()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := engine.GetJSON[item](ctx, e, "/items/1")
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 2*time.Second, "answered, not left to its deadline")
+
+	proc.armed.Store(false)
+	_, err = engine.GetJSON[item](ctx, e, "/items/1")
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, srv.Stats().RefreshCalls)
+	assert.Zero(t, srv.Stats().ReuseDetected)
 }
