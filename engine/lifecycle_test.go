@@ -134,7 +134,9 @@ func callerContexts() []callerContext {
 	}
 }
 
-// Requests parked behind a refresh when Close comes also fail with ErrClosed.
+// Requests parked behind a refresh when Close comes fail with ErrClosed at once. Close lets the
+// refresh call under way finish (here it hangs) until its own deadline, then cuts it short and
+// returns by that deadline.
 func TestCloseFailsParkedRequests(t *testing.T) {
 	srv := startAPI(t, fakeapi.Options{Opaque: true, AccessTTL: time.Hour})
 	e, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithTokens(srv.Login("ada")),
@@ -152,10 +154,15 @@ func TestCloseFailsParkedRequests(t *testing.T) {
 	// The first 401 starts the refresh; the others park, after a 401 or before sending at all.
 	require.Eventually(t, func() bool { return srv.Stats().RefreshCalls == 1 }, 5*time.Second, time.Millisecond)
 	time.Sleep(50 * time.Millisecond)
-	closeEngine(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	closing := time.Now()
+	assert.ErrorIs(t, e.Close(ctx), context.DeadlineExceeded, "the hanging refresh call was cut short")
+	assert.Less(t, time.Since(closing), time.Second)
 	for range 50 {
 		assert.ErrorIs(t, <-results, engine.ErrClosed)
 	}
+	require.Eventually(t, func() bool { return engine.ActorCount(e) == 0 }, 5*time.Second, 5*time.Millisecond)
 }
 
 // Bad configuration is reported by New with a *ConfigError naming the option, never a panic.
