@@ -227,8 +227,8 @@ func (a *supervisorActor) Receive(c actor.Context) {
 		a.prune(c)
 	case messages.RequestPanicked:
 		logPanic(a.s.logger, m)
-	case *actor.Stopping:
-		a.stopTimer()
+	case *actor.Stopping, *actor.Restarting:
+		a.stopTimer() // a timer of a replaced incarnation must not hold Stop
 	}
 }
 
