@@ -238,15 +238,22 @@ func TestTokenActorProactiveRefreshKeepsServing(t *testing.T) {
 	assert.Equal(t, uint64(2), got.Gen)
 }
 
-// Stop answers parked requesters with ErrClosed and abandons the refresh.
+// Stop answers parked requesters with ErrClosed at once, lets the refresh call under way finish,
+// saves its result, and returns.
 func TestTokenActorStopFailsParked(t *testing.T) {
 	g := newGate()
-	f := start(t, TokenConfig{Store: seeded(messages.Tokens{Access: "t1", Refresh: "r1"}), Refresh: g.refresh, RequiresRefreshToken: true, RefreshTimeout: time.Minute})
+	store := seeded(messages.Tokens{Access: "t1", Refresh: "r1"})
+	f := start(t, TokenConfig{Store: store, Refresh: g.refresh, RequiresRefreshToken: true, RefreshTimeout: time.Minute})
 	w := f.acquireAsync(context.Background(), 1)
 	<-g.started
 	time.Sleep(10 * time.Millisecond)
-	require.NoError(t, f.h.Stop(context.Background()))
+	stopped := make(chan error, 1)
+	go func() { stopped <- f.h.Stop(context.Background()) }()
 	assert.ErrorIs(t, (<-w).err, messages.ErrClosed)
+	g.answer <- refreshAnswer{t: messages.Tokens{Access: "t2", Refresh: "r2"}}
+	require.NoError(t, <-stopped)
+	assert.Equal(t, "r2", store.current().Refresh, "the refresh that ended after Stop began was saved")
+	assert.Equal(t, int64(1), g.calls.Load(), "no further call")
 }
 
 // A panicking refresh function is a passing failure, not a crash.
