@@ -19,7 +19,7 @@ import (
 // path (a valid token) costs one atomic load instead of a message round trip. Only the token actor
 // ever stores one; every change of credentials still goes through its mailbox.
 type Snapshot struct {
-	Header string      // the Authorization header value, "Bearer " + token
+	Header string      // the Authorization header value: the scheme (Tokens.Scheme), a space, the token
 	Gen    uint64      // the token's generation
 	Expiry time.Time   // zero when unknown
 	values []string    // []string{Header}, made once: every request shares it (read-only)
@@ -221,12 +221,10 @@ func (h *TokenHandle) ask(ctx context.Context, mk func(chan<- messages.TokenRepl
 	if rep.Err != nil {
 		return g, rep.Err
 	}
-	g.Gen, g.values = rep.Gen, rep.Auth
-	if len(rep.Auth) == 1 {
-		g.Header = rep.Auth[0]
-	} else {
-		g.Header = "Bearer " + rep.Token
+	if len(rep.Auth) != 1 { // the actor always sends the header it made with the token
+		return g, errors.New("engine: internal error: a token reply without its Authorization value")
 	}
+	g.Gen, g.values, g.Header = rep.Gen, rep.Auth, rep.Auth[0]
 	return g, nil
 }
 

@@ -82,7 +82,7 @@ type tokenActor struct {
 	creds    messages.Tokens
 	expiry   time.Time // creds.Expiry, raised to the lifetime floor for a refreshed token
 	rejected bool      // the API answered 401 to creds.Access
-	auth     []string  // {"Bearer " + creds.Access}, shared by every reply of this generation
+	auth     []string  // {creds.Scheme() + " " + creds.Access}, shared by every reply of this generation
 
 	trigger *trace.SpanContext // the span of the requester whose message is being handled, if traced
 }
@@ -311,7 +311,7 @@ func (a *tokenActor) install(c actor.Context, t messages.Tokens, expiry time.Tim
 		a.h.snap.Store(nil)
 		return
 	}
-	a.auth = []string{"Bearer " + t.Access}
+	a.auth = []string{t.Scheme() + " " + t.Access}
 	a.h.snap.Store(&Snapshot{Header: a.auth[0], Gen: a.k.gen, Expiry: expiry, values: a.auth})
 	a.schedule(c)
 }

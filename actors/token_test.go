@@ -208,6 +208,20 @@ func TestTokenActorPermanentFailureExpiresOnce(t *testing.T) {
 	assert.Equal(t, "Bearer t9", got.Header)
 }
 
+// The Authorization scheme follows the tokens' Type ("Bearer" when it is empty), from the snapshot
+// and from the mailbox alike.
+func TestTokenActorSchemeFollowsTokenType(t *testing.T) {
+	for typ, want := range map[string]string{"": "Bearer t1", "MAC": "MAC t1"} {
+		f := start(t, TokenConfig{Store: seeded(messages.Tokens{Access: "t1", Type: typ}), RefreshTimeout: time.Minute})
+		got, err := f.h.Acquire(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, want, got.Header)
+		got, err = f.h.AcquireByMessage(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, want, got.Header)
+	}
+}
+
 func TestTokenActorNoRefreshTokenExpires(t *testing.T) {
 	f := start(t, TokenConfig{Store: seeded(messages.Tokens{Access: "t1"}), Refresh: newGate().refresh, RequiresRefreshToken: true, RefreshTimeout: time.Minute})
 	_, err := f.h.Rejected(context.Background(), 1)

@@ -13,7 +13,7 @@ import (
 // parks on. Reply channels have room for one reply, so the token actor never blocks on a requester.
 type TokenReply struct {
 	Token string
-	Auth  []string // {"Bearer " + Token}, made once per token and shared: read-only
+	Auth  []string // {scheme + " " + Token}, made once per token and shared: read-only
 	Gen   uint64
 	Err   error
 	// Wait, when not nil, parks the requester: the real answer is Wait's, once the refresh ends.
