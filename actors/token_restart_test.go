@@ -148,7 +148,7 @@ func TestGivenUpRequestersAreNotCountedAsParked(t *testing.T) {
 }
 
 // The proactive refresh: skew before expiry, not before half the remaining life, not sooner than
-// the minimum interval after the last refresh; none when that is at or past expiry.
+// the minimum interval after the last refresh, but always before nine tenths of the life.
 func TestProactiveDelay(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
@@ -161,8 +161,8 @@ func TestProactiveDelay(t *testing.T) {
 		{"long token: skew before expiry", time.Hour, 0, time.Hour - 30*time.Second, true},
 		{"short token: half-way", 10 * time.Second, 0, 5 * time.Second, true},
 		{"refreshed a moment ago: the minimum interval", 1800 * time.Millisecond, time.Nanosecond, time.Second - time.Nanosecond, true},
-		{"1 s token refreshed now: just before expiry", time.Second, time.Nanosecond, time.Second - time.Nanosecond, true},
-		{"10 ms token: the interval reaches past expiry", 10 * time.Millisecond, time.Millisecond, 0, false},
+		{"1 s token refreshed now: the interval would reach expiry", time.Second, time.Nanosecond, 900 * time.Millisecond, true},
+		{"10 ms token: nine tenths of its life", 10 * time.Millisecond, time.Millisecond, 9 * time.Millisecond, true},
 		{"expired", -time.Second, 0, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
