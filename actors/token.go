@@ -24,9 +24,10 @@ import (
 type RefreshFunc func(ctx context.Context, current messages.Tokens) (messages.Tokens, error)
 
 // DefaultMinRefreshInterval is the floor on a refreshed token's lifetime and the least time between
-// two refreshes that no 401 demanded: a token endpoint that answers expires_in 0.01 (or 1) is not
-// called in a loop. A token refreshed with a shorter expires_in is used for this long (a 401 for it
-// still starts a refresh at once).
+// the start of a refresh and the next proactive one (which still comes before the token's expiry,
+// at nine tenths of its life at the latest): a token endpoint that answers expires_in 0.01 (or 1)
+// is not called in a loop. A token refreshed with a shorter expires_in is used for this long (a 401
+// for it still starts a refresh at once).
 const DefaultMinRefreshInterval = time.Second
 
 // TokenEvents receives what the token actor tells the application. Its methods are called on the
@@ -336,8 +337,8 @@ func (a *tokenActor) schedule(c actor.Context) {
 
 // proactiveDelay is how long from now the proactive refresh of a token expiring at expiry starts:
 // skew before expiry, but not before half its remaining life, and not sooner than minInterval after
-// the last refresh started (lastStart). ok is false when that would be at or after expiry: the
-// next request then refreshes.
+// the last refresh started (lastStart) unless that would pass nine tenths of the remaining life (a
+// token in use is renewed before it runs out). ok is false for a token already expired.
 func proactiveDelay(now, expiry, lastStart time.Time, skew, minInterval time.Duration) (time.Duration, bool) {
 	life := expiry.Sub(now)
 	if life <= 0 {
@@ -345,9 +346,9 @@ func proactiveDelay(now, expiry, lastStart time.Time, skew, minInterval time.Dur
 	}
 	wait := life - min(skew, life/2)
 	if !lastStart.IsZero() {
-		wait = max(wait, lastStart.Add(minInterval).Sub(now))
+		wait = max(wait, min(lastStart.Add(minInterval).Sub(now), life-life/10))
 	}
-	return wait, wait < life
+	return wait, true
 }
 
 func (a *tokenActor) minInterval() time.Duration {
