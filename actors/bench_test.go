@@ -15,7 +15,7 @@ import (
 
 func benchSystem(b *testing.B) (*actor.ActorSystem, *TokenHandle) {
 	system := NewSystem(nil)
-	h, err := SpawnToken(system, TokenConfig{Tokens: messages.Tokens{Access: "t1", Expiry: time.Now().Add(time.Hour)}})
+	h, err := SpawnToken(system, TokenConfig{Store: seeded(messages.Tokens{Access: "t1", Expiry: time.Now().Add(time.Hour)})})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,10 +19,19 @@ import (
 // path (a valid token) costs one atomic load instead of a message round trip. Only the token actor
 // ever stores one; every change of credentials still goes through its mailbox.
 type Snapshot struct {
-	Header string    // the Authorization header value, "Bearer " + token
-	Gen    uint64    // the token's generation
-	Expiry time.Time // zero when unknown
-	values []string  // []string{Header}, made once: every request shares it (read-only)
+	Header string      // the Authorization header value: the scheme (Tokens.Scheme), a space, the token
+	Gen    uint64      // the token's generation
+	Expiry time.Time   // zero when unknown
+	values []string    // []string{Header}, made once: every request shares it (read-only)
+	used   atomic.Bool // a request was handed this token: only a used token is renewed proactively
+}
+
+// markUsed records that a request was handed the token. Reading first keeps the hot path from
+// writing a shared cache line on every request.
+func (s *Snapshot) markUsed() {
+	if !s.used.Load() {
+		s.used.Store(true)
+	}
 }
 
 // usableAt reports whether the token may still be sent at now.
@@ -55,53 +64,81 @@ func (g *Grant) headerValues() []string {
 // Parked reports whether the request waited for a refresh.
 func (g *Grant) Parked() bool { return !g.ParkedAt.IsZero() }
 
-// TokenHandle is how requests talk to a running token actor. It is safe for concurrent use.
+// TokenHandle is how requests talk to a running token actor. It also holds what must outlive an
+// incarnation of the actor (see tokenActor): the store's one writer, the kept state, the refresh
+// goroutines. It is safe for concurrent use.
 type TokenHandle struct {
-	tel  *telemetry.T // the parked-requests gauge
-	root *actor.RootContext
-	pid  *actor.PID
-	snap atomic.Pointer[Snapshot]
+	tel   *telemetry.T // the parked-requests gauge
+	root  *actor.RootContext
+	pid   *actor.PID
+	snap  atomic.Pointer[Snapshot]
+	store *persister
+	kept  kept // the actor's; see kept
 
-	background sync.WaitGroup // refresh goroutines and armed timers, waited for by Stop
+	life  context.Context    // parent of every refresh call; ended when Close's deadline passes
+	abort context.CancelFunc // ends life
+
+	background sync.WaitGroup // refresh and save goroutines, waited for by Stop
 	stopOnce   sync.Once
-	stopped    chan struct{} // closed once Stop has stopped the actor: nothing is answered after
+	goneOnce   sync.Once
+	gone       chan struct{} // closed once the actor is stopped: nothing is answered after
 }
 
 // SpawnToken starts a token actor in system with cfg. Defaults: a discarding logger and a one-minute
-// refresh timeout when cfg leaves them unset.
+// refresh timeout when cfg leaves them unset. cfg.Store is required.
 func SpawnToken(system *actor.ActorSystem, cfg TokenConfig) (*TokenHandle, error) {
+	return spawnToken(system, cfg)
+}
+
+// spawnToken is SpawnToken with extra props options (tests add a middleware that panics).
+func spawnToken(system *actor.ActorSystem, cfg TokenConfig, opts ...actor.PropsOption) (*TokenHandle, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("engine: the token actor needs a store")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.RefreshTimeout <= 0 {
 		cfg.RefreshTimeout = time.Minute
 	}
-	h := &TokenHandle{root: system.Root, stopped: make(chan struct{}), tel: cfg.Telemetry}
-	props := actor.PropsFromProducer(func() actor.Actor { return newTokenActor(cfg, h) })
+	h := &TokenHandle{root: system.Root, gone: make(chan struct{}), tel: cfg.Telemetry,
+		store: &persister{store: cfg.Store, timeout: cfg.RefreshTimeout}}
+	h.life, h.abort = context.WithCancel(context.Background())
+	props := actor.PropsFromProducer(func() actor.Actor { return newTokenActor(cfg, h) }, opts...)
 	pid, err := system.Root.SpawnNamed(props, "token")
 	if err != nil {
+		h.abort()
 		return nil, err
 	}
 	h.pid = pid
 	return h, nil
 }
 
-// Acquire returns the token to send: from the published snapshot when it is valid (no message),
-// else from the token actor, parking until a refresh ends if one must run. It returns early with
-// context.Cause(ctx) when ctx ends (a parked request just stops waiting).
-func (h *TokenHandle) Acquire(ctx context.Context) (Grant, error) {
-	return h.AcquireAt(ctx, time.Now())
+// Health is the last save's error (wrapping messages.ErrSaveFailed) until a later save succeeds;
+// nil when the store holds the credentials in force.
+func (h *TokenHandle) Health() error { return h.store.err() }
+
+// closeGone marks the actor as gone: every wait for it ends with ErrClosed.
+func (h *TokenHandle) closeGone() { h.goneOnce.Do(func() { close(h.gone) }) }
+
+func (h *TokenHandle) isGone() bool {
+	select {
+	case <-h.gone:
+		return true
+	default:
+		return false
+	}
 }
 
-// AcquireAt is Acquire for a caller that has just read the clock: now decides whether the snapshot
-// is still usable.
+// AcquireAt returns the token to send: from the published snapshot when it is valid at now (no
+// message), else from the token actor, parking until a refresh ends if one must run. It returns
+// early with context.Cause(ctx) when ctx ends (a parked request just stops waiting).
 func (h *TokenHandle) AcquireAt(ctx context.Context, now time.Time) (Grant, error) {
 	if s := h.snap.Load(); s != nil && s.usableAt(now) {
+		s.markUsed()
 		return Grant{Header: s.Header, Gen: s.Gen, Expiry: s.Expiry, values: s.values}, nil
 	}
-	return h.ask(ctx, func(r chan<- messages.TokenReply, sc *trace.SpanContext) any {
-		return messages.NeedToken{Reply: r, Trace: sc}
-	})
+	return h.acquireByMessage(ctx)
 }
 
 // Header is the Authorization value the current token is sent with ("" when there is none), read
@@ -113,19 +150,18 @@ func (h *TokenHandle) Header() string {
 	return ""
 }
 
-// AcquireByMessage is Acquire without the snapshot: always a NeedToken round trip through the
-// mailbox. It exists to measure what the snapshot saves.
-func (h *TokenHandle) AcquireByMessage(ctx context.Context) (Grant, error) {
-	return h.ask(ctx, func(r chan<- messages.TokenReply, sc *trace.SpanContext) any {
-		return messages.NeedToken{Reply: r, Trace: sc}
+// acquireByMessage asks the token actor, without the snapshot.
+func (h *TokenHandle) acquireByMessage(ctx context.Context) (Grant, error) {
+	return h.ask(ctx, func(r chan<- messages.TokenReply, ask *messages.Ask, dl time.Time, sc *trace.SpanContext) any {
+		return messages.NeedToken{Reply: r, Ask: ask, Deadline: dl, Trace: sc}
 	})
 }
 
 // Rejected reports that the API answered 401 to a request sent with generation gen, and returns the
 // token to retry with: the current one if gen was already replaced, else the one a refresh brings.
 func (h *TokenHandle) Rejected(ctx context.Context, gen uint64) (Grant, error) {
-	return h.ask(ctx, func(r chan<- messages.TokenReply, sc *trace.SpanContext) any {
-		return messages.TokenRejected{Gen: gen, Reply: r, Trace: sc}
+	return h.ask(ctx, func(r chan<- messages.TokenReply, ask *messages.Ask, dl time.Time, sc *trace.SpanContext) any {
+		return messages.TokenRejected{Gen: gen, Reply: r, Ask: ask, Deadline: dl, Trace: sc}
 	})
 }
 
@@ -136,50 +172,58 @@ func (h *TokenHandle) ReportRejected(gen uint64) {
 }
 
 // ask sends the message made by mk and waits for the reply or for ctx to end. The message names the
-// requester's span (from ctx), which a refresh it starts links to. On an error the Grant still says
-// whether and how long the request was parked, and which refresh failed it.
-func (h *TokenHandle) ask(ctx context.Context, mk func(chan<- messages.TokenReply, *trace.SpanContext) any) (Grant, error) {
+// requester's span (from ctx), which a refresh it starts links to, and its deadline, up to which a
+// refresh keeps retrying. On an error the Grant still says whether and how long the request was
+// parked, and which refresh failed it. A requester is counted as parked (and then as released or
+// failed) exactly when it waits: one that gives up first is not counted.
+func (h *TokenHandle) ask(ctx context.Context, mk func(chan<- messages.TokenReply, *messages.Ask, time.Time, *trace.SpanContext) any) (Grant, error) {
 	if ctx.Err() != nil {
 		return Grant{}, ctxErr(ctx)
 	}
 	r := make(chan messages.TokenReply, 1)
+	question := &messages.Ask{}
 	asked := time.Now()
 	var sc *trace.SpanContext
 	if s := trace.SpanContextFromContext(ctx); s.IsValid() {
 		sc = &s // only traced requests pay for it
 	}
-	h.root.Send(h.pid, mk(r, sc))
+	dl, _ := ctx.Deadline()
+	h.root.Send(h.pid, mk(r, question, dl, sc))
 	var rep messages.TokenReply
 	select {
 	case rep = <-r: // the actor answers at once
 	case <-ctx.Done():
-		select {
-		case rep = <-r: // the answer came too: if it parked us, leave
-			if rep.Wait != nil {
-				rep.Wait.Leave()
-			}
-		default:
+		if question.Abandon() {
+			return Grant{}, ctxErr(ctx) // the actor will neither park nor count us
 		}
-		return Grant{}, ctxErr(ctx)
-	case <-h.stopped: // a message that reached a stopped actor is never answered
+		select {
+		case rep = <-r: // parked just now: its answer is on its way
+		case <-h.gone:
+			return Grant{}, messages.ErrClosed
+		}
+		if rep.Wait != nil && rep.Wait.Leave() {
+			return Grant{}, ctxErr(ctx)
+		}
+	case <-h.gone: // a message that reached a stopped actor is never answered
 		return Grant{}, messages.ErrClosed
 	}
 	var g Grant
 	if p := rep.Wait; p != nil {
 		// Parked behind a refresh: wait for its outcome with everyone else. (The actor resolves
 		// every Pending before it stops, so no other wake-up is needed.)
-		h.tel.Parking(ctx, 1) // (the actor counted us in when it parked us)
+		h.tel.Parking(ctx, 1)
 		select {
 		case <-p.Done():
-			rep = p.Reply()
 		case <-ctx.Done():
-			p.Leave()
+			if p.Leave() {
+				h.tel.Parking(ctx, -1)
+				return Grant{ParkedAt: asked, ReleasedAt: time.Now()}, ctxErr(ctx)
+			}
+			<-p.Done() // counted as released: take the outcome
 		}
+		rep = p.Reply()
 		h.tel.Parking(ctx, -1)
 		g.ParkedAt, g.ReleasedAt = asked, time.Now()
-		if rep.Wait != nil { // still the parking answer: ctx ended first
-			return g, ctxErr(ctx)
-		}
 	}
 	if rep.Refresh != nil {
 		g.Refresh = *rep.Refresh
@@ -187,14 +231,12 @@ func (h *TokenHandle) ask(ctx context.Context, mk func(chan<- messages.TokenRepl
 	if rep.Err != nil {
 		return g, rep.Err
 	}
-	g.Gen, g.values = rep.Gen, rep.Auth
+	if len(rep.Auth) != 1 { // the actor always sends the header it made with the token
+		return g, errors.New("engine: internal error: a token reply without its Authorization value")
+	}
+	g.Gen, g.values, g.Header = rep.Gen, rep.Auth, rep.Auth[0]
 	if s := h.snap.Load(); s != nil && s.Gen == g.Gen {
 		g.Expiry = s.Expiry // installed before the reply was sent
-	}
-	if len(rep.Auth) == 1 {
-		g.Header = rep.Auth[0]
-	} else {
-		g.Header = "Bearer " + rep.Token
 	}
 	return g, nil
 }
@@ -208,7 +250,8 @@ func ctxErr(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Set replaces the credentials (a new login) and waits until they are in force.
+// Set replaces the credentials (a new login) and waits until they are in force and saved. A failed
+// save returns an error wrapping messages.ErrSaveFailed; the credentials are in force all the same.
 func (h *TokenHandle) Set(ctx context.Context, t messages.Tokens) error {
 	done := make(chan error, 1)
 	h.root.Send(h.pid, messages.SetTokens{Tokens: t, Done: done})
@@ -217,13 +260,16 @@ func (h *TokenHandle) Set(ctx context.Context, t messages.Tokens) error {
 		return err
 	case <-ctx.Done():
 		return context.Cause(ctx)
-	case <-h.stopped:
+	case <-h.gone:
 		return messages.ErrClosed
 	}
 }
 
-// Stop answers every parked requester with ErrClosed, stops the actor, and waits for its refresh and
-// timers to finish (a running refresh is cancelled). It is safe to call more than once.
+// Stop answers every parked requester with ErrClosed and closes the actor. A refresh in progress
+// makes no further call, but the call under way may finish and its result is saved: Stop waits for
+// that (and for saves of SetTokens) until ctx ends, then cuts the call short and returns. A save
+// already running keeps its own bounded context. Stop returns by ctx's deadline whatever
+// protoactor's own stop waits do. It is safe to call more than once.
 func (h *TokenHandle) Stop(ctx context.Context) error {
 	var err error
 	h.stopOnce.Do(func() {
@@ -231,20 +277,17 @@ func (h *TokenHandle) Stop(ctx context.Context) error {
 		h.root.Send(h.pid, messages.Shutdown{Done: done})
 		select {
 		case <-done:
+		case <-h.gone:
 		case <-ctx.Done():
 			err = context.Cause(ctx)
 		}
-		stopErr := h.root.StopFuture(h.pid).Wait()
-		close(h.stopped)
-		waited := make(chan struct{})
-		go func() { h.background.Wait(); close(waited) }()
-		select {
-		case <-waited:
-		case <-ctx.Done():
+		if !waitFor(ctx, h.background.Wait) {
 			err = errors.Join(err, context.Cause(ctx))
 		}
-		if stopErr != nil {
-			err = errors.Join(err, stopErr)
+		h.abort()
+		h.closeGone()
+		if serr := stopActor(ctx, h.root, h.pid, &h.background); serr != nil && err == nil {
+			err = serr
 		}
 	})
 	return err

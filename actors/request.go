@@ -203,7 +203,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 	var g Grant
 	var err error
 	if r.ByMessage {
-		g, err = r.Token.AcquireByMessage(ctx)
+		g, err = r.Token.acquireByMessage(ctx)
 	} else {
 		g, err = r.Token.AcquireAt(ctx, st.now())
 	}

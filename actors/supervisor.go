@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -63,11 +62,21 @@ type Supervisor struct {
 	stopped    chan struct{} // closed once the actor is stopped: nothing is answered after
 }
 
+// RetryEvents receives what the supervisor tells the application. Its methods are called on the
+// supervisor's goroutine and must not block; a panic in one is ignored.
+type RetryEvents interface {
+	// RetryScheduled: a logical request (or a refresh call) to host will make attempt attempt after
+	// delay, because of reason.
+	RetryScheduled(host, method string, attempt int, delay time.Duration, reason string)
+	// RetryBudgetExhausted: a retry was due (because of reason) but host's retry budget refused it.
+	RetryBudgetExhausted(host, method, reason string)
+}
+
 // SupervisorConfig configures the supervisor actor.
 type SupervisorConfig struct {
-	Policy  RetryPolicy
-	Publish func(event any) // receives RetryScheduled and RetryBudgetExhausted; must not block
-	Logger  *slog.Logger
+	Policy RetryPolicy
+	Events RetryEvents // nil: none
+	Logger *slog.Logger
 }
 
 // SpawnSupervisor starts the supervisor actor in system.
@@ -87,7 +96,7 @@ func SpawnSupervisor(system *actor.ActorSystem, cfg SupervisorConfig) (*Supervis
 		overflow: retry.NewBudget(p.BudgetRatio, p.BudgetPerSecond, p.BudgetWindow),
 	}
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &supervisorActor{s: s, publish: cfg.Publish, cool: map[string]coolDown{}}
+		return &supervisorActor{s: s, events: cfg.Events, cool: map[string]coolDown{}}
 	})
 	pid, err := system.Root.SpawnNamed(props, "supervisor")
 	if err != nil {
@@ -180,23 +189,19 @@ func (s *Supervisor) reportPanic(m messages.RequestPanicked) {
 }
 
 func logPanic(l *slog.Logger, m messages.RequestPanicked) {
-	l.ErrorContext(trace.ContextWithSpanContext(context.Background(), m.Trace), "request panicked; its caller got ErrRequestPanicked",
-		"method", m.Method, "host", m.Host, "panic", m.Value, "stack", string(m.Stack))
+	safely(func() {
+		l.ErrorContext(trace.ContextWithSpanContext(context.Background(), m.Trace), "request panicked; its caller got ErrRequestPanicked",
+			"method", m.Method, "host", m.Host, "panic", m.Value, "stack", string(m.Stack))
+	})
 }
 
-// Stop stops the actor and its timer. Requests waiting on it get ErrClosed. Safe to call twice.
+// Stop stops the actor and its timer, returning by ctx's deadline. Requests waiting on it get
+// ErrClosed. Safe to call twice.
 func (s *Supervisor) Stop(ctx context.Context) error {
 	var err error
 	s.stopOnce.Do(func() {
-		err = s.root.StopFuture(s.pid).Wait()
+		err = stopActor(ctx, s.root, s.pid, &s.background)
 		close(s.stopped)
-		waited := make(chan struct{})
-		go func() { s.background.Wait(); close(waited) }()
-		select {
-		case <-waited:
-		case <-ctx.Done():
-			err = errors.Join(err, context.Cause(ctx))
-		}
 	})
 	return err
 }
@@ -204,10 +209,10 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 // supervisorActor owns the cool-downs (the only writer of the published map) and charges the
 // budgets for retries.
 type supervisorActor struct {
-	s       *Supervisor
-	publish func(any)
-	cool    map[string]coolDown
-	timer   *time.Timer // fires when the earliest cool-down ends
+	s      *Supervisor
+	events RetryEvents
+	cool   map[string]coolDown
+	timer  *time.Timer // fires when the earliest cool-down ends
 }
 
 // Receive reads like the protocol: asks for retries, cool-downs, panics of request actors.
@@ -222,18 +227,18 @@ func (a *supervisorActor) Receive(c actor.Context) {
 		a.prune(c)
 	case messages.RequestPanicked:
 		logPanic(a.s.logger, m)
-	case *actor.Stopping:
-		a.stopTimer()
+	case *actor.Stopping, *actor.Restarting:
+		a.stopTimer() // a timer of a replaced incarnation must not hold Stop
 	}
 }
 
 func (a *supervisorActor) retry(m messages.RetryAsk) {
 	if !a.s.budget(m.Host).TryRetry(time.Now()) {
-		a.emit(messages.RetryBudgetExhausted{Host: m.Host, Method: m.Method, Reason: m.Reason})
+		a.emit(func(e RetryEvents) { e.RetryBudgetExhausted(m.Host, m.Method, m.Reason) })
 		m.Reply <- messages.ErrRetryBudgetExhausted
 		return
 	}
-	a.emit(messages.RetryScheduled{Host: m.Host, Method: m.Method, Attempt: m.Attempt, Delay: m.Delay, Reason: m.Reason})
+	a.emit(func(e RetryEvents) { e.RetryScheduled(m.Host, m.Method, m.Attempt, m.Delay, m.Reason) })
 	m.Reply <- nil
 }
 
@@ -291,9 +296,9 @@ func (a *supervisorActor) stopTimer() {
 	a.timer = nil
 }
 
-func (a *supervisorActor) emit(ev any) {
-	if a.publish != nil {
-		a.publish(ev)
+func (a *supervisorActor) emit(f func(RetryEvents)) {
+	if a.events != nil {
+		safely(func() { f(a.events) })
 	}
 }
 
@@ -304,8 +309,7 @@ func (a *supervisorActor) recoverPanic(c actor.Context) {
 	if r == nil {
 		return
 	}
-	err := fmt.Errorf("engine: internal error in the retry supervisor: %v", r)
-	a.s.logger.Error("retry supervisor panicked", "error", err)
+	err := recovered(a.s.logger, context.Background(), "retry supervisor", r)
 	switch m := c.Message().(type) {
 	case messages.RetryAsk:
 		select {

@@ -23,10 +23,16 @@ func testPolicy() RetryPolicy {
 	}
 }
 
-func spawnSupervisor(t *testing.T, p RetryPolicy, publish func(any)) *Supervisor {
+// retryEvents delivers the supervisor's events to a channel, as the names of the methods called.
+type retryEvents chan string
+
+func (c retryEvents) RetryScheduled(string, string, int, time.Duration, string) { c <- "scheduled" }
+func (c retryEvents) RetryBudgetExhausted(string, string, string)               { c <- "exhausted" }
+
+func spawnSupervisor(t *testing.T, p RetryPolicy, events RetryEvents) *Supervisor {
 	t.Helper()
 	system := NewSystem(nil)
-	s, err := SpawnSupervisor(system, SupervisorConfig{Policy: p, Publish: publish})
+	s, err := SpawnSupervisor(system, SupervisorConfig{Policy: p, Events: events})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		require.NoError(t, s.Stop(context.Background()))
@@ -62,9 +68,9 @@ func TestCoolDownsArePerHostAndPruned(t *testing.T) {
 // Budgets are per host: one host exhausting its retries does not stop another's. Every refusal and
 // every grant is published.
 func TestBudgetsArePerHost(t *testing.T) {
-	var events []any
-	published := make(chan any, 100)
-	s := spawnSupervisor(t, testPolicy(), func(ev any) { published <- ev })
+	var events []string
+	published := make(retryEvents, 100)
+	s := spawnSupervisor(t, testPolicy(), published)
 	ctx := context.Background()
 	now := time.Now()
 	for range 4 {
@@ -86,10 +92,10 @@ func TestBudgetsArePerHost(t *testing.T) {
 	}
 	var scheduled, exhausted int
 	for _, ev := range events {
-		switch ev.(type) {
-		case messages.RetryScheduled:
+		switch ev {
+		case "scheduled":
 			scheduled++
-		case messages.RetryBudgetExhausted:
+		case "exhausted":
 			exhausted++
 		}
 	}

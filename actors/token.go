@@ -3,79 +3,113 @@ package actors
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/resilientclient/resilient/internal/retry"
 	"github.com/resilientclient/resilient/internal/telemetry"
-	"github.com/resilientclient/resilient/internal/tokenwire"
 	"github.com/resilientclient/resilient/messages"
 )
 
-// RefreshFunc trades the current credentials for new ones. ctx carries the refresh timeout and ends
-// when the engine closes, never because the request that triggered the refresh went away.
+// RefreshFunc trades the current credentials for new ones. ctx carries the refresh timeout; it is
+// not cancelled because the request that triggered the refresh went away, nor by Close until
+// Close's own deadline.
 //
-// An error ends the session (every waiting request gets ErrSessionExpired) when it wraps
-// messages.ErrSessionExpired, is a *tokenwire.EndpointError for a definitive 4xx, or wraps
-// tokenwire.ErrMalformed. Any other error is taken as passing: the waiting requests get
-// ErrRefreshFailed, the credentials are kept, and the next request tries again.
+// retry.Classify decides what an error means: one wrapping messages.ErrSessionExpired, or a
+// definitive answer of the token endpoint (invalid_grant), ends the session; any other is passing
+// (the waiting requests get ErrRefreshFailed and the credentials are kept), and the passing failures
+// it names (5xx, 429, timeouts, network, malformed answers) are retried while requests wait.
 type RefreshFunc func(ctx context.Context, current messages.Tokens) (messages.Tokens, error)
+
+// DefaultMinRefreshInterval is the floor on a refreshed token's lifetime and the least time between
+// the start of a refresh and the next proactive one (which still comes before the token's expiry,
+// at nine tenths of its life at the latest): a token endpoint that answers expires_in 0.01 (or 1)
+// is not called in a loop. A token refreshed with a shorter expires_in is used for this long (a 401
+// for it still starts a refresh at once).
+const DefaultMinRefreshInterval = time.Second
+
+// TokenEvents receives what the token actor tells the application. Its methods are called on the
+// actor's goroutine and must not block; a panic in one is ignored.
+type TokenEvents interface {
+	// TokenRefreshed: a refresh installed generation gen, released released parked requests, and its
+	// save has ended (SaveFailed came first if it failed).
+	TokenRefreshed(gen uint64, expiry time.Time, proactive bool, released int, took time.Duration)
+	// SessionExpired: the session ended with err (wrapping ErrSessionExpired); failed parked requests
+	// got it.
+	SessionExpired(err error, failed int)
+	// TokensReplaced: the application's SetTokens installed generation gen.
+	TokensReplaced(gen uint64)
+	// SaveFailed: generation gen could not be saved (err wraps ErrSaveFailed); it is used from memory.
+	SaveFailed(gen uint64, err error)
+}
 
 // TokenConfig configures the token actor.
 type TokenConfig struct {
-	Tokens  messages.Tokens // the credentials to start with
-	Refresh RefreshFunc     // nil: no refresh; a rejected or expired token ends the session
-	// RequiresRefreshToken: Refresh cannot work without Tokens.Refresh (true for the built-in
+	// Store holds the credentials: the actor loads them from it whenever it (re)starts, and saves
+	// every new pair to it. Required; seed it with the first credentials.
+	Store   TokenStore
+	Refresh RefreshFunc // nil: no refresh; a rejected or expired token ends the session
+	// RequiresRefreshToken: Refresh cannot work without a refresh token (true for the built-in
 	// formats), so a session without one expires instead of calling it.
 	RequiresRefreshToken bool
-	RefreshTimeout       time.Duration                                      // bounds one refresh call; must be > 0
-	Supervisor           *Supervisor                                        // retries refresh calls that fail transiently; nil: one call
-	RefreshHost          string                                             // the token endpoint's host[:port], for the retry budget, events and telemetry; "" when unknown
-	Skew                 time.Duration                                      // refresh this long before expiry (at most half the token's lifetime); ≤ 0: never proactively
-	Save                 func(ctx context.Context, t messages.Tokens) error // optional; persists a refreshed pair before anyone is released
-	Publish              func(event any)                                    // receives events; must not block
+	RefreshTimeout       time.Duration // bounds one refresh call, and one save with its retries; must be > 0
+	Supervisor           *Supervisor   // retries refresh calls that fail transiently; nil: one call
+	RefreshHost          string        // the token endpoint's host[:port], for the retry budget and telemetry; "" when unknown
+	Skew                 time.Duration // refresh this long before expiry (at most half the token's lifetime); ≤ 0: never proactively
+	MinInterval          time.Duration // see DefaultMinRefreshInterval; ≤ 0: that default
+	Events               TokenEvents   // nil: none
 	Logger               *slog.Logger
 	Telemetry            *telemetry.T // spans and metrics of refreshes and parked requests; nil: none
 }
 
-// tokenActor is the only writer of credentials. Its behaviour is one of three states, switched with
-// protoactor's Become: valid, refreshing and expired (plus closed after Shutdown).
+// tokenActor is the only writer of credentials. Its behaviour is one of four states, switched with
+// protoactor's Become: valid, refreshing, expired and closed.
+//
+// Supervision: a panic in a handler is recovered by the actor itself (recoverPanic), which answers
+// the message's requester. One that escapes (none should) reaches protoactor's root strategy, which
+// restarts the actor (at most ten times in ten seconds, then stops it). Both are safe: what must
+// outlive an incarnation (the generation, the running refresh and its parked requesters, the end of
+// the session, the timer) is kept in the TokenHandle, and the credentials are loaded from the store
+// on every start, never taken from the options of New. A stopped actor fails every waiter with
+// ErrClosed.
 type tokenActor struct {
 	cfg      TokenConfig
 	h        *TokenHandle
+	k        *kept
 	behavior actor.Behavior
 
 	creds    messages.Tokens
-	gen      uint64 // generation of creds.Access; grows by one per installed token
-	rejected bool   // the API answered 401 to creds.Access
-	ended    error  // why the session expired (wraps ErrSessionExpired), in the expired state
+	expiry   time.Time // creds.Expiry, raised to the lifetime floor for a refreshed token
+	rejected bool      // the API answered 401 to creds.Access
+	auth     []string  // {creds.Scheme() + " " + creds.Access}, shared by every reply of this generation
 
-	pending *messages.Pending // what requesters wait for while a refresh runs; nil when none waits
-	auth    []string          // {"Bearer " + creds.Access}, shared by every reply of this generation
+	trigger *trace.SpanContext // the span of the requester whose message is being handled, if traced
+}
 
-	seq       uint64 // numbers refreshes; a RefreshDone/Failed for another seq is stale
-	proactive bool
-	started   time.Time
-	cancel    context.CancelFunc // ends the running refresh
+// kept is the token actor's state that survives a restart of the actor. Only the actor's goroutine
+// touches it.
+type kept struct {
+	gen       uint64             // generation of the credentials in force; grows by one per installed pair
+	seq       uint64             // numbers refreshes; a RefreshDone/Failed for another seq is stale
+	run       *refreshRun        // the refresh in progress; nil when none
+	lastStart time.Time          // when the last refresh started: the minimum interval counts from it
+	ended     error              // why the session expired (wraps ErrSessionExpired); nil while it lives
+	endedBy   *trace.SpanContext // the span of the refresh that ended it, for its failures to link to
+	closed    bool               // Shutdown was handled
+	timer     *time.Timer        // the proactive refresh of the current generation
+}
 
-	trigger   *trace.SpanContext // the span of the requester whose message is being handled, if traced
-	refresh   telemetry.Refresh  // the running refresh's span (ended when it reports back)
-	refreshSC *trace.SpanContext // the last refresh's span, named in the replies it releases; nil if none
-
-	timer *time.Timer // the proactive refresh of the current generation
-
-	life context.Context // ends on Shutdown; parent of every refresh
-	stop context.CancelFunc
+func (k *kept) stopTimer() {
+	if k.timer != nil {
+		k.timer.Stop()
+		k.timer = nil
+	}
 }
 
 func newTokenActor(cfg TokenConfig, h *TokenHandle) *tokenActor {
-	a := &tokenActor{cfg: cfg, h: h, behavior: actor.NewBehavior()}
-	a.life, a.stop = context.WithCancel(context.Background())
+	a := &tokenActor{cfg: cfg, h: h, k: &h.kept, behavior: actor.NewBehavior()}
 	a.behavior.Become(a.valid)
 	return a
 }
@@ -89,10 +123,11 @@ func (a *tokenActor) Receive(c actor.Context) {
 		a.trigger = m.Trace
 	case messages.TokenRejected:
 		a.trigger = m.Trace
-	}
-	switch m := c.Message().(type) {
 	case *actor.Started:
-		a.install(c, a.cfg.Tokens)
+		a.start(c)
+		return
+	case *actor.Restarting:
+		a.k.stopTimer() // the next incarnation arms its own
 		return
 	case messages.Shutdown:
 		a.shutdown()
@@ -101,26 +136,57 @@ func (a *tokenActor) Receive(c actor.Context) {
 	case *actor.Stopping:
 		a.shutdown()
 		return
+	case *actor.Stopped:
+		a.h.closeGone() // a stopped actor answers nothing: waiters must not wait for it
+		return
 	}
 	a.behavior.Receive(c)
+}
+
+// start (re)builds the actor's state: the credentials from the store, the rest from what survived.
+func (a *tokenActor) start(c actor.Context) {
+	a.k.stopTimer()
+	t, err := a.h.store.load()
+	if err != nil {
+		a.log(slog.LevelWarn, "token store: loading the credentials failed", "error", err)
+	}
+	switch {
+	case a.k.closed:
+		a.behavior.Become(a.closed)
+	case a.k.ended != nil:
+		a.behavior.Become(a.expired)
+	case a.k.run != nil:
+		// A refresh ran when the actor restarted: adopt it. Its outcome comes back with its seq.
+		a.install(c, t, t.Expiry)
+		if !a.k.run.proactive {
+			a.reject() // it was refused or expired: requests park behind the refresh, as before
+			a.k.stopTimer()
+		}
+		a.behavior.Become(a.refreshing)
+	default:
+		a.install(c, t, t.Expiry)
+		a.behavior.Become(a.valid)
+	}
 }
 
 // valid: a token is held (it may still turn out rejected or past its expiry, which starts a refresh).
 func (a *tokenActor) valid(c actor.Context) {
 	switch m := c.Message().(type) {
 	case messages.NeedToken:
-		a.serve(c, m.Reply)
+		a.serve(c, m.Reply, m.Ask, m.Deadline)
 	case messages.TokenRejected:
-		if m.Gen == a.gen {
+		if m.Gen == a.k.gen {
 			a.reject()
 		}
-		a.serve(c, m.Reply)
+		a.serve(c, m.Reply, m.Ask, m.Deadline)
 	case messages.RefreshDue:
-		if m.Gen == a.gen && a.canRefresh() {
-			a.startRefresh(c, true)
+		if m.Gen == a.k.gen && a.canRefresh() {
+			if s := a.h.snap.Load(); s != nil && s.used.Load() {
+				a.startRefresh(c, true, nil)
+			} // else nobody used this token: let it lapse; the next request refreshes
 		}
 	case messages.SetTokens:
-		a.replace(c, m)
+		a.replace(c, m, nil)
 	}
 }
 
@@ -129,31 +195,30 @@ func (a *tokenActor) valid(c actor.Context) {
 func (a *tokenActor) refreshing(c actor.Context) {
 	switch m := c.Message().(type) {
 	case messages.NeedToken:
-		if a.proactive && a.usable() {
+		if a.k.run.proactive && a.usable() {
 			a.grant(m.Reply)
 			return
 		}
-		a.park(m.Reply)
+		a.park(m.Reply, m.Ask, m.Deadline)
 	case messages.TokenRejected:
-		if m.Gen == a.gen {
+		if m.Gen == a.k.gen {
 			a.reject()
 		}
-		if m.Gen < a.gen && a.usable() { // a 401 for a token already replaced: answer with the new one
+		if m.Gen < a.k.gen && a.usable() { // a 401 for a token already replaced: answer with the new one
 			a.grant(m.Reply)
 			return
 		}
-		a.park(m.Reply)
+		a.park(m.Reply, m.Ask, m.Deadline)
 	case messages.RefreshDone:
-		if m.Seq == a.seq {
-			a.refreshed(c, m.Tokens)
+		if m.Seq == a.k.seq {
+			a.refreshed(c, m)
 		}
 	case messages.RefreshFailed:
-		if m.Seq == a.seq {
+		if m.Seq == a.k.seq {
 			a.refreshFailed(c, m)
 		}
 	case messages.SetTokens:
-		a.abandonRefresh()
-		a.replace(c, m)
+		a.replace(c, m, a.abandonRefresh())
 	}
 }
 
@@ -161,11 +226,11 @@ func (a *tokenActor) refreshing(c actor.Context) {
 func (a *tokenActor) expired(c actor.Context) {
 	switch m := c.Message().(type) {
 	case messages.NeedToken:
-		reply(m.Reply, messages.TokenReply{Err: a.ended})
+		reply(m.Reply, messages.TokenReply{Err: a.k.ended, Refresh: a.k.endedBy})
 	case messages.TokenRejected:
-		reply(m.Reply, messages.TokenReply{Err: a.ended})
+		reply(m.Reply, messages.TokenReply{Err: a.k.ended, Refresh: a.k.endedBy})
 	case messages.SetTokens:
-		a.replace(c, m)
+		a.replace(c, m, nil)
 	}
 }
 
@@ -184,21 +249,25 @@ func (a *tokenActor) closed(c actor.Context) {
 }
 
 // serve answers a requester in the valid state: now if the token is usable, else after a refresh.
-func (a *tokenActor) serve(c actor.Context, r chan<- messages.TokenReply) {
+func (a *tokenActor) serve(c actor.Context, r chan<- messages.TokenReply, ask *messages.Ask, deadline time.Time) {
 	switch {
 	case a.usable():
 		a.grant(r)
 	case a.canRefresh():
-		a.park(r)
-		a.startRefresh(c, false)
+		a.startRefresh(c, false, nil)
+		a.park(r, ask, deadline)
 	default:
-		a.park(r) // counted among the requests the session's end failed
-		a.expire(errors.New("no refresh token"))
+		failed := 0
+		if r != nil && ask.Park() {
+			failed = 1 // counted among the requests the session's end failed
+		}
+		a.expire(errors.New("no refresh token"), failed)
+		reply(r, messages.TokenReply{Err: a.k.ended})
 	}
 }
 
 func (a *tokenActor) usable() bool {
-	return a.creds.Access != "" && !a.rejected && (a.creds.Expiry.IsZero() || time.Now().Before(a.creds.Expiry))
+	return a.creds.Access != "" && !a.rejected && (a.expiry.IsZero() || time.Now().Before(a.expiry))
 }
 
 func (a *tokenActor) canRefresh() bool {
@@ -206,7 +275,10 @@ func (a *tokenActor) canRefresh() bool {
 }
 
 func (a *tokenActor) grant(r chan<- messages.TokenReply) {
-	reply(r, messages.TokenReply{Token: a.creds.Access, Auth: a.auth, Gen: a.gen})
+	if s := a.h.snap.Load(); s != nil {
+		s.markUsed()
+	}
+	reply(r, messages.TokenReply{Token: a.creds.Access, Auth: a.auth, Gen: a.k.gen})
 }
 
 // reject marks the current token as refused by the API: nobody is handed it again.
@@ -215,356 +287,123 @@ func (a *tokenActor) reject() {
 	a.h.snap.Store(nil)
 }
 
-// park answers a requester with the Pending it waits on until the refresh ends (made now if nobody
-// waits yet).
-func (a *tokenActor) park(r chan<- messages.TokenReply) {
-	if r == nil {
-		return // a report without a reply channel: nobody waits
+// park answers a requester with the Pending of the running refresh, unless the requester gave up
+// before this message was read (then it is neither answered nor counted).
+func (a *tokenActor) park(r chan<- messages.TokenReply, ask *messages.Ask, deadline time.Time) {
+	run := a.k.run
+	if r == nil || !ask.Park() {
+		return
 	}
-	if a.pending == nil {
-		a.pending = messages.NewPending()
-	}
-	a.pending.Join() // counted here; a requester that gives up leaves
-	reply(r, messages.TokenReply{Wait: a.pending})
-}
-
-// waiting is how many requesters wait for the Pending now.
-func (a *tokenActor) waiting() int {
-	if a.pending == nil {
-		return 0
-	}
-	return a.pending.Waiting()
-}
-
-// releaseAll resolves the Pending with rep, releasing every requester parked on it at once (one
-// channel close), and returns how many there were. The reply names the span of the refresh that
-// ended the wait, if one ran.
-func (a *tokenActor) releaseAll(rep messages.TokenReply) int {
-	p := a.pending
-	if p == nil {
-		return 0
-	}
-	a.pending = nil
-	rep.Refresh = a.refreshSC
-	n := p.Waiting()
-	p.Resolve(rep)
-	return n
+	run.pending.Join()
+	run.noteDeadline(deadline)
+	reply(r, messages.TokenReply{Wait: run.pending})
 }
 
 // install makes t the current credentials under a new generation, publishes the snapshot that
-// requests read without a message, and schedules the proactive refresh.
-func (a *tokenActor) install(c actor.Context, t messages.Tokens) {
-	a.stopTimer()
-	a.creds = t
-	a.gen++
+// requests read without a message, and schedules the proactive refresh. expiry is when the actor
+// takes t to expire (t.Expiry, or later for a refreshed token below the lifetime floor).
+func (a *tokenActor) install(c actor.Context, t messages.Tokens, expiry time.Time) {
+	a.k.stopTimer()
+	a.creds, a.expiry = t, expiry
+	a.k.gen++
 	a.rejected = false
 	a.auth = nil
 	if t.Access == "" {
 		a.h.snap.Store(nil)
 		return
 	}
-	a.auth = []string{"Bearer " + t.Access}
-	a.h.snap.Store(&Snapshot{Header: a.auth[0], Gen: a.gen, Expiry: t.Expiry, values: a.auth})
-	a.schedule(c, 0)
+	a.auth = []string{t.Scheme() + " " + t.Access}
+	a.h.snap.Store(&Snapshot{Header: a.auth[0], Gen: a.k.gen, Expiry: expiry, values: a.auth})
+	a.schedule(c)
 }
 
-// schedule arms the proactive refresh: Skew before expiry, but never earlier than half-way through
-// the token's remaining life, so short-lived tokens are not refreshed in a loop.
-// A wait shorter than minWait is not armed (a failed proactive refresh retries only while there is
-// time; once the token expires, the next request refreshes reactively).
-func (a *tokenActor) schedule(c actor.Context, minWait time.Duration) {
-	if a.creds.Expiry.IsZero() || a.cfg.Refresh == nil || a.cfg.Skew <= 0 {
+// schedule arms the proactive refresh of the current generation (see proactiveDelay). It fires only
+// into a live actor: the timer is stopped on every install, restart and shutdown.
+func (a *tokenActor) schedule(c actor.Context) {
+	if a.expiry.IsZero() || a.cfg.Refresh == nil || a.cfg.Skew <= 0 {
 		return
 	}
-	life := time.Until(a.creds.Expiry)
-	if life <= 0 {
+	wait, ok := proactiveDelay(time.Now(), a.expiry, a.k.lastStart, a.cfg.Skew, a.minInterval())
+	if !ok {
 		return
 	}
-	lead := min(a.cfg.Skew, life/2)
-	if life-lead < minWait {
-		return
-	}
-	gen, self, root := a.gen, c.Self(), c.ActorSystem().Root
-	a.h.background.Add(1)
-	a.timer = time.AfterFunc(life-lead, func() {
-		defer a.h.background.Done()
-		root.Send(self, messages.RefreshDue{Gen: gen})
+	gen, self, root, h := a.k.gen, c.Self(), c.ActorSystem().Root, a.h
+	a.k.timer = time.AfterFunc(wait, func() {
+		if !h.isGone() {
+			root.Send(self, messages.RefreshDue{Gen: gen})
+		}
 	})
 }
 
-func (a *tokenActor) stopTimer() {
-	if a.timer != nil && a.timer.Stop() {
-		a.h.background.Done() // the callback will never run
+// proactiveDelay is how long from now the proactive refresh of a token expiring at expiry starts:
+// skew before expiry, but not before half its remaining life, and not sooner than minInterval after
+// the last refresh started (lastStart) unless that would pass nine tenths of the remaining life (a
+// token in use is renewed before it runs out). ok is false for a token already expired.
+func proactiveDelay(now, expiry, lastStart time.Time, skew, minInterval time.Duration) (time.Duration, bool) {
+	life := expiry.Sub(now)
+	if life <= 0 {
+		return 0, false
 	}
-	a.timer = nil
+	wait := life - min(skew, life/2)
+	if !lastStart.IsZero() {
+		wait = max(wait, min(lastStart.Add(minInterval).Sub(now), life-life/10))
+	}
+	return wait, true
 }
 
-// startRefresh runs one refresh outside the mailbox and switches to refreshing. The refresh is bound
-// to the actor's life and the refresh timeout, not to any requester's context.
-func (a *tokenActor) startRefresh(c actor.Context, proactive bool) {
-	a.seq++
-	a.proactive, a.started = proactive, time.Now()
-	if !proactive {
-		a.h.snap.Store(nil)
+func (a *tokenActor) minInterval() time.Duration {
+	if a.cfg.MinInterval > 0 {
+		return a.cfg.MinInterval
 	}
-	ctx, cancel := context.WithCancel(a.life)
-	a.behavior.Become(a.refreshing)
-	var trigger trace.SpanContext
-	if a.trigger != nil && !proactive {
-		trigger = *a.trigger
-	}
-	ctx, a.refresh = a.cfg.Telemetry.StartRefresh(ctx, a.cfg.RefreshHost, proactive, trigger)
-	a.cancel = cancel // from here on, the refresh resolves what requesters wait for
-	a.refreshSC = nil
-	if sc := a.refresh.SpanContext(); sc.IsValid() {
-		a.refreshSC = &sc // one per refresh, shared by every reply it releases
-	}
-
-	seq, current, self, root := a.seq, a.creds, c.Self(), c.ActorSystem().Root
-	refresh, save, timeout := a.cfg.Refresh, a.cfg.Save, a.cfg.RefreshTimeout
-	sup, host, tel := a.cfg.Supervisor, a.cfg.RefreshHost, a.cfg.Telemetry
-	a.h.background.Add(1)
-	go func() {
-		defer a.h.background.Done()
-		defer cancel()
-		t, err := refreshRetrying(ctx, refresh, current, timeout, sup, host, tel)
-		if a.life.Err() != nil {
-			return // the actor is shutting down: nobody is left to tell (and no dead letter)
-		}
-		if err != nil {
-			root.Send(self, messages.RefreshFailed{Seq: seq, Err: err, Permanent: permanent(err)})
-			return
-		}
-		if save != nil && ctx.Err() == nil {
-			// Persist the rotated pair before anyone is released: the old refresh token is spent.
-			sctx, scancel := context.WithTimeout(a.life, timeout)
-			if serr := save(sctx, t); serr != nil {
-				a.cfg.Logger.WarnContext(ctx, "token store: saving the refreshed tokens failed", "error", serr)
-			}
-			scancel()
-		}
-		root.Send(self, messages.RefreshDone{Seq: seq, Tokens: t})
-	}()
-}
-
-// refreshRetrying calls the refresh function, each call bounded by timeout. A failure that may pass
-// (the endpoint answered 408, 429 or 5xx, could not be reached, or timed out) is retried under the
-// supervisor's policy, honouring the endpoint's Retry-After, while the requests stay parked; the
-// error of the last call is returned when retrying stops. Without a supervisor it calls once.
-func refreshRetrying(ctx context.Context, f RefreshFunc, current messages.Tokens, timeout time.Duration, s *Supervisor, endpoint string, tel *telemetry.T) (messages.Tokens, error) {
-	start := time.Now()
-	host := endpoint // the supervisor keys budgets and cool-downs by it
-	if host == "" {
-		host = "refresh"
-	}
-	for calls := 1; ; calls++ {
-		if s != nil {
-			// An endpoint that asked for a pause (Retry-After) is not called before it ends.
-			if _, err := s.waitCoolDown(ctx, host); err != nil {
-				return messages.Tokens{}, err
-			}
-		}
-		actx, cancel := context.WithTimeout(telemetry.WithResend(ctx, calls-1), timeout)
-		t, err := callRefresh(actx, f, current)
-		cancel()
-		if err == nil || s == nil || ctx.Err() != nil {
-			return t, err
-		}
-		reason, serverWait, ok := refreshRetryable(err)
-		if !ok || calls > s.policy.MaxRetries {
-			return t, err
-		}
-		now := time.Now()
-		if serverWait > 0 {
-			var ee *tokenwire.EndpointError
-			status := 0
-			if errors.As(err, &ee) {
-				status = ee.Status
-			}
-			s.serverPause(ctx, host, serverWait, status, now) // the next refresh waits it out too
-		}
-		wait, ok := s.policy.nextWait(calls, serverWait, serverWait > 0, start, now)
-		if !ok {
-			return t, err
-		}
-		ask := messages.RetryAsk{Host: host, Method: http.MethodPost, Attempt: calls + 1, Reason: reason, Delay: wait}
-		if s.askRetry(ctx, ask) != nil {
-			return t, err
-		}
-		tel.RefreshRetry(ctx, endpoint, reason, wait, serverWait > 0, calls)
-		if sleep(ctx, wait) != nil {
-			return t, err
-		}
-	}
-}
-
-// refreshRetryable says whether a failed refresh call may succeed if made again, why, and the wait
-// the endpoint asked for (0 if none). Repeating a refresh is safe: if the endpoint did rotate the
-// refresh token before the answer was lost, the next request's refresh would replay it just the same.
-func refreshRetryable(err error) (reason string, wait time.Duration, ok bool) {
-	var ee *tokenwire.EndpointError
-	switch {
-	case errors.Is(err, messages.ErrSessionExpired), errors.Is(err, tokenwire.ErrMalformed):
-		return "", 0, false
-	case errors.As(err, &ee):
-		if ee.Status == http.StatusRequestTimeout {
-			return retry.ReasonTimeout, ee.RetryAfter, true
-		}
-		if reason := retry.StatusReason(ee.Status); reason != "" {
-			return reason, ee.RetryAfter, true
-		}
-		return "", 0, false
-	case errors.Is(err, context.DeadlineExceeded): // this call's timeout (ctx itself is still alive)
-		return retry.ReasonTimeout, 0, true
-	}
-	if reason, _, ok := retry.NetworkReason(err); ok {
-		return reason, 0, true
-	}
-	return "", 0, false
-}
-
-// callRefresh runs the refresh function, turning a panic into an error.
-func callRefresh(ctx context.Context, f RefreshFunc, current messages.Tokens) (t messages.Tokens, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("refresh function panicked: %v", r)
-		}
-	}()
-	return f(ctx, current)
-}
-
-// permanent reports whether a refresh error ends the session rather than passing.
-func permanent(err error) bool {
-	var ee *tokenwire.EndpointError
-	switch {
-	case errors.Is(err, messages.ErrSessionExpired), errors.Is(err, tokenwire.ErrMalformed):
-		return true
-	case errors.As(err, &ee):
-		return ee.Permanent()
-	default:
-		return false
-	}
-}
-
-func (a *tokenActor) abandonRefresh() {
-	a.seq++ // whatever it reports is now stale
-	if a.cancel != nil {
-		a.cancel()
-		a.cancel = nil
-	}
-	a.refresh.End(context.Background(), telemetry.RefreshAbandoned, 0, 0, nil, time.Now())
-	a.refreshSC = nil // what is released from now on was not released by that refresh
-}
-
-// logCtx carries the last refresh's span, so log records about it name its trace.
-func (a *tokenActor) logCtx() context.Context {
-	if a.refreshSC == nil {
-		return context.Background()
-	}
-	return trace.ContextWithSpanContext(context.Background(), *a.refreshSC)
-}
-
-func (a *tokenActor) refreshed(c actor.Context, t messages.Tokens) {
-	a.cancel = nil
-	proactive, took := a.proactive, time.Since(a.started)
-	a.install(c, t)
-	a.behavior.Become(a.valid)
-	// Release first, end the span after (at the release's time): span processors run on this
-	// goroutine, and a slow exporter must not hold the parked requests.
-	at := time.Now()
-	n := a.releaseAll(messages.TokenReply{Token: t.Access, Auth: a.auth, Gen: a.gen})
-	a.refresh.End(context.Background(), telemetry.RefreshSuccess, a.gen, n, nil, at)
-	a.refreshSC = nil
-	a.publish(messages.TokenRefreshed{Gen: a.gen, Expiry: t.Expiry, Proactive: proactive, Released: n, Duration: took})
-}
-
-func (a *tokenActor) refreshFailed(c actor.Context, m messages.RefreshFailed) {
-	a.cancel = nil
-	at := time.Now()
-	if m.Permanent {
-		n := a.expire(m.Err)
-		a.refresh.End(context.Background(), telemetry.RefreshExpired, 0, n, a.ended, at)
-		a.refreshSC = nil
-		return
-	}
-	a.cfg.Logger.WarnContext(a.logCtx(), "token refresh failed; credentials kept", "error", m.Err)
-	a.behavior.Become(a.valid)
-	err := fmt.Errorf("%w: %w", messages.ErrRefreshFailed, m.Err)
-	n := a.releaseAll(messages.TokenReply{Err: err})
-	a.refresh.End(context.Background(), telemetry.RefreshFailed, 0, n, err, at)
-	a.refreshSC = nil
-	if a.proactive && a.usable() {
-		// The old token still works; try again half-way to its expiry rather than waiting for it.
-		a.schedule(c, time.Second)
-	}
-}
-
-// expire ends the session: credentials cleared, every parked requester failed, one event. It
-// returns how many parked requesters it failed.
-func (a *tokenActor) expire(cause error) int {
-	a.stopTimer()
-	a.creds = messages.Tokens{}
-	a.h.snap.Store(nil)
-	a.ended = fmt.Errorf("%w: %w", messages.ErrSessionExpired, cause)
-	a.behavior.Become(a.expired)
-	n := a.releaseAll(messages.TokenReply{Err: a.ended})
-	a.cfg.Logger.WarnContext(a.logCtx(), "session expired", "error", a.ended, "failed_requests", n)
-	a.publish(messages.SessionExpired{Err: a.ended, Failed: n})
-	return n
-}
-
-// replace installs credentials given by the application and answers everyone parked with them.
-func (a *tokenActor) replace(c actor.Context, m messages.SetTokens) {
-	a.ended = nil
-	a.install(c, m.Tokens)
-	a.behavior.Become(a.valid)
-	if a.usable() {
-		a.releaseAll(messages.TokenReply{Token: a.creds.Access, Auth: a.auth, Gen: a.gen})
-	} else if a.pending != nil {
-		a.serve(c, nil) // starts the refresh the parked requesters are waiting for
-	}
-	a.publish(messages.TokensReplaced{Gen: a.gen})
-	if m.Done != nil {
-		m.Done <- nil
-	}
+	return DefaultMinRefreshInterval
 }
 
 func (a *tokenActor) shutdown() {
-	a.stop()
-	a.stopTimer()
+	a.k.closed = true
+	a.k.stopTimer()
 	a.h.snap.Store(nil)
-	at := time.Now()
-	n := a.releaseAll(messages.TokenReply{Err: messages.ErrClosed})
 	a.behavior.Become(a.closed)
-	a.refresh.End(context.Background(), telemetry.RefreshAbandoned, 0, n, messages.ErrClosed, at)
+	run := a.k.run
+	if run == nil {
+		return
+	}
+	// The refresh makes no further call, but the one in progress may finish and be saved (Stop
+	// waits for it, bounded by Close's context).
+	run.stopRetrying()
+	n := run.pending.Resolve(messages.TokenReply{Err: messages.ErrClosed})
+	run.span.End(context.Background(), telemetry.RefreshAbandoned, 0, n, messages.ErrClosed, time.Now())
+	a.k.run = nil
 }
 
-func (a *tokenActor) publish(ev any) {
-	if a.cfg.Publish != nil {
-		a.cfg.Publish(ev)
+// log writes a record through the user's logger, which must not be able to break the actor.
+func (a *tokenActor) log(level slog.Level, msg string, args ...any) {
+	ctx := context.Background()
+	if run := a.k.run; run != nil && run.sc != nil {
+		ctx = trace.ContextWithSpanContext(ctx, *run.sc)
+	}
+	safely(func() { a.cfg.Logger.Log(ctx, level, msg, args...) })
+}
+
+// event calls the event sink, which must not be able to break the actor either.
+func (a *tokenActor) event(f func(TokenEvents)) {
+	if a.cfg.Events != nil {
+		safely(func() { f(a.cfg.Events) })
 	}
 }
 
-// recoverPanic keeps a bug in a handler from losing the actor's state (protoactor would restart it
-// empty) and answers the requester of the failed message instead of leaving it waiting.
+// recoverPanic keeps a bug in a handler (or in a span processor it calls) from reaching
+// protoactor's supervisor, and answers the requester of the failed message instead of leaving it
+// waiting. Handlers change state only after the calls that may panic, so what is kept stays whole.
 func (a *tokenActor) recoverPanic(c actor.Context) {
 	r := recover()
 	if r == nil {
 		return
 	}
-	err := fmt.Errorf("engine: internal error in the token actor: %v", r)
 	ctx := context.Background()
 	if a.trigger != nil {
 		ctx = trace.ContextWithSpanContext(ctx, *a.trigger)
 	}
-	a.cfg.Logger.ErrorContext(ctx, "token actor panicked", "error", err)
-	if a.pending != nil && a.cancel == nil {
-		// Requesters wait, and no refresh runs to answer them: the panic came between parking them
-		// and starting it (a span processor, say). Fail them now rather than leave them waiting; the
-		// next request starts a refresh again.
-		a.releaseAll(messages.TokenReply{Err: err})
-		a.behavior.Become(a.valid)
-	}
+	err := recovered(a.cfg.Logger, ctx, "token actor", r)
 	switch m := c.Message().(type) {
 	case messages.NeedToken:
 		reply(m.Reply, messages.TokenReply{Err: err})

@@ -46,6 +46,31 @@ func (g *gate) refresh(ctx context.Context, cur messages.Tokens) (messages.Token
 	}
 }
 
+// chanEvents delivers the token actor's events to a channel, as values of the types below.
+type chanEvents chan any
+
+type refreshedEv struct {
+	Gen       uint64
+	Proactive bool
+	Released  int
+}
+type expiredEv struct {
+	Err    error
+	Failed int
+}
+type replacedEv struct{ Gen uint64 }
+type saveFailedEv struct {
+	Gen uint64
+	Err error
+}
+
+func (c chanEvents) TokenRefreshed(gen uint64, _ time.Time, proactive bool, released int, _ time.Duration) {
+	c <- refreshedEv{gen, proactive, released}
+}
+func (c chanEvents) SessionExpired(err error, failed int) { c <- expiredEv{err, failed} }
+func (c chanEvents) TokensReplaced(gen uint64)            { c <- replacedEv{gen} }
+func (c chanEvents) SaveFailed(gen uint64, err error)     { c <- saveFailedEv{gen, err} }
+
 type fixture struct {
 	system *actor.ActorSystem
 	h      *TokenHandle
@@ -56,7 +81,7 @@ func start(t *testing.T, cfg TokenConfig) *fixture {
 	t.Helper()
 	f := &fixture{events: make(chan any, 64)}
 	f.system = NewSystem(nil)
-	cfg.Publish = func(ev any) { f.events <- ev }
+	cfg.Events = chanEvents(f.events)
 	h, err := SpawnToken(f.system, cfg)
 	require.NoError(t, err)
 	f.h = h
@@ -92,7 +117,7 @@ type result struct {
 
 func TestTokenActorSingleFlightAndGenerations(t *testing.T) {
 	g := newGate()
-	f := start(t, TokenConfig{Tokens: messages.Tokens{Access: "t1", Refresh: "r1"}, Refresh: g.refresh, RequiresRefreshToken: true, RefreshTimeout: time.Minute})
+	f := start(t, TokenConfig{Store: seeded(messages.Tokens{Access: "t1", Refresh: "r1"}), Refresh: g.refresh, RequiresRefreshToken: true, RefreshTimeout: time.Minute})
 	ctx := context.Background()
 
 	first, err := f.h.Acquire(ctx)
@@ -120,7 +145,7 @@ func TestTokenActorSingleFlightAndGenerations(t *testing.T) {
 		assert.True(t, r.g.Parked(), "every one of them waited for the refresh")
 	}
 	assert.Equal(t, int64(1), g.calls.Load())
-	ev := (<-f.events).(messages.TokenRefreshed)
+	ev := (<-f.events).(refreshedEv)
 	assert.Equal(t, uint64(2), ev.Gen)
 	assert.False(t, ev.Proactive)
 
@@ -133,7 +158,7 @@ func TestTokenActorSingleFlightAndGenerations(t *testing.T) {
 
 func TestTokenActorParkedCancellation(t *testing.T) {
 	g := newGate()
-	f := start(t, TokenConfig{Tokens: messages.Tokens{Access: "t1", Refresh: "r1"}, Refresh: g.refresh, RequiresRefreshToken: true, RefreshTimeout: time.Minute})
+	f := start(t, TokenConfig{Store: seeded(messages.Tokens{Access: "t1", Refresh: "r1"}), Refresh: g.refresh, RequiresRefreshToken: true, RefreshTimeout: time.Minute})
 	keep := f.acquireAsync(context.Background(), 1)
 	<-g.started
 	var cancels []context.CancelFunc
@@ -153,13 +178,13 @@ func TestTokenActorParkedCancellation(t *testing.T) {
 	time.Sleep(20 * time.Millisecond) // every cancelled requester has left the Pending before the refresh ends
 	g.answer <- refreshAnswer{t: messages.Tokens{Access: "t2", Refresh: "r2"}}
 	require.NoError(t, (<-keep).err)
-	ev := (<-f.events).(messages.TokenRefreshed)
+	ev := (<-f.events).(refreshedEv)
 	assert.Equal(t, 1, ev.Released, "cancelled requesters left the queue")
 }
 
 func TestTokenActorPermanentFailureExpiresOnce(t *testing.T) {
 	g := newGate()
-	f := start(t, TokenConfig{Tokens: messages.Tokens{Access: "t1", Refresh: "r1"}, Refresh: g.refresh, RequiresRefreshToken: true, RefreshTimeout: time.Minute})
+	f := start(t, TokenConfig{Store: seeded(messages.Tokens{Access: "t1", Refresh: "r1"}), Refresh: g.refresh, RequiresRefreshToken: true, RefreshTimeout: time.Minute})
 	var waits []<-chan result
 	for range 50 {
 		waits = append(waits, f.acquireAsync(context.Background(), 1))
@@ -170,7 +195,7 @@ func TestTokenActorPermanentFailureExpiresOnce(t *testing.T) {
 	for _, w := range waits {
 		assert.ErrorIs(t, (<-w).err, messages.ErrSessionExpired)
 	}
-	ev := (<-f.events).(messages.SessionExpired)
+	ev := (<-f.events).(expiredEv)
 	assert.Equal(t, 50, ev.Failed)
 	_, err := f.h.Acquire(context.Background())
 	assert.ErrorIs(t, err, messages.ErrSessionExpired)
@@ -183,8 +208,22 @@ func TestTokenActorPermanentFailureExpiresOnce(t *testing.T) {
 	assert.Equal(t, "Bearer t9", got.Header)
 }
 
+// The Authorization scheme follows the tokens' Type ("Bearer" when it is empty), from the snapshot
+// and from the mailbox alike.
+func TestTokenActorSchemeFollowsTokenType(t *testing.T) {
+	for typ, want := range map[string]string{"": "Bearer t1", "MAC": "MAC t1"} {
+		f := start(t, TokenConfig{Store: seeded(messages.Tokens{Access: "t1", Type: typ}), RefreshTimeout: time.Minute})
+		got, err := f.h.Acquire(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, want, got.Header)
+		got, err = f.h.AcquireByMessage(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, want, got.Header)
+	}
+}
+
 func TestTokenActorNoRefreshTokenExpires(t *testing.T) {
-	f := start(t, TokenConfig{Tokens: messages.Tokens{Access: "t1"}, Refresh: newGate().refresh, RequiresRefreshToken: true, RefreshTimeout: time.Minute})
+	f := start(t, TokenConfig{Store: seeded(messages.Tokens{Access: "t1"}), Refresh: newGate().refresh, RequiresRefreshToken: true, RefreshTimeout: time.Minute})
 	_, err := f.h.Rejected(context.Background(), 1)
 	require.ErrorIs(t, err, messages.ErrSessionExpired)
 	assert.Contains(t, err.Error(), "no refresh token")
@@ -194,16 +233,18 @@ func TestTokenActorNoRefreshTokenExpires(t *testing.T) {
 func TestTokenActorProactiveRefreshKeepsServing(t *testing.T) {
 	g := newGate()
 	f := start(t, TokenConfig{
-		Tokens:  messages.Tokens{Access: "t1", Refresh: "r1", Expiry: time.Now().Add(400 * time.Millisecond)},
+		Store:   seeded(messages.Tokens{Access: "t1", Refresh: "r1", Expiry: time.Now().Add(400 * time.Millisecond)}),
 		Refresh: g.refresh, RequiresRefreshToken: true, RefreshTimeout: time.Minute, Skew: time.Hour,
 	})
+	_, err := f.h.Acquire(context.Background()) // a used token is renewed proactively
+	require.NoError(t, err)
 	<-g.started // at half the lifetime: 200 ms
 	require.NotNil(t, f.h.snap.Load())
 	got, err := f.h.AcquireByMessage(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), got.Gen)
 	g.answer <- refreshAnswer{t: messages.Tokens{Access: "t2", Refresh: "r2", Expiry: time.Now().Add(time.Hour)}}
-	ev := (<-f.events).(messages.TokenRefreshed)
+	ev := (<-f.events).(refreshedEv)
 	assert.True(t, ev.Proactive)
 	got, err = f.h.Acquire(context.Background())
 	require.NoError(t, err)
@@ -211,20 +252,27 @@ func TestTokenActorProactiveRefreshKeepsServing(t *testing.T) {
 	assert.Equal(t, uint64(2), got.Gen)
 }
 
-// Stop answers parked requesters with ErrClosed and abandons the refresh.
+// Stop answers parked requesters with ErrClosed at once, lets the refresh call under way finish,
+// saves its result, and returns.
 func TestTokenActorStopFailsParked(t *testing.T) {
 	g := newGate()
-	f := start(t, TokenConfig{Tokens: messages.Tokens{Access: "t1", Refresh: "r1"}, Refresh: g.refresh, RequiresRefreshToken: true, RefreshTimeout: time.Minute})
+	store := seeded(messages.Tokens{Access: "t1", Refresh: "r1"})
+	f := start(t, TokenConfig{Store: store, Refresh: g.refresh, RequiresRefreshToken: true, RefreshTimeout: time.Minute})
 	w := f.acquireAsync(context.Background(), 1)
 	<-g.started
 	time.Sleep(10 * time.Millisecond)
-	require.NoError(t, f.h.Stop(context.Background()))
+	stopped := make(chan error, 1)
+	go func() { stopped <- f.h.Stop(context.Background()) }()
 	assert.ErrorIs(t, (<-w).err, messages.ErrClosed)
+	g.answer <- refreshAnswer{t: messages.Tokens{Access: "t2", Refresh: "r2"}}
+	require.NoError(t, <-stopped)
+	assert.Equal(t, "r2", store.current().Refresh, "the refresh that ended after Stop began was saved")
+	assert.Equal(t, int64(1), g.calls.Load(), "no further call")
 }
 
 // A panicking refresh function is a passing failure, not a crash.
 func TestTokenActorRefreshPanic(t *testing.T) {
-	f := start(t, TokenConfig{Tokens: messages.Tokens{Access: "t1", Refresh: "r1"}, RefreshTimeout: time.Minute,
+	f := start(t, TokenConfig{Store: seeded(messages.Tokens{Access: "t1", Refresh: "r1"}), RefreshTimeout: time.Minute,
 		Refresh: func(context.Context, messages.Tokens) (messages.Tokens, error) { panic("bug") }})
 	_, err := f.h.Rejected(context.Background(), 1)
 	require.ErrorIs(t, err, messages.ErrRefreshFailed)
@@ -235,7 +283,7 @@ func TestTokenActorRefreshPanic(t *testing.T) {
 // every request gets an answer.
 func TestTokenActorConcurrentMix(t *testing.T) {
 	var calls atomic.Int64
-	f := start(t, TokenConfig{Tokens: messages.Tokens{Access: "t1", Refresh: "r1"}, RefreshTimeout: time.Minute,
+	f := start(t, TokenConfig{Store: seeded(messages.Tokens{Access: "t1", Refresh: "r1"}), RefreshTimeout: time.Minute,
 		Refresh: func(ctx context.Context, cur messages.Tokens) (messages.Tokens, error) {
 			n := calls.Add(1)
 			time.Sleep(time.Millisecond)

@@ -36,7 +36,6 @@ type Engine struct {
 	system    *actor.ActorSystem
 	token     *actors.TokenHandle // nil for a public engine
 	sup       *actors.Supervisor
-	store     TokenStore
 	inflight  *actors.Inflight
 	requester *actors.Requester
 	client    *http.Client    // the typed helpers' client
@@ -70,17 +69,14 @@ func build(public bool, opts []Option) (*Engine, error) {
 	if err != nil {
 		return nil, configErr("WithMeterProvider", "creating the engine's instruments: %v", err)
 	}
-	var start Tokens
+	var store TokenStore
 	if !public {
-		if start, err = c.startTokens(); err != nil {
-			return nil, err
-		}
-		if err := c.checkCredentials(start); err != nil {
+		if store, err = c.tokenStore(); err != nil {
 			return nil, err
 		}
 	}
 
-	e := &Engine{base: v.base, maxErrors: c.maxErrorBytes, logger: c.logger, onError: c.onError, store: c.store, inflight: &actors.Inflight{}}
+	e := &Engine{base: v.base, maxErrors: c.maxErrorBytes, logger: c.logger, onError: c.onError, inflight: &actors.Inflight{}}
 	base := c.transport
 	if base == nil {
 		t := defaultTransport()
@@ -90,7 +86,7 @@ func build(public bool, opts []Option) (*Engine, error) {
 		return nil, err
 	}
 	if !public {
-		if err := e.startTokenActor(&c, start, tel, base); err != nil {
+		if err := e.startTokenActor(&c, store, tel, base); err != nil {
 			return nil, err
 		}
 	}
@@ -102,7 +98,7 @@ func (e *Engine) startRequestPath(c *config, v validated, tel *telemetry.T, base
 	e.system = actors.NewSystem(c.logger)
 	e.subs = &subscribers{system: e.system, onPanic: func(err error) { c.logger.Error("event subscriber panicked", "error", err) }}
 	var err error
-	e.sup, err = actors.SpawnSupervisor(e.system, actors.SupervisorConfig{Policy: v.policy, Publish: e.system.EventStream.Publish, Logger: c.logger})
+	e.sup, err = actors.SpawnSupervisor(e.system, actors.SupervisorConfig{Policy: v.policy, Events: publisher{e.system.EventStream}, Logger: c.logger})
 	if err != nil {
 		e.system.Shutdown()
 		return err
@@ -116,14 +112,15 @@ func (e *Engine) startRequestPath(c *config, v validated, tel *telemetry.T, base
 	return nil
 }
 
-// startTokenActor spawns the actor that owns the credentials, and hands it to the requester.
-func (e *Engine) startTokenActor(c *config, start Tokens, tel *telemetry.T, base http.RoundTripper) error {
+// startTokenActor spawns the actor that owns the credentials, and hands it to the requester. The
+// actor's state is what store holds, on this start and on any restart.
+func (e *Engine) startTokenActor(c *config, store TokenStore, tel *telemetry.T, base http.RoundTripper) error {
 	tc := actors.TokenConfig{
-		Tokens:               start,
+		Store:                store,
 		Refresh:              c.refresher(tel.Transport(base)),
 		RefreshTimeout:       c.refreshTimeout,
 		Skew:                 c.skew,
-		Publish:              e.system.EventStream.Publish,
+		Events:               publisher{e.system.EventStream},
 		Logger:               c.logger,
 		Supervisor:           e.sup,
 		RefreshHost:          "", // a refresh function's: unknown
@@ -132,9 +129,6 @@ func (e *Engine) startTokenActor(c *config, start Tokens, tel *telemetry.T, base
 	}
 	if u, err := url.Parse(c.tokenEndpoint); err == nil && c.tokenEndpoint != "" {
 		tc.RefreshHost = strings.ToLower(u.Host)
-	}
-	if c.store != nil {
-		tc.Save = c.store.Save
 	}
 	c.tuneGrant(&tc)
 	h, err := actors.SpawnToken(e.system, tc)
@@ -170,23 +164,34 @@ func defaultTransport() *http.Transport {
 	return t
 }
 
-// startTokens reads the store (which wins: it holds the newest rotation) or else WithTokens.
-func (c *config) startTokens() (Tokens, error) {
-	if c.store != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), c.refreshTimeout)
-		defer cancel()
-		t, err := c.store.Load(ctx)
-		if err != nil {
-			return Tokens{}, configErr("WithTokenStore", "loading tokens: %v", err)
+// tokenStore is the store the token actor loads from and saves to, checked to hold usable
+// credentials: WithTokenStore's (seeded with WithTokens when it is empty), or a MemoryStore holding
+// WithTokens. The options of New only ever seed a store: the token actor's state, on every start,
+// is what the store holds.
+func (c *config) tokenStore() (TokenStore, error) {
+	if c.store == nil {
+		s := &MemoryStore{}
+		if c.tokens != nil {
+			s.t = *c.tokens
 		}
-		if t.Access != "" || t.Refresh != "" {
-			return t, nil
+		return s, c.checkCredentials(s.t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.refreshTimeout)
+	defer cancel()
+	t, err := c.store.Load(ctx)
+	if err != nil {
+		return nil, configErr("WithTokenStore", "loading tokens: %v", err)
+	}
+	if t.Access == "" && t.Refresh == "" && c.tokens != nil {
+		t = *c.tokens
+		if err := c.checkCredentials(t); err != nil {
+			return nil, err
+		}
+		if err := c.store.Save(ctx, t); err != nil {
+			return nil, configErr("WithTokenStore", "saving the first tokens: %v", err)
 		}
 	}
-	if c.tokens != nil {
-		return *c.tokens, nil
-	}
-	return Tokens{}, nil
+	return c.store, c.checkCredentials(t)
 }
 
 // refresher builds the refresh function: the user's, or the built-in format over the base transport.
@@ -223,8 +228,11 @@ func (e *Engine) Transport() http.RoundTripper { return e.requester }
 func (e *Engine) Client() *http.Client { return &http.Client{Transport: e.requester} }
 
 // SetTokens replaces the credentials, typically after the user signed in again once the session
-// expired. It saves them to the TokenStore (if any), ends the expired state, and releases requests
-// waiting for a token. It fails on a public engine and after Close.
+// expired. It ends the expired state, releases requests waiting for a token, and saves the new pair
+// through the token actor, in order with the refreshes' saves, so the store never ends with an
+// older pair than the one in force. It returns once they are in force and saved; if the save
+// failed (after retries within the refresh timeout) the error wraps ErrSaveFailed and the new
+// tokens are in force all the same (see Health). It fails on a public engine and after Close.
 func (e *Engine) SetTokens(ctx context.Context, t Tokens) error {
 	if e.token == nil {
 		return configErr("SetTokens", "a public engine holds no tokens")
@@ -232,12 +240,18 @@ func (e *Engine) SetTokens(ctx context.Context, t Tokens) error {
 	if e.inflight.Closed() {
 		return ErrClosed
 	}
-	if e.store != nil {
-		if err := e.store.Save(ctx, t); err != nil {
-			return err
-		}
-	}
 	return e.token.Set(ctx, t)
+}
+
+// Health reports whether the TokenStore holds the credentials in force: nil, or the error of the
+// last save, wrapping ErrSaveFailed, until a later save succeeds. While it is not nil the engine
+// works from memory, and a restarted process would start from an older pair whose refresh token
+// may be spent: alert on it. A public engine is always healthy.
+func (e *Engine) Health() error {
+	if e.token == nil {
+		return nil
+	}
+	return e.token.Health()
 }
 
 // Subscribe calls fn with every event from now on (*TokenRefreshed, *SessionExpired,
@@ -247,9 +261,12 @@ func (e *Engine) SetTokens(ctx context.Context, t Tokens) error {
 func (e *Engine) Subscribe(fn func(Event)) (unsubscribe func()) { return e.subs.add(fn) }
 
 // Close stops the engine. New requests fail with ErrClosed at once; requests parked for a token, in
-// flight, or streaming a body are cancelled and fail with ErrClosed; a running refresh is abandoned;
-// subscribers get the events already queued; every actor and goroutine of the engine stops. ctx
-// bounds the wait. Calling Close again returns the first call's result.
+// flight, or streaming a body are cancelled and fail with ErrClosed; subscribers get the events
+// already queued; every actor and goroutine of the engine stops. A refresh call under way is let
+// finish and its result saved (it makes no further call), and so is a SetTokens save: the store
+// never keeps a refresh token the server already rotated. ctx bounds the whole wait: Close returns
+// by its deadline, cutting a refresh call short if it must (a save already running keeps its own
+// bounded context). Calling Close again returns the first call's result.
 func (e *Engine) Close(ctx context.Context) error {
 	e.closeOnce.Do(func() {
 		errs := []error{e.inflight.Close(ctx)}

@@ -13,14 +13,14 @@ import (
 )
 
 // Event is something the engine tells its subscribers: *TokenRefreshed, *SessionExpired,
-// *TokensReplaced, *RetryScheduled or *RetryBudgetExhausted. Switch on the concrete type; more types
+// *TokensReplaced, *SaveFailed, *RetryScheduled or *RetryBudgetExhausted. Switch on the concrete type; more types
 // may be added.
 type Event interface {
 	event()
 }
 
-// TokenRefreshed: a refresh succeeded, the new pair is in force (and saved, with a TokenStore), and
-// every request that waited for it was released.
+// TokenRefreshed: a refresh succeeded, the new pair is in force, every request that waited for it
+// was released, and its save has ended: saved, or a *SaveFailed event came first (see TokenStore).
 type TokenRefreshed struct {
 	Generation uint64        // the new token's generation; the first token is 1
 	Expiry     time.Time     // zero when unknown
@@ -39,6 +39,17 @@ type SessionExpired struct {
 // TokensReplaced: the application set new credentials with SetTokens.
 type TokensReplaced struct {
 	Generation uint64
+}
+
+// ErrSaveFailed: the TokenStore could not save the credentials in force, even after retries within
+// the refresh timeout; they are used from memory. *SaveFailed events and Engine.Health carry it.
+var ErrSaveFailed = messages.ErrSaveFailed
+
+// SaveFailed: the TokenStore could not save generation Generation (a refresh's or SetTokens'
+// pair). The engine uses it from memory; Health returns Err until a later save succeeds.
+type SaveFailed struct {
+	Generation uint64
+	Err        error // wraps ErrSaveFailed and the store's error
 }
 
 // RetryScheduled: a logical request (or a refresh call) failed in a way worth retrying, and the
@@ -64,23 +75,32 @@ func (*RetryBudgetExhausted) event() {}
 func (*TokenRefreshed) event()       {}
 func (*SessionExpired) event()       {}
 func (*TokensReplaced) event()       {}
+func (*SaveFailed) event()           {}
 
-// toEvent converts a message of the actor protocol into the public event, or nil for anything else
-// on the actor system's event stream (dead letters, supervision events).
-func toEvent(m any) Event {
-	switch m := m.(type) {
-	case messages.TokenRefreshed:
-		return &TokenRefreshed{Generation: m.Gen, Expiry: m.Expiry, Proactive: m.Proactive, Released: m.Released, Took: m.Duration}
-	case messages.SessionExpired:
-		return &SessionExpired{Err: m.Err, Failed: m.Failed}
-	case messages.TokensReplaced:
-		return &TokensReplaced{Generation: m.Gen}
-	case messages.RetryScheduled:
-		return &RetryScheduled{Host: m.Host, Method: m.Method, Attempt: m.Attempt, Delay: m.Delay, Reason: m.Reason}
-	case messages.RetryBudgetExhausted:
-		return &RetryBudgetExhausted{Host: m.Host, Method: m.Method, Reason: m.Reason}
-	}
-	return nil
+// publisher turns what the actors report into events on the actor system's event stream, whose
+// handlers only drop them into the subscribers' mailboxes (so it never blocks an actor).
+type publisher struct{ stream *eventstream.EventStream }
+
+func (p publisher) TokenRefreshed(gen uint64, expiry time.Time, proactive bool, released int, took time.Duration) {
+	p.stream.Publish(&TokenRefreshed{Generation: gen, Expiry: expiry, Proactive: proactive, Released: released, Took: took})
+}
+
+func (p publisher) SessionExpired(err error, failed int) {
+	p.stream.Publish(&SessionExpired{Err: err, Failed: failed})
+}
+
+func (p publisher) TokensReplaced(gen uint64) { p.stream.Publish(&TokensReplaced{Generation: gen}) }
+
+func (p publisher) SaveFailed(gen uint64, err error) {
+	p.stream.Publish(&SaveFailed{Generation: gen, Err: err})
+}
+
+func (p publisher) RetryScheduled(host, method string, attempt int, delay time.Duration, reason string) {
+	p.stream.Publish(&RetryScheduled{Host: host, Method: method, Attempt: attempt, Delay: delay, Reason: reason})
+}
+
+func (p publisher) RetryBudgetExhausted(host, method, reason string) {
+	p.stream.Publish(&RetryBudgetExhausted{Host: host, Method: method, Reason: reason})
 }
 
 // subscribers gives every subscriber an actor of its own: the token actor publishes on the event
@@ -108,7 +128,7 @@ func (s *subscribers) add(fn func(Event)) (unsubscribe func()) {
 	}))
 	root := s.system.Root
 	sub := s.system.EventStream.Subscribe(func(m any) {
-		if ev := toEvent(m); ev != nil {
+		if ev, ok := m.(Event); ok { // not the stream's own dead letters and supervision events
 			root.Send(pid, ev)
 		}
 	})

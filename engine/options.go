@@ -71,16 +71,6 @@ func (f RefreshFormat) wire() tokenwire.Format {
 // empty Refresh keep the previous refresh token.
 type RefreshFunc func(ctx context.Context, current Tokens) (Tokens, error)
 
-// TokenStore persists credentials across restarts. Save is called with every refreshed pair before
-// any waiting request is released, so a restarted process never replays a refresh token the server
-// has already rotated (and would treat as stolen). Implementations must be safe for concurrent use.
-type TokenStore interface {
-	// Load returns the stored credentials, or zero Tokens and a nil error when nothing is stored.
-	Load(ctx context.Context) (Tokens, error)
-	// Save stores t, replacing what was stored.
-	Save(ctx context.Context, t Tokens) error
-}
-
 type config struct {
 	errs []error // values no option can mean (nil transport, empty URL), reported by check
 

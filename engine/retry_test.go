@@ -462,7 +462,8 @@ func TestBadRetryPolicyIsAConfigError(t *testing.T) {
 
 // A request whose token cannot be refreshed is not retried on top of the refresh's own retries:
 // the token endpoint drops every connection (a network error, which the decision would retry for a
-// GET), yet one request makes one refresh of 1 + MaxRetries calls and one API call.
+// GET), yet one request makes one refresh (of several calls, while its deadline allows) and one API
+// call.
 func TestFailedRefreshIsNotRetriedTwice(t *testing.T) {
 	srv := startAPI(t, fakeapi.Options{Opaque: true, AccessTTL: time.Hour})
 	var calls atomic.Int64
@@ -482,8 +483,10 @@ func TestFailedRefreshIsNotRetriedTwice(t *testing.T) {
 	srv.ExpireAccessTokens()
 	before := srv.Stats().APIRequests
 
-	_, err = engine.GetJSON[item](context.Background(), e, "/items/1")
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err = engine.GetJSON[item](ctx, e, "/items/1")
 	require.ErrorIs(t, err, engine.ErrRefreshFailed)
-	assert.EqualValues(t, 1+engine.DefaultMaxRetries, calls.Load(), "refresh calls")
+	assert.Greater(t, calls.Load(), int64(1), "refresh calls")
 	assert.EqualValues(t, 1, srv.Stats().APIRequests-before, "API calls: the request was retried on top of its refresh")
 }

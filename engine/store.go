@@ -5,12 +5,31 @@ import (
 	"sync"
 )
 
+// TokenStore persists credentials across restarts; the engine's token actor is its one writer.
+//
+// The rule: a refreshed pair is saved before anyone uses it (the old refresh token is spent), and
+// every pair given to SetTokens is saved too, all in the order they came into force. A Save that
+// fails is retried with backoff within the refresh timeout; if it still fails, the new pair is used
+// from memory (the only safe choice: the stored refresh token is spent), a *SaveFailed event is
+// published, and Engine.Health returns the error until a later save succeeds. TokenRefreshed is
+// published only once the save's outcome is known (after SaveFailed, if it failed). Close lets a
+// refresh under way finish and be saved. Whenever the token actor starts (New, or a restart after a
+// panic) it loads what the store holds; WithTokens only seeds an empty store.
+//
+// Load and Save are the engine's only access to the store. Implementations must be safe for
+// concurrent use.
+type TokenStore interface {
+	// Load returns the stored credentials, or zero Tokens and a nil error when nothing is stored.
+	Load(ctx context.Context) (Tokens, error)
+	// Save stores t, replacing what was stored.
+	Save(ctx context.Context, t Tokens) error
+}
+
 // MemoryStore is a TokenStore that keeps the pair in memory: for tests, demos, and processes that
 // share one store between engines. The zero value is empty and ready. It is safe for concurrent use.
 type MemoryStore struct {
-	mu    sync.Mutex // guards t and saves
-	t     Tokens
-	saves int
+	mu sync.Mutex // guards t
+	t  Tokens
 }
 
 // Load returns the stored pair (zero Tokens if none).
@@ -25,13 +44,5 @@ func (s *MemoryStore) Save(_ context.Context, t Tokens) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.t = t
-	s.saves++
 	return nil
-}
-
-// Saves says how many times Save was called.
-func (s *MemoryStore) Saves() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.saves
 }

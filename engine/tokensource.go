@@ -72,7 +72,7 @@ func (e *Engine) Credential(ctx context.Context) (Credential, error) {
 	if err != nil {
 		return Credential{}, err
 	}
-	g, err := h.Acquire(ctx)
+	g, err := h.AcquireAt(ctx, time.Now())
 	if err != nil {
 		return Credential{}, err
 	}

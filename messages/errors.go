@@ -18,6 +18,10 @@ var (
 	// ErrRefreshFailed: a refresh failed for a reason that may pass (the token endpoint answered 5xx or
 	// 429, timed out, or could not be reached). The credentials are kept and the next request tries again.
 	ErrRefreshFailed = errors.New("engine: token refresh failed")
+	// ErrSaveFailed: the TokenStore could not save the newest credentials, even after retries within
+	// the refresh timeout. They are used from memory all the same (a rotated refresh token is spent:
+	// the old pair is worthless), and the engine's Health reports the error until a save succeeds.
+	ErrSaveFailed = errors.New("engine: saving the tokens failed")
 )
 
 // Sentinel errors of the retry policy.

@@ -13,7 +13,7 @@ import (
 // parks on. Reply channels have room for one reply, so the token actor never blocks on a requester.
 type TokenReply struct {
 	Token string
-	Auth  []string // {"Bearer " + Token}, made once per token and shared: read-only
+	Auth  []string // {scheme + " " + Token}, made once per token and shared: read-only
 	Gen   uint64
 	Err   error
 	// Wait, when not nil, parks the requester: the real answer is Wait's, once the refresh ends.
@@ -24,14 +24,19 @@ type TokenReply struct {
 }
 
 // Pending is what requesters parked behind a refresh wait for: the token actor makes one per
-// refresh it is asked to wait for, hands it out in TokenReply.Wait, and resolves it once with the
-// refresh's outcome, for everyone at the same time (one close of a channel, however many wait). It
-// is the protocol's one value with behaviour: a future, safe for concurrent use.
+// refresh, hands it out in TokenReply.Wait, and resolves it once with the refresh's outcome, for
+// everyone at the same time (one close of a channel, however many wait). It counts its waiters
+// exactly: a requester that leaves before the outcome is not counted by Resolve, and one that tries to
+// leave after it was counted is told so (and takes the outcome). It is the protocol's one value with
+// behaviour: a future, safe for concurrent use.
 type Pending struct {
-	done    chan struct{}
-	reply   TokenReply
-	waiters atomic.Int64
+	done  chan struct{}
+	reply TokenReply
+	state atomic.Int64 // waiters, plus resolvedBit once resolved
 }
+
+// resolvedBit marks a resolved Pending in its state; the bits below count the waiters.
+const resolvedBit = int64(1) << 62
 
 // NewPending returns an unresolved Pending.
 func NewPending() *Pending { return &Pending{done: make(chan struct{})} }
@@ -42,42 +47,83 @@ func (p *Pending) Done() <-chan struct{} { return p.done }
 // Reply is the outcome; read it only after Done is closed.
 func (p *Pending) Reply() TokenReply { return p.reply }
 
-// Join counts a requester that waits.
-func (p *Pending) Join() { p.waiters.Add(1) }
+// Join counts a requester that waits. Only the token actor calls it, before Resolve.
+func (p *Pending) Join() { p.state.Add(1) }
 
-// Leave uncounts a requester that gave up (its context ended).
-func (p *Pending) Leave() { p.waiters.Add(-1) }
+// Leave uncounts a requester that gives up (its context ended). It returns false when the Pending
+// was already resolved: the requester was counted among those answered and must take the Reply
+// (after Done).
+func (p *Pending) Leave() bool {
+	for {
+		s := p.state.Load()
+		if s&resolvedBit != 0 {
+			return false
+		}
+		if p.state.CompareAndSwap(s, s-1) {
+			return true
+		}
+	}
+}
 
 // Waiting is how many requesters wait now.
-func (p *Pending) Waiting() int { return int(p.waiters.Load()) }
+func (p *Pending) Waiting() int { return int(p.state.Load() &^ resolvedBit) }
 
-// Resolve sets the outcome and releases every waiter. Only the token actor calls it, once.
-func (p *Pending) Resolve(rep TokenReply) {
+// Resolve sets the outcome, releases every waiter and returns how many there were: exactly those
+// that will receive rep. Only the token actor calls it, once.
+func (p *Pending) Resolve(rep TokenReply) int {
 	p.reply = rep
+	n := p.state.Or(resolvedBit)
 	close(p.done)
+	return int(n &^ resolvedBit)
 }
+
+// Ask is one requester's question in flight to the token actor. It settles, exactly once, whether
+// the actor parked the requester or the requester gave up first, so that a requester whose context
+// ends before the actor reads its message is never counted as parked. Safe for concurrent use.
+type Ask struct {
+	state atomic.Int32 // askOpen, askParked or askGone
+}
+
+const (
+	askOpen int32 = iota
+	askParked
+	askGone
+)
+
+// Park is the token actor's side: it reports whether the requester still waits, and if so it is
+// parked from now on. A nil Ask always parks.
+func (a *Ask) Park() bool { return a == nil || a.state.CompareAndSwap(askOpen, askParked) }
+
+// Abandon is the requester's side: it reports whether it left before the actor parked it (the actor
+// will then neither park nor count it). False means it was parked: its reply is on its way.
+func (a *Ask) Abandon() bool { return a.state.CompareAndSwap(askOpen, askGone) }
 
 // NeedToken asks for a usable access token. The token actor answers at once: with its token while it
 // is valid, else with the Pending of the refresh that will bring one (starting that refresh if none
 // runs), or with the error that ended the session.
 type NeedToken struct {
-	Reply chan<- TokenReply  // buffered, capacity ≥ 1
-	Trace *trace.SpanContext // the requester's span, linked from a refresh it starts; nil when not traced
+	Reply    chan<- TokenReply  // buffered, capacity ≥ 1
+	Ask      *Ask               // settles parking against the requester giving up; nil: always parks
+	Deadline time.Time          // the requester's deadline (zero: none): a refresh retries no longer
+	Trace    *trace.SpanContext // the requester's span, linked from a refresh it starts; nil when not traced
 }
 
 // TokenRejected reports that the API answered 401 to a request sent with the token of generation Gen.
 // If Gen is still current the token actor starts one refresh (parking the requester); if a newer
 // token exists already, it answers with that one and starts nothing. A nil Reply only reports.
 type TokenRejected struct {
-	Gen   uint64
-	Reply chan<- TokenReply
-	Trace *trace.SpanContext // the requester's span, linked from a refresh it starts; nil when not traced
+	Gen      uint64
+	Reply    chan<- TokenReply
+	Ask      *Ask               // as in NeedToken
+	Deadline time.Time          // as in NeedToken
+	Trace    *trace.SpanContext // the requester's span, linked from a refresh it starts; nil when not traced
 }
 
 // SetTokens replaces the credentials with ones the application obtained itself (a new login). It ends
 // the expired state, starts a new generation and answers every parked requester with the new token.
-// Done, if not nil, receives nil once the new tokens are in force (ErrClosed after Shutdown); it
-// needs room for one value.
+// Done, if not nil, receives the outcome once the new tokens are in force and their save has ended:
+// nil, an error wrapping ErrSaveFailed (the tokens are in force all the same), or ErrClosed after
+// Shutdown. It needs room for one value.
 type SetTokens struct {
 	Tokens Tokens
 	Done   chan<- error
@@ -92,8 +138,9 @@ type RefreshDue struct {
 // RefreshDone carries a successful refresh back to the token actor's mailbox. Seq names the refresh
 // it answers, so a late answer from an abandoned refresh is ignored.
 type RefreshDone struct {
-	Seq    uint64
-	Tokens Tokens
+	Seq     uint64
+	Tokens  Tokens
+	SaveErr error // the save of Tokens failed (wraps ErrSaveFailed); they are used all the same
 }
 
 // RefreshFailed carries a failed refresh back to the token actor. Permanent is true when the session
@@ -104,29 +151,9 @@ type RefreshFailed struct {
 	Permanent bool
 }
 
-// Shutdown asks the token actor to answer every parked requester with ErrClosed, stop its timers and
-// abandon any refresh in progress. Done is closed when that is finished.
+// Shutdown asks the token actor to answer every parked requester with ErrClosed and stop its timer.
+// A refresh in progress makes no further call but is not cut short: if it succeeds its result is
+// still saved. Done is closed when the actor has closed.
 type Shutdown struct {
 	Done chan<- struct{}
-}
-
-// TokenRefreshed is published after a refresh succeeded and the new pair was stored.
-type TokenRefreshed struct {
-	Gen       uint64    // the generation of the new access token
-	Expiry    time.Time // zero when unknown
-	Proactive bool      // started before expiry by the timer, rather than by a 401 or an expired token
-	Released  int       // parked requesters answered with the new token
-	Duration  time.Duration
-}
-
-// SessionExpired is published once when the session ends: the refresh was refused, or there was no
-// refresh token to try. Err wraps the cause and never contains a token.
-type SessionExpired struct {
-	Err    error
-	Failed int // parked requesters answered with ErrSessionExpired
-}
-
-// TokensReplaced is published when the application supplied new credentials with SetTokens.
-type TokensReplaced struct {
-	Gen uint64
 }

@@ -45,20 +45,3 @@ type RequestPanicked struct {
 	Stack  []byte
 	Trace  trace.SpanContext // the request's span, so the log record names its trace; may be invalid
 }
-
-// RetryScheduled is published when a logical request will be retried.
-type RetryScheduled struct {
-	Host    string
-	Method  string
-	Attempt int           // the attempt about to be sent: 2 for the first retry
-	Delay   time.Duration // the wait before it (the server's Retry-After, or the computed backoff)
-	Reason  string
-}
-
-// RetryBudgetExhausted is published when a retry was refused because the host's retry budget is
-// spent; the request fails with its last answer.
-type RetryBudgetExhausted struct {
-	Host   string
-	Method string
-	Reason string
-}

@@ -15,6 +15,17 @@ type Tokens struct {
 	Access  string
 	Refresh string
 	Expiry  time.Time
+	// Type is the Authorization scheme the access token is sent with (the token answer's
+	// token_type); "" means "Bearer".
+	Type string
+}
+
+// Scheme is the Authorization scheme to send the access token with: Type, or "Bearer".
+func (t Tokens) Scheme() string {
+	if t.Type == "" {
+		return "Bearer"
+	}
+	return t.Type
 }
 
 // redacted describes a secret without revealing it.

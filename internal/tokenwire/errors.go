@@ -20,13 +20,14 @@ import (
 // with a bad expires_in, or with a token that cannot be sent (*InvalidTokenError). Such an answer is
 // a failed refresh that may pass, not proof that the session is over: the credentials must be kept
 // and the refresh retried like any transient failure.
-var ErrMalformedAnswer = errors.New("malformed token answer")
+// It wraps retry.ErrMalformedAnswer, so the one classifier (retry.Classify) retries it.
+var ErrMalformedAnswer error = malformedAnswer{}
 
-// ErrMalformed is no longer wrapped by any error.
-//
-// Deprecated: malformed answers wrap ErrMalformedAnswer, which is not permanent. This name stays
-// only until the token actor's classifier stops naming it.
-var ErrMalformed = errors.New("malformed token response")
+// malformedAnswer is ErrMalformedAnswer's type: its own text, and retry's sentinel underneath.
+type malformedAnswer struct{}
+
+func (malformedAnswer) Error() string { return "malformed token answer" }
+func (malformedAnswer) Unwrap() error { return retry.ErrMalformedAnswer }
 
 // ErrUnsupportedTokenType is wrapped by *TokenTypeError.
 var ErrUnsupportedTokenType = errors.New("unsupported token type")

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/resilientclient/resilient/internal/retry"
 	"github.com/resilientclient/resilient/messages"
 )
 
@@ -92,7 +93,7 @@ func TestParseErrorClasses(t *testing.T) {
 	_, err := Parse(OAuth2, "text/html", []byte("<html>sign in to the Wi-Fi</html>"), time.Now())
 	require.ErrorIs(t, err, ErrMalformedAnswer)
 	assert.NotErrorIs(t, err, messages.ErrSessionExpired)
-	assert.NotErrorIs(t, err, ErrMalformed, "the old, permanent sentinel is not wrapped any more")
+	assert.ErrorIs(t, err, retry.ErrMalformedAnswer, "the one classifier retries it")
 	assert.Contains(t, err.Error(), "text/html, not JSON")
 
 	_, err = Parse(OAuth2, "", []byte(`{"access_token":"abc\r\ndef"}`), time.Now())
