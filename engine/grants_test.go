@@ -383,7 +383,7 @@ func TestTokenSourceAnswers(t *testing.T) {
 			nil, "", 2},
 		{"a token that cannot be sent", []func() (*oauth2.Token, error){
 			func() (*oauth2.Token, error) { return &oauth2.Token{AccessToken: "a\r\nX-Evil: 1"}, nil }},
-			[]error{engine.ErrRefreshFailed, engine.ErrMalformedTokenAnswer}, "", 1},
+			[]error{engine.ErrRefreshFailed, engine.ErrMalformedTokenAnswer}, "", 0}, // 0: retried (a malformed answer may pass)
 		{"a DPoP token", []func() (*oauth2.Token, error){
 			func() (*oauth2.Token, error) { return &oauth2.Token{AccessToken: "a", TokenType: "DPoP"}, nil }},
 			[]error{engine.ErrSessionExpired, engine.ErrUnsupportedTokenType}, "", 1},
@@ -406,7 +406,11 @@ func TestTokenSourceAnswers(t *testing.T) {
 			require.NoError(t, err)
 			t.Cleanup(func() { closeEngine(t, e) })
 			c, err := e.Credential(context.Background())
-			assert.Equal(t, tc.wantCalls, calls.Load())
+			if tc.wantCalls == 0 {
+				assert.Greater(t, calls.Load(), int64(1), "asked again while the caller waited")
+			} else {
+				assert.Equal(t, tc.wantCalls, calls.Load())
+			}
 			if tc.wantIs == nil {
 				require.NoError(t, err)
 				assert.Equal(t, "good", c.AccessToken)
