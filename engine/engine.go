@@ -20,7 +20,13 @@ import (
 )
 
 // Tokens is one credential pair: the access token, the refresh token, and the access token's expiry
-// (zero when unknown). Printing a Tokens value, with fmt or log/slog, never shows the secrets.
+// (zero when unknown). Printing a Tokens value, with fmt or log/slog, never shows the secrets. Its
+// fields (an alias hides them from go doc; the actors share the type, so it is defined there):
+//
+//	Access  string    // the access token, sent as "<Type> <Access>" in Authorization
+//	Refresh string    // the refresh token that buys the next access token; "" when there is none
+//	Expiry  time.Time // when Access expires; zero: unknown (valid until the API answers 401)
+//	Type    string    // the Authorization scheme (the token answer's token_type); "" means Bearer
 type Tokens = messages.Tokens
 
 // Engine is a resilient API client: an http.RoundTripper and *http.Client that attach the access

@@ -218,7 +218,7 @@ func TestAPIErrorShowsTitleAndDetail(t *testing.T) {
 func TestAliasedErrorDocsListEveryField(t *testing.T) {
 	fset := token.NewFileSet()
 	docs := map[string]string{}
-	for _, file := range []string{"errors.go", "retry.go"} {
+	for _, file := range []string{"errors.go", "retry.go", "engine.go"} {
 		f, err := parser.ParseFile(fset, file, nil, parser.ParseComments)
 		require.NoError(t, err)
 		for _, d := range f.Decls {
@@ -232,6 +232,7 @@ func TestAliasedErrorDocsListEveryField(t *testing.T) {
 	for name, typ := range map[string]reflect.Type{
 		"TokenEndpointError": reflect.TypeFor[engine.TokenEndpointError](),
 		"RetryLaterError":    reflect.TypeFor[engine.RetryLaterError](),
+		"Tokens":             reflect.TypeFor[engine.Tokens](),
 	} {
 		doc, ok := docs[name]
 		require.True(t, ok, "no doc comment found for %s", name)
