@@ -57,6 +57,12 @@ type Requester struct {
 // on a 401 report the rejected generation and resend once with the token that replaces it, and on a
 // retryable failure ask the supervisor, wait and try again (see retrying.go).
 func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := check(req); err != nil {
+		if req != nil {
+			closeBody(req)
+		}
+		return nil, err
+	}
 	c, err := r.Inflight.begin(req.Context())
 	if err != nil {
 		closeBody(req)

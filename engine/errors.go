@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/resilientclient/resilient/actors"
 	"github.com/resilientclient/resilient/internal/redact"
 	"github.com/resilientclient/resilient/internal/retry"
 	"github.com/resilientclient/resilient/internal/tokenwire"
@@ -46,6 +47,9 @@ var (
 	// ErrRequestPanicked: something on the request path panicked (a RetryPolicy.Decide, the
 	// transport, or a bug of ours). The request is not resent; the panic and its stack are logged once.
 	ErrRequestPanicked = messages.ErrRequestPanicked
+	// ErrInvalidRequest: RoundTrip was given a request it cannot send (nil URL or Header, no host, a
+	// bad method); nothing was sent. net/http's Transport refuses the same requests.
+	ErrInvalidRequest = actors.ErrInvalidRequest
 )
 
 // TokenEndpointError is a non-2xx answer of the token endpoint: its status and the RFC 6749 §5.2
