@@ -8,11 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"runtime/debug"
 	"strings"
 	"time"
-
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/resilientclient/resilient/internal/telemetry"
 	"github.com/resilientclient/resilient/messages"
@@ -84,7 +81,7 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 			rep.Attempts = st.sends
 		}
 		if failed && r.Finished != nil {
-			resp, err = r.finish(req, resp, err, Outcome{Sends: st.sends, BudgetExhausted: st.exhausted})
+			resp, err = r.finish(req, &st, resp, err, Outcome{Sends: st.sends, BudgetExhausted: st.exhausted})
 		}
 	}
 	if err != nil {
@@ -115,6 +112,7 @@ type attemptState struct {
 	open      *http.Response // an answer being shown to the user's Decide, closed if it panics
 	exhausted bool           // the retry budget refused a retry: the last answer is the answer
 	noToken   bool           // the attempt failed for want of a token (the refresh applied the policy already)
+	token     string         // the Authorization value last sent, cut out of a panic's text
 
 	start   time.Time         // when the logical request began
 	fresh   time.Time         // a clock reading the next send may start at; zero once stale
@@ -154,13 +152,13 @@ type Outcome struct {
 }
 
 // finish runs the Finished hook, turning a panic in it into ErrRequestPanicked.
-func (r *Requester) finish(req *http.Request, resp *http.Response, err error, o Outcome) (_ *http.Response, ferr error) {
+func (r *Requester) finish(req *http.Request, st *attemptState, resp *http.Response, err error, o Outcome) (_ *http.Response, ferr error) {
 	defer func() {
 		if p := recover(); p != nil {
 			if resp != nil {
 				discard(resp)
 			}
-			ferr = r.panicked(req.Context(), req, p)
+			ferr = r.panicked(req.Context(), req, st, p)
 		}
 	}()
 	resp, err = r.Finished(req, resp, err, o)
@@ -180,23 +178,13 @@ func (r *Requester) logical(ctx context.Context, req *http.Request, st *attemptS
 				discard(st.open)
 			}
 			closeBody(req)
-			resp, err = nil, r.panicked(ctx, req, p)
+			resp, err = nil, r.panicked(ctx, req, st, p)
 		}
 	}()
 	if r.Supervisor == nil {
 		return r.attempt(ctx, req, req.Body, st)
 	}
 	return r.withRetries(ctx, req, st)
-}
-
-// panicked reports a panic to the supervisor and makes the caller's error.
-func (r *Requester) panicked(ctx context.Context, req *http.Request, p any) error {
-	m := messages.RequestPanicked{Method: req.Method, Host: req.URL.Host, Value: fmt.Sprint(p), Stack: debug.Stack(),
-		Trace: trace.SpanContextFromContext(ctx)}
-	if r.Supervisor != nil {
-		r.Supervisor.reportPanic(m)
-	}
-	return fmt.Errorf("%w: %s %s (the panic is in the engine's log)", messages.ErrRequestPanicked, req.Method, req.URL.Host)
 }
 
 // attempt makes one attempt with body: a token, a send, and after a 401 (once per logical request)
@@ -214,6 +202,9 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 		g, err = r.Token.AcquireAt(ctx, st.now())
 	}
 	st.granted(ctx, &g, err)
+	if g.Header != "" {
+		st.token = g.Header
+	}
 	if err != nil {
 		closeReader(body)
 		st.noToken = true
@@ -235,6 +226,9 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 	st.replayed = true
 	g, err = r.Token.Rejected(ctx, g.Gen)
 	st.granted(ctx, &g, err)
+	if g.Header != "" {
+		st.token = g.Header
+	}
 	if err != nil {
 		st.noToken = true
 		return nil, err

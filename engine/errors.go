@@ -45,7 +45,8 @@ var (
 	// response-header timeout). The caller's own deadline shows as context.DeadlineExceeded.
 	ErrTimeout = messages.ErrTimeout
 	// ErrRequestPanicked: something on the request path panicked (a RetryPolicy.Decide, the
-	// transport, or a bug of ours). The request is not resent; the panic and its stack are logged once.
+	// transport, or a bug of ours). The request is not resent. The error carries the panic's value
+	// (credentials cut out); the value and its stack are logged once.
 	ErrRequestPanicked = messages.ErrRequestPanicked
 	// ErrInvalidRequest: RoundTrip was given a request it cannot send (nil URL or Header, no host, a
 	// bad method); nothing was sent. net/http's Transport refuses the same requests.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -411,6 +412,7 @@ func TestPanicOnRequestPathFailsOnlyThatRequest(t *testing.T) {
 	srv.SetAPIFailure(http.StatusServiceUnavailable, "", 1)
 	_, err := engine.GetJSON[item](context.Background(), e, "/items/1")
 	require.ErrorIs(t, err, engine.ErrRequestPanicked)
+	assert.ErrorContains(t, err, "decider bug", "the panic's value is in the error itself")
 
 	_, err = engine.GetJSON[item](context.Background(), e, "/items/1")
 	require.NoError(t, err)
@@ -419,6 +421,50 @@ func TestPanicOnRequestPathFailsOnlyThatRequest(t *testing.T) {
 		defer mu.Unlock()
 		return strings.Count(logs.String(), "decider bug") == 1
 	}, time.Second, 5*time.Millisecond, "the panic must be logged exactly once")
+}
+
+// panickingTransport panics with a value that prints the request's headers, credentials included.
+type panickingTransport struct{}
+
+func (panickingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	panic(fmt.Sprintf("transport bug; headers were %v", req.Header))
+}
+
+// The error of a request whose transport panicked carries the panic's value, with the token sent,
+// the secret headers and the caller's own credentials cut out; a credential too short to cut out
+// cleanly withholds the whole value.
+func TestPanicValueInErrorWithoutSecrets(t *testing.T) {
+	const token, apiKey, callerCookie = "access-token-123456", "api-key-abcdefgh", "session=caller-cookie-value"
+	for _, tc := range []struct {
+		name     string
+		secret   string
+		want     string
+		withheld bool
+	}{
+		{"long secrets are cut out", apiKey, "transport bug; headers were", false},
+		{"a short secret withholds the value", "k3y", "value withheld", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := engine.New(engine.WithBaseURL("http://api.test"), engine.WithTransport(panickingTransport{}),
+				engine.WithTokens(engine.Tokens{Access: token, Expiry: time.Now().Add(time.Hour)}),
+				engine.WithSecretHeader("X-Api-Key", tc.secret))
+			require.NoError(t, err)
+			t.Cleanup(func() { closeEngine(t, e) })
+			req, err := http.NewRequest(http.MethodGet, "http://api.test/items/1", nil)
+			require.NoError(t, err)
+			req.Header.Set("Cookie", callerCookie)
+			_, err = e.Transport().RoundTrip(req)
+			require.ErrorIs(t, err, engine.ErrRequestPanicked)
+			msg := err.Error()
+			assert.Contains(t, msg, tc.want)
+			for _, secret := range []string{token, tc.secret, callerCookie} {
+				assert.NotContains(t, msg, secret)
+			}
+			if !tc.withheld {
+				assert.Contains(t, msg, "[redacted]")
+			}
+		})
+	}
 }
 
 type lockedWriter struct {
