@@ -80,30 +80,22 @@ func (okTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Body: io.NopCloser(strings.NewReader(`{"id":"1"}`))}, nil
 }
 
-// BenchmarkRequester is the whole request path on the hot path (valid token, 200), reading the
-// token from the snapshot or asking the token actor by message, in parallel as a service would.
+// BenchmarkRequester is the whole request path on the hot path (valid token, 200), in parallel as
+// a service would.
 func BenchmarkRequester(b *testing.B) {
 	_, h := benchSystem(b)
 	origin, _ := ParseOrigin("http://api.test")
-	for _, byMessage := range []bool{false, true} {
-		name := "snapshot"
-		if byMessage {
-			name = "message"
+	r := &Requester{Base: okTransport{}, Token: h, Origins: []Origin{origin}, Inflight: &Inflight{}}
+	req, _ := http.NewRequest(http.MethodGet, "http://api.test/items/1", nil)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := r.RoundTrip(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
 		}
-		b.Run(name, func(b *testing.B) {
-			r := &Requester{Base: okTransport{}, Token: h, Origins: []Origin{origin}, Inflight: &Inflight{}, ByMessage: byMessage}
-			req, _ := http.NewRequest(http.MethodGet, "http://api.test/items/1", nil)
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					resp, err := r.RoundTrip(req)
-					if err != nil {
-						b.Fatal(err)
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					_ = resp.Body.Close()
-				}
-			})
-		})
-	}
+	})
 }

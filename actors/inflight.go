@@ -210,5 +210,3 @@ func (f *Inflight) Close(ctx context.Context) error {
 // Closed reports whether Close has been called.
 func (f *Inflight) Closed() bool { return f.closed.Load() }
 
-// Running says how many RoundTrip calls have not returned.
-func (f *Inflight) Running() int64 { return f.running.Load() }

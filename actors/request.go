@@ -43,9 +43,6 @@ type Requester struct {
 	// Supervisor applies the retry policy and keeps its shared state; nil: no retries (one attempt,
 	// plus the resend after a 401).
 	Supervisor *Supervisor
-	// ByMessage makes every request ask the token actor by message instead of reading the snapshot.
-	// It exists to measure what the snapshot saves; leave it false.
-	ByMessage bool
 	// Tel traces and measures every logical request and every send; nil: no telemetry.
 	Tel *telemetry.T
 }
@@ -137,6 +134,11 @@ func (st *attemptState) take() time.Time {
 	return t
 }
 
+// authValues is the Authorization header's value slice for one send, owned by that send alone: a
+// downstream transport that edits header values in place (against the RoundTripper contract, but
+// it happens) then spoils only its own send, never the token other requests send.
+func authValues(auth string) []string { return []string{auth} }
+
 // keyed is the request as its attempts were sent: with the Idempotency-Key the engine added.
 func (st *attemptState) keyed(req *http.Request) *http.Request {
 	if st.sent != nil {
@@ -194,13 +196,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 	if r.Token == nil || !r.forAPI(req.URL) {
 		return r.exchange(ctx, r.prepare(req, ctx, body, nil, own), st)
 	}
-	var g Grant
-	var err error
-	if r.ByMessage {
-		g, err = r.Token.AcquireByMessage(ctx)
-	} else {
-		g, err = r.Token.AcquireAt(ctx, st.now())
-	}
+	g, err := r.Token.AcquireAt(ctx, st.now())
 	st.granted(ctx, &g, err)
 	if g.Header != "" {
 		st.token = g.Header
@@ -210,7 +206,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 		st.noToken = true
 		return nil, err
 	}
-	resp, err := r.exchange(ctx, r.prepare(req, ctx, body, g.headerValues(), own), st)
+	resp, err := r.exchange(ctx, r.prepare(req, ctx, body, authValues(g.Header), own), st)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || st.replayed {
 		if err == nil && resp.StatusCode == http.StatusUnauthorized {
 			r.Token.ReportRejected(g.Gen) // a second 401: the caller gets it, the token actor hears of it
@@ -240,7 +236,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 	// At most one resend per logical request: a second 401 goes to the caller as it is. It is still
 	// reported: the resend may have carried a token that was current but is rejected too (the first
 	// attempt was stale), and only a report for the current generation starts a refresh.
-	resp, err = r.exchange(ctx, r.prepare(req, ctx, body, g.headerValues(), own), st)
+	resp, err = r.exchange(ctx, r.prepare(req, ctx, body, authValues(g.Header), own), st)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
 		r.Token.ReportRejected(g.Gen)
 	}
