@@ -209,4 +209,3 @@ func (f *Inflight) Close(ctx context.Context) error {
 
 // Closed reports whether Close has been called.
 func (f *Inflight) Closed() bool { return f.closed.Load() }
-
