@@ -566,12 +566,24 @@ func rewind(req *http.Request) (io.ReadCloser, error) {
 	return req.GetBody()
 }
 
-// discard reads a little of a response we will not return, so its connection can be reused, and
-// closes it.
+// discard closes an answer we will not return. It first reads what of its body has already
+// arrived, so that its connection can be reused, but at most drainBytes and for at most drainWait:
+// a server that sends a few bytes of an error and stalls must not hold the retry (and the caller's
+// deadline) hostage; closing the body early only costs the connection.
 func discard(resp *http.Response) {
-	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
-	_ = resp.Body.Close()
+	t := time.AfterFunc(drainWait, func() { _ = resp.Body.Close() })
+	_, _ = io.CopyN(io.Discard, resp.Body, drainBytes)
+	if t.Stop() {
+		_ = resp.Body.Close()
+	} // else the timer closed it
 }
+
+// What discard reads of an unwanted body before it gives up on the connection: an error page
+// that has already arrived (the common case) takes well under either bound.
+const (
+	drainBytes = 64 << 10
+	drainWait  = 50 * time.Millisecond
+)
 
 func closeBody(req *http.Request) { closeReader(req.Body) }
 

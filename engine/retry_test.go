@@ -533,3 +533,37 @@ func TestFailedRefreshIsNotRetriedTwice(t *testing.T) {
 	assert.EqualValues(t, 1+engine.DefaultMaxRetries, calls.Load(), "refresh calls")
 	assert.EqualValues(t, 1, srv.Stats().APIRequests-before, "API calls: the request was retried on top of its refresh")
 }
+
+// A failed attempt's body is drained only briefly before the retry: a 503 that sends a few bytes of
+// its body and stalls must not hold the retry until the caller's deadline (the drain used to read
+// it under the caller's context, so the deadline ended the request though the retry would succeed).
+func TestRetryDoesNotWaitForAStalledErrorBody(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Content-Length", "100")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("stalled"))
+			w.(http.Flusher).Flush()
+			select { // the rest never comes
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		_, _ = w.Write([]byte(`{"id":"1"}`))
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	e, err := engine.NewPublic(engine.WithBaseURL(srv.URL),
+		engine.WithRetryPolicy(engine.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	require.NoError(t, err)
+	t.Cleanup(func() { closeEngine(t, e) })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	got, err := engine.GetJSON[item](ctx, e, "/items/1")
+	require.NoError(t, err, "the retry must not wait for the stalled body")
+	assert.Equal(t, "1", got.ID)
+	assert.Equal(t, int64(2), calls.Load())
+}
