@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
+	"unsafe"
 
 	"github.com/resilientclient/resilient/messages"
 )
@@ -16,91 +18,77 @@ import (
 // can end them all (parked, sending, or streaming a body) with ErrClosed and wait for them. It is
 // safe for concurrent use; the zero value is ready.
 //
-// A request's context is the standard library's: context.WithCancelCause on the caller's context,
-// cancelled with cause ErrClosed by a context.AfterFunc on the engine's life, which Close ends. A
-// caller's context that can never be cancelled (context.Background, values on it) needs neither: the
-// request's context is then the life itself, with the caller's values (lifeValues).
+// It keeps no list of requests: a request's context (callCtx) reads the closed flag itself until
+// something waits on it; from then on it waits through a cancellation node, and Close cancels every
+// node; requests on contexts that can never be cancelled wait on one of the lives, which Close ends.
 type Inflight struct {
+	running atomic.Int64 // RoundTrip calls that have not returned yet
+	closed  atomic.Bool
+
+	// lives end (with cause ErrClosed) when Close is called. Requests whose own context can never
+	// be cancelled share one of them instead of a cancellation node. There are several so that the
+	// contexts net/http derives from every request (it registers each with its parent, under the
+	// parent's lock) do not all meet on one lock.
 	lifeOnce sync.Once
-	life     context.Context         // ended with cause ErrClosed by Close
-	endLife  context.CancelCauseFunc // ends life
-	idle     chan struct{}           // a token after each count that fell once Close began
+	lives    [lifeShards]context.Context
+	endLives [lifeShards]context.CancelCauseFunc
 
-	closed   atomic.Bool
-	running  atomic.Int64 // RoundTrip calls that have not returned
-	watching atomic.Int64 // requests whose AfterFunc on life is neither stopped nor run
+	// nodes are the cancellation nodes of requests on parents that can be cancelled (callCtx).
+	nodes [nodeShards]nodeShard
 }
 
-// init makes the life, once.
-func (f *Inflight) init() {
-	f.lifeOnce.Do(func() {
-		f.life, f.endLife = context.WithCancelCause(context.Background())
-		f.idle = make(chan struct{}, 1)
-	})
-}
+// lifeShards is how many life contexts requests that cannot be cancelled are spread over.
+const lifeShards = 16
 
 // call is one tracked logical request. It also wraps the response body, so that finishing the body
 // (EOF or Close) ends the call and releases its context; one allocation serves both.
 type call struct {
-	f      *Inflight
-	rctx   context.Context         // the request's context
-	cancel context.CancelCauseFunc // ends rctx
-	stop   func() bool             // unregisters the AfterFunc that ends rctx on Close; nil for shared
-	shared lifeValues              // rctx when the caller's context can never be cancelled
-	body   io.ReadCloser
+	own  callCtx // the request's context
+	body io.ReadCloser
 	// release, if set, ends what the request's answer was read under (an attempt's own context).
 	release func()
 	ended   atomic.Bool
 }
 
 // ctx is the request's context.
-func (c *call) ctx() context.Context { return c.rctx }
+func (c *call) ctx() context.Context { return &c.own }
+
+// lifeCtx returns the life context for the request at p, made on first use.
+func (f *Inflight) lifeCtx(p unsafe.Pointer) context.Context {
+	f.lifeOnce.Do(func() {
+		for i := range f.lives {
+			f.lives[i], f.endLives[i] = context.WithCancelCause(context.Background())
+		}
+	})
+	return f.lives[spread(p, lifeShards)]
+}
+
+// spread picks one of n shards from the address p of a heap object: objects are allocated apart
+// from each other, so their addresses spread them as well as a random number would, for nothing.
+func spread(p unsafe.Pointer, n int) int {
+	return int(uintptr(p)>>7) % n
+}
 
 // begin starts a logical request and makes its context, which ends when parent ends or when the
 // engine closes (with cause ErrClosed). It fails with ErrClosed once closed.
 func (f *Inflight) begin(parent context.Context) (*call, error) {
-	f.init()
 	f.running.Add(1)
 	if f.closed.Load() {
-		f.returned()
+		f.running.Add(-1)
 		return nil, messages.ErrClosed
 	}
-	c := &call{f: f}
-	if parent.Done() == nil {
-		// Only Close can end it: the life's end is the request's, with no allocation or
-		// registration per request (contexts derived from it register with the life).
-		c.shared = lifeValues{Context: f.life, values: parent}
-		c.rctx = &c.shared
-		return c, nil
+	// A Close from here on still reaches the request: a fresh context reads the closed flag, nodes
+	// are made in shards that Close marks, and the lives end after the flag is set.
+	c := &call{}
+	c.own.parent, c.own.f = parent, f
+	if parent.Done() == nil { // nothing can cancel the parent: a life is all it needs
+		c.own.life = f.lifeCtx(unsafe.Pointer(&c.own))
 	}
-	// A Close from here on still reaches the request: the AfterFunc runs at once on an ended life,
-	// and Close waits for it (watching).
-	c.rctx, c.cancel = context.WithCancelCause(parent)
-	f.watching.Add(1)
-	c.stop = context.AfterFunc(f.life, c.closed)
 	return c, nil
 }
 
-// closed ends the request's context with cause ErrClosed (a no-op when its parent ended first: a
-// caller's deadline stays a deadline). Close runs it, through the AfterFunc.
-func (c *call) closed() {
-	c.cancel(messages.ErrClosed)
-	c.f.settled(&c.f.watching)
-}
-
 // returned marks the RoundTrip of a call as returned (its body may live on).
-func (f *Inflight) returned() { f.settled(&f.running) }
-
-// settled takes one from n, and tells a waiting Close to count again.
-func (f *Inflight) settled(n *atomic.Int64) {
-	n.Add(-1)
-	if f.closed.Load() {
-		select {
-		case f.idle <- struct{}{}:
-		default:
-		}
-	}
-}
+func (f *Inflight) returned() { f.running.Add(-1) }
 
 // end releases c's context (and the attempt context its answer was read under). It is idempotent.
 func (c *call) end() {
@@ -110,33 +98,12 @@ func (c *call) end() {
 	if c.release != nil {
 		c.release()
 	}
-	if c.stop == nil {
-		return // shared: nothing to release
-	}
-	if c.stop() {
-		c.f.settled(&c.f.watching)
-	}
-	c.cancel(nil)
-}
-
-// lifeValues is the context of a request whose caller's context can never be cancelled: the
-// engine's life (Done, Err, and through Value the cause ErrClosed) with the caller's values.
-type lifeValues struct {
-	context.Context                 // the engine's life
-	values          context.Context // the caller's context
-}
-
-// Value is the caller's value for key, else the life's (context.Cause finds ErrClosed there).
-func (c *lifeValues) Value(key any) any {
-	if v := c.values.Value(key); v != nil {
-		return v
-	}
-	return c.Context.Value(key)
+	c.own.end()
 }
 
 // closedByEngine reports whether the request's context ended because the engine closed.
 func (c *call) closedByEngine() bool {
-	return errors.Is(context.Cause(c.rctx), messages.ErrClosed)
+	return errors.Is(context.Cause(&c.own), messages.ErrClosed)
 }
 
 // wrap makes c the body of resp, so that finishing the body ends the call. The wrapper offers what
@@ -217,15 +184,22 @@ func (u *upgradedBody) Close() error {
 }
 
 // Close refuses new requests, ends every running one with cause ErrClosed, and waits until every
-// RoundTrip has returned and every request's context has ended, or ctx ends. Response bodies still
-// held by callers fail their next read.
+// RoundTrip has returned or ctx ends. Response bodies still held by callers fail their next read.
 func (f *Inflight) Close(ctx context.Context) error {
-	f.init()
-	f.closed.Store(true) // before the life ends: a request begun from here on is refused
-	f.endLife(messages.ErrClosed)
-	for f.running.Load() > 0 || f.watching.Load() > 0 {
+	// The lives first: a fresh context that reads the flag below finds ErrClosed as its cause.
+	f.lifeCtx(nil)
+	for _, end := range f.endLives {
+		end(messages.ErrClosed)
+	}
+	f.closed.Store(true)
+	for i := range f.nodes {
+		f.nodes[i].close()
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for f.running.Load() > 0 {
 		select {
-		case <-f.idle:
+		case <-tick.C:
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}

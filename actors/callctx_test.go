@@ -3,10 +3,10 @@ package actors
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -19,8 +19,8 @@ import (
 )
 
 // Requests begun, waited on, derived from and ended on many goroutines while Close comes at a
-// random moment: every request still open at Close ends with ErrClosed, and once all have ended
-// nothing is left to end and no goroutine runs.
+// random moment: every request still open at Close ends with ErrClosed (whether it had taken a node
+// or not), and once all have ended no node is left and no goroutine runs.
 func TestCallContextsUnderConcurrentClose(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	for round := range 20 {
@@ -81,104 +81,16 @@ func TestCallContextsUnderConcurrentClose(t *testing.T) {
 			c.end()
 			return true
 		})
-		assert.Zero(t, f.Watching(), "round %d", round)
+		assert.Zero(t, f.nodeCount(), "round %d", round)
 		for _, stop := range stops {
 			stop()
 		}
 	}
 }
 
-// Close cancels every request still running with ErrClosed, whatever its parent context, before it
-// returns; requests that ended hold nothing; and Close refuses new ones.
-func TestInflightCloseCancelsAndRefuses(t *testing.T) {
-	cancellable, stop := context.WithCancel(context.Background())
-	defer stop()
-	type key struct{}
-	for _, tc := range []struct {
-		name   string
-		parent context.Context
-	}{
-		{"cancellable parent", cancellable},
-		{"background parent", context.Background()},
-		{"values on background", context.WithValue(context.Background(), key{}, "v")},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var f Inflight
-			calls := make([]*call, 0, 100)
-			for range 100 {
-				c, err := f.begin(tc.parent)
-				require.NoError(t, err)
-				calls = append(calls, c)
-			}
-			for _, c := range calls[:50] {
-				c.end()
-			}
-			for range 100 {
-				f.returned()
-			}
-			for _, c := range calls[50:] {
-				assert.NoError(t, c.ctx().Err(), "running")
-				assert.Equal(t, tc.parent.Value(key{}), c.ctx().Value(key{}), "the caller's values")
-			}
-			if tc.parent.Done() != nil {
-				assert.Equal(t, int64(50), f.Watching(), "the running requests wait for Close")
-			}
-			require.NoError(t, f.Close(context.Background()))
-			for i, c := range calls[50:] {
-				assert.ErrorIs(t, context.Cause(c.ctx()), messages.ErrClosed, "call %d", 50+i)
-				assert.ErrorIs(t, c.ctx().Err(), context.Canceled)
-				select {
-				case <-c.ctx().Done():
-				default:
-					t.Errorf("call %d: Done not closed when Close returned", 50+i)
-				}
-			}
-			for _, c := range calls[50:] {
-				c.end()
-			}
-			assert.Zero(t, f.Watching(), "nothing left to end")
-			_, err := f.begin(tc.parent)
-			assert.ErrorIs(t, err, messages.ErrClosed)
-			assert.Zero(t, f.Running())
-		})
-	}
-}
-
-// The caller's end reaches every request on its context, and contexts derived from them, with the
-// caller's cause; a later Close does not change it.
-func TestInflightFollowsTheCaller(t *testing.T) {
-	defer goleak.VerifyNone(t)
-	parent, cancel := context.WithCancelCause(context.Background())
-	var f Inflight
-	a, err := f.begin(parent)
-	require.NoError(t, err)
-	b, err := f.begin(parent)
-	require.NoError(t, err)
-	derived, stopDerived := context.WithCancel(b.ctx())
-	defer stopDerived()
-	a.end()
-	assert.NoError(t, b.ctx().Err(), "another request's end does not end b")
-	cause := errors.New("caller gave up")
-	cancel(cause)
-	for _, d := range []<-chan struct{}{b.ctx().Done(), derived.Done()} {
-		select {
-		case <-d:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the caller's end did not reach the request")
-		}
-	}
-	f.returned()
-	f.returned()
-	require.NoError(t, f.Close(context.Background()))
-	assert.ErrorIs(t, context.Cause(b.ctx()), cause)
-	assert.ErrorIs(t, context.Cause(derived), cause)
-	b.end()
-	assert.Zero(t, f.Watching())
-}
-
-// A request the engine closed stays closed after its end (its Done, Err and cause never go back);
-// one whose caller's context had ended first keeps the caller's error.
-func TestClosedIsFinal(t *testing.T) {
+// A request the engine closed before anything waited on it stays closed after its end (its Done,
+// Err and cause never go back); one whose caller's context had ended first keeps the caller's error.
+func TestClosedViewIsFinal(t *testing.T) {
 	var f Inflight
 	parent, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -215,7 +127,44 @@ func TestClosedIsFinal(t *testing.T) {
 
 	assert.ErrorIs(t, timedOut.ctx().Err(), context.DeadlineExceeded, "the caller's deadline, not ErrClosed")
 	assert.NotErrorIs(t, context.Cause(timedOut.ctx()), messages.ErrClosed)
-	assert.Zero(t, f.Watching())
+	assert.Zero(t, f.nodeCount())
+}
+
+// An ended request never takes a node: nothing would give it back.
+func TestEndedRequestTakesNoNode(t *testing.T) {
+	var f Inflight
+	parent, stop := context.WithCancel(context.Background())
+	defer stop()
+	c, err := f.begin(parent)
+	require.NoError(t, err)
+	f.returned()
+	c.end()
+	d, cancel := context.WithCancel(c.ctx())
+	defer cancel()
+	require.NotNil(t, d.Done())
+	assert.Zero(t, f.nodeCount())
+	stop()
+	<-d.Done() // it still follows the parent
+}
+
+// wrapCtx is a comparable struct context; holding a value that cannot be hashed, it cannot be a map
+// key all the same.
+type wrapCtx struct{ context.Context }
+
+// A parent that is not a pointer gets a node of its own, without panicking on values that cannot be
+// hashed, and gives it back.
+func TestParentThatIsNoPointer(t *testing.T) {
+	var f Inflight
+	base, stop := context.WithCancel(context.Background())
+	defer stop()
+	parent := wrapCtx{notComparable{Context: base}}
+	c, err := f.begin(parent)
+	require.NoError(t, err)
+	f.returned()
+	assert.NotPanics(t, func() { _ = c.ctx().Done() })
+	assert.Equal(t, 1, f.nodeCount())
+	c.end()
+	assert.Zero(t, f.nodeCount())
 }
 
 // writerToBody is a body that can only be read through WriteTo.
@@ -254,7 +203,7 @@ func (w waitingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // io.Copy of a response body goes through the transport body's own WriteTo, and reading it whole
-// ends the request.
+// ends the request (its node is given back).
 func TestWriteToUsesTheBodysAndEnds(t *testing.T) {
 	var f Inflight
 	body := &writerToBody{t: t}
@@ -265,13 +214,13 @@ func TestWriteToUsesTheBodysAndEnds(t *testing.T) {
 	require.NoError(t, err)
 	resp, err := r.RoundTrip(req)
 	require.NoError(t, err)
-	assert.Equal(t, int64(1), f.Watching(), "the body holds the request open")
+	assert.Equal(t, 1, f.nodeCount(), "the transport waited: a node")
 	var buf bytes.Buffer
 	_, err = io.Copy(&buf, resp.Body)
 	require.NoError(t, err)
 	assert.True(t, body.wrote)
 	assert.Equal(t, "payload", buf.String())
-	assert.Zero(t, f.Watching(), "read whole: the request ended")
+	assert.Zero(t, f.nodeCount(), "read whole: the request ended")
 }
 
 // rwBody is an upgraded connection's body.
@@ -280,8 +229,8 @@ type rwBody struct{ io.Reader }
 func (rwBody) Write(p []byte) (int, error) { return len(p), nil }
 func (rwBody) Close() error                { return nil }
 
-// A 101 answer's body stays a ReadWriteCloser, and closing the connection ends the request (its
-// context ended); until then Close reaches it.
+// A 101 answer's body stays a ReadWriteCloser, and closing the connection ends the request (its node
+// given back, its context ended); until then Close reaches it.
 func TestUpgradedConnectionEndsWhenClosed(t *testing.T) {
 	for _, byEngine := range []bool{false, true} {
 		var f Inflight
@@ -296,14 +245,14 @@ func TestUpgradedConnectionEndsWhenClosed(t *testing.T) {
 		require.True(t, isRW)
 		_, err = rwc.Write([]byte("hello"))
 		require.NoError(t, err)
-		assert.Equal(t, int64(1), f.Watching(), "the connection holds the request open")
+		assert.Equal(t, 1, f.nodeCount(), "the connection holds its node")
 		require.NoError(t, sent.Err(), "the connection's context lives past RoundTrip")
 		if byEngine {
 			require.NoError(t, f.Close(context.Background()))
 			assert.ErrorIs(t, context.Cause(sent), messages.ErrClosed, "Close reaches the open connection")
 		}
 		require.NoError(t, rwc.Close())
-		assert.Zero(t, f.Watching(), "closed: the request ended")
+		assert.Zero(t, f.nodeCount(), "closed: given back")
 		assert.ErrorIs(t, sent.Err(), context.Canceled, "closed: its context ended")
 		stop()
 	}
@@ -327,3 +276,39 @@ func TestWrapperOffersWhatTheBodyOffers(t *testing.T) {
 
 // readerOnly hides every method but Read.
 type readerOnly struct{ io.Reader }
+
+// Once Close reached a shard, no node is made there: one made then would never be cancelled.
+func TestNoNodeAfterClose(t *testing.T) {
+	var f Inflight
+	require.NoError(t, f.Close(context.Background()))
+	parent, stop := context.WithCancel(context.Background())
+	defer stop()
+	assert.Nil(t, f.acquire(parent))
+	assert.Nil(t, f.acquire(wrapCtx{parent}))
+	assert.Zero(t, f.nodeCount())
+}
+
+// A wait that races the request's end (the node taken as the request ends) gives the node back.
+func TestWaitRacingEndGivesTheNodeBack(t *testing.T) {
+	var f Inflight
+	parent, stop := context.WithCancel(context.Background())
+	defer stop()
+	for i := range 20000 {
+		c, err := f.begin(parent)
+		require.NoError(t, err)
+		f.returned()
+		started, waited := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(waited)
+			close(started)
+			_ = c.ctx().Done()
+		}()
+		<-started
+		for range i % 64 { // end at a different moment of the wait each time
+			runtime.Gosched()
+		}
+		c.end()
+		<-waited
+	}
+	assert.Zero(t, f.nodeCount())
+}
