@@ -63,8 +63,8 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	defer r.Inflight.returned()
-	now := time.Now() // the one clock read the first attempt needs: start, budget, token, send
-	st := attemptState{start: now, fresh: now}
+	now := time.Now()
+	st := attemptState{start: now}
 	ctx := r.Tel.StartLogical(c.ctx(), req, now, &st.tel)
 	resp, err := r.logical(ctx, req, &st)
 	c.release = st.release // the caller's answer is read under it: released when the call ends
@@ -112,26 +112,10 @@ type attemptState struct {
 	token     string         // the Authorization value last sent, cut out of a panic's text
 
 	start   time.Time         // when the logical request began
-	fresh   time.Time         // a clock reading the next send may start at; zero once stale
 	lastEnd time.Time         // when the last send's answer (or error) came back, if metrics need it
 	sent    *http.Request     // the request as sent (with the engine's Idempotency-Key), if not req
 	release func()            // ends the context of the send whose answer may be the caller's
 	tel     telemetry.Logical // the logical request's span and measurements
-}
-
-// now is a clock reading for the next send: the fresh one if nothing waited since it was taken.
-func (st *attemptState) now() time.Time {
-	if st.fresh.IsZero() {
-		st.fresh = time.Now()
-	}
-	return st.fresh
-}
-
-// take is now, consumed: the send it starts makes it stale.
-func (st *attemptState) take() time.Time {
-	t := st.now()
-	st.fresh = time.Time{}
-	return t
 }
 
 // authValues is the Authorization header's value slice for one send, owned by that send alone: a
@@ -196,7 +180,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 	if r.Token == nil || !r.forAPI(req.URL) {
 		return r.exchange(ctx, r.prepare(req, ctx, body, nil, own), st)
 	}
-	g, err := r.Token.AcquireAt(ctx, st.now())
+	g, err := r.Token.AcquireAt(ctx, time.Now())
 	st.granted(ctx, &g, err)
 	if g.Header != "" {
 		st.token = g.Header
@@ -250,7 +234,6 @@ func (st *attemptState) granted(ctx context.Context, g *Grant, err error) {
 	if !g.Parked() {
 		return
 	}
-	st.fresh = time.Time{} // the clock reading taken before parking is stale
 	outcome := "token"
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -267,7 +250,7 @@ func (st *attemptState) granted(ctx context.Context, g *Grant, err error) {
 func (r *Requester) send(ctx context.Context, req *http.Request, st *attemptState) (*http.Response, error) {
 	st.sends++
 	var sp telemetry.Send
-	ctx = st.tel.StartSend(ctx, req, st.sends-1, st.take(), &sp)
+	ctx = st.tel.StartSend(ctx, req, st.sends-1, time.Now(), &sp)
 	if sp.Rebind() {
 		req = req.WithContext(ctx)
 	}

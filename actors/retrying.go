@@ -34,7 +34,6 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 		waited, err := s.waitCoolDown(ctx, host)
 		if waited > 0 {
 			st.tel.CoolDown(ctx, host, waited)
-			st.fresh = time.Time{} // the clock reading taken before the wait is stale
 		}
 		if err != nil {
 			closeReader(body)
