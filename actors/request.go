@@ -49,10 +49,10 @@ type Requester struct {
 //   - check.go: refuse what net/http refuses (no URL, no Header, no host, a bad method);
 //   - request.go (here): the request's context (inflight.go), its logical span, the Finished hook;
 //   - retrying.go: the retry policy: cool-downs, Retry-After, backoff, the budget, Idempotency-Key;
-//   - credentials.go: a token per attempt, and the one resend after a 401 with its replacement;
+//   - credentials.go: a token per attempt and the headers the hop may carry (headers.go,
+//     origin.go), and the one resend after a 401 with the token that replaces the rejected one;
 //   - caching.go: conditional GETs and the ETag cache;
-//   - send.go: one physical send under the attempt timeout, traced, with the hop's headers
-//     (headers.go) and its errors typed.
+//   - send.go: one physical send under the attempt timeout, traced, its errors typed.
 func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := check(req); err != nil {
 		if req != nil {
