@@ -29,7 +29,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 		st.noToken = true
 		return nil, err
 	}
-	resp, err := r.exchange(ctx, r.prepare(req, ctx, body, authValues(g.Header), own), st)
+	resp, err := r.exchange(ctx, r.prepare(req, ctx, body, st.authValues(g.Header), own), st)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || st.replayed {
 		if err == nil && resp.StatusCode == http.StatusUnauthorized {
 			r.Token.ReportRejected(g.Gen) // a second 401: the caller gets it, the token actor hears of it
@@ -59,7 +59,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 	// At most one resend per logical request: a second 401 goes to the caller as it is. It is still
 	// reported: the resend may have carried a token that was current but is rejected too (the first
 	// attempt was stale), and only a report for the current generation starts a refresh.
-	resp, err = r.exchange(ctx, r.prepare(req, ctx, body, authValues(g.Header), own), st)
+	resp, err = r.exchange(ctx, r.prepare(req, ctx, body, st.authValues(g.Header), own), st)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
 		r.Token.ReportRejected(g.Gen)
 	}
@@ -85,8 +85,17 @@ func (st *attemptState) granted(ctx context.Context, g *Grant, err error) {
 
 // authValues is the Authorization header's value slice for one send, owned by that send alone: a
 // downstream transport that edits header values in place (against the RoundTripper contract, but
-// it happens) then spoils only its own send, never the token other requests send.
-func authValues(auth string) []string { return []string{auth} }
+// it happens) then spoils only its own send, never the token other requests send. The first send
+// uses the slot its call record carries (no allocation); later ones get a new slice, since a
+// transport may still hold an earlier one.
+func (st *attemptState) authValues(auth string) []string {
+	if b := st.auth; b != nil {
+		st.auth = nil
+		b[0] = auth
+		return b[:]
+	}
+	return []string{auth}
+}
 
 func (r *Requester) forAPI(u *url.URL) bool {
 	for _, o := range r.Origins {

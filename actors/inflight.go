@@ -48,6 +48,7 @@ type call struct {
 	// release, if set, ends what the request's answer was read under (an attempt's own context).
 	release func()
 	ended   atomic.Bool
+	auth    [1]string // the first send's Authorization value slice (see authValues)
 }
 
 // ctx is the request's context.

@@ -67,7 +67,7 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	defer r.Inflight.returned()
 	now := time.Now()
-	st := attemptState{start: now}
+	st := attemptState{start: now, auth: &c.auth}
 	ctx := r.Tel.StartLogical(c.ctx(), req, now, &st.tel)
 	resp, err := r.logical(ctx, req, &st)
 	c.release = st.release // the caller's answer is read under it: released when the call ends
@@ -113,6 +113,7 @@ type attemptState struct {
 	exhausted bool           // the retry budget refused a retry: the last answer is the answer
 	noToken   bool           // the attempt failed for want of a token (the refresh applied the policy already)
 	token     string         // the Authorization value last sent, cut out of a panic's text
+	auth      *[1]string     // the first send's Authorization value slice, until used (authValues)
 
 	start   time.Time         // when the logical request began
 	lastEnd time.Time         // when the last send's answer (or error) came back, if metrics need it
