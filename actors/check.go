@@ -33,6 +33,10 @@ func check(req *http.Request) error {
 
 // validMethod reports whether m is empty (GET) or an RFC 9110 token, as net/http requires.
 func validMethod(m string) bool {
+	switch m {
+	case "", http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodHead:
+		return true // the common ones, without a scan
+	}
 	return strings.IndexFunc(m, func(r rune) bool {
 		return r >= 0x80 || r <= ' ' || r == 0x7f || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r)
 	}) < 0
