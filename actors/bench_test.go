@@ -80,19 +80,42 @@ func (okTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Body: io.NopCloser(strings.NewReader(`{"id":"1"}`))}, nil
 }
 
-// BenchmarkRequester is the whole request path on the hot path (valid token, 200), reading the
-// token from the snapshot or asking the token actor by message, in parallel as a service would.
+// waitTransport is okTransport that first waits on the request's context as net/http's transport
+// does (it derives a context of its own and selects on Done).
+type waitTransport struct{}
+
+func (waitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithCancel(req.Context())
+	defer cancel()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	default:
+	}
+	return okTransport{}.RoundTrip(req)
+}
+
+// BenchmarkRequester is the whole request path on the hot path (valid token, 200): on
+// context.Background and on one cancellable context shared by every request (a worker pool's), with
+// a transport that never looks at the context and with one that waits on it as net/http's does.
 func BenchmarkRequester(b *testing.B) {
 	_, h := benchSystem(b)
 	origin, _ := ParseOrigin("http://api.test")
-	for _, byMessage := range []bool{false, true} {
-		name := "snapshot"
-		if byMessage {
-			name = "message"
-		}
-		b.Run(name, func(b *testing.B) {
-			r := &Requester{Base: okTransport{}, Token: h, Origins: []Origin{origin}, Inflight: &Inflight{}, ByMessage: byMessage}
-			req, _ := http.NewRequest(http.MethodGet, "http://api.test/items/1", nil)
+	shared, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		base http.RoundTripper
+	}{
+		{"background", context.Background(), okTransport{}},
+		{"cancellable", shared, okTransport{}},
+		{"background/waiting-transport", context.Background(), waitTransport{}},
+		{"cancellable/waiting-transport", shared, waitTransport{}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			r := &Requester{Base: tc.base, Token: h, Origins: []Origin{origin}, Inflight: &Inflight{}}
+			req, _ := http.NewRequestWithContext(tc.ctx, http.MethodGet, "http://api.test/items/1", nil)
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {

@@ -57,3 +57,6 @@ type storeDown struct{}
 func (storeDown) Error() string { return "store down" }
 
 var errStoreDown error = storeDown{}
+
+// Running says how many RoundTrip calls have not returned.
+func (f *Inflight) Running() int64 { return f.running.Load() }

@@ -48,6 +48,7 @@ type call struct {
 	// release, if set, ends what the request's answer was read under (an attempt's own context).
 	release func()
 	ended   atomic.Bool
+	auth    [1]string // the first send's Authorization value slice (see authValues)
 }
 
 // ctx is the request's context.
@@ -209,6 +210,3 @@ func (f *Inflight) Close(ctx context.Context) error {
 
 // Closed reports whether Close has been called.
 func (f *Inflight) Closed() bool { return f.closed.Load() }
-
-// Running says how many RoundTrip calls have not returned.
-func (f *Inflight) Running() int64 { return f.running.Load() }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/resilientclient/resilient/internal/httpx"
 	"github.com/resilientclient/resilient/internal/retry"
 	"github.com/resilientclient/resilient/messages"
 )
@@ -25,8 +26,7 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 	s := r.Supervisor
 	p := &s.policy
 	host := strings.ToLower(req.URL.Host)
-	start := st.start
-	s.budget(host).Request(start)
+	s.budget(host).Request(st.start)
 	req = withIdempotencyKey(req, p)
 	st.sent = req
 	body := req.Body
@@ -34,7 +34,6 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 		waited, err := s.waitCoolDown(ctx, host)
 		if waited > 0 {
 			st.tel.CoolDown(ctx, host, waited)
-			st.fresh = time.Time{} // the clock reading taken before the wait is stale
 		}
 		if err != nil {
 			closeReader(body)
@@ -58,49 +57,19 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 		reason, again := p.Decide(req, resp, err)
 		st.open = nil
 		now := st.lastEnd // the clock read when this attempt's answer came back, if metrics needed it
-		serverWait, fromServer, at := time.Duration(0), false, time.Time{}
-		if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-			if now.IsZero() {
-				now = time.Now()
-			}
-			if serverWait, fromServer = retry.ParseRetryAfter(resp.Header.Get("Retry-After"), now); fromServer {
-				at = s.serverPause(ctx, host, serverWait, resp.StatusCode, now)
-			}
-		}
+		pa := s.retryAfter(ctx, host, resp, &now)
 		if !again || retries >= p.MaxRetries || !replayable(req) {
 			return resp, err // (the common case reads no clock here)
 		}
-		if now.IsZero() {
-			now = time.Now()
-		}
-		dl, hasDeadline := ctx.Deadline()
-		if fromServer && hasDeadline && at.After(dl) {
-			// Waiting would outlive the caller: say when to come back, at once.
-			discard(resp)
-			return nil, &messages.RetryLaterError{Host: host, Status: resp.StatusCode, At: at}
-		}
-		wait, ok := p.nextWait(retries+1, serverWait, fromServer, start, now)
-		if !ok || (hasDeadline && now.Add(wait).After(dl)) {
-			// The policy will not wait that long, or our own backoff would outlive the caller: the
-			// last answer is the answer.
-			return resp, err
+		wait, out, outErr, stop := r.nextRetry(ctx, st, host, retries, pa, resp, err, now)
+		if stop {
+			return out, outErr
 		}
 		ask := messages.RetryAsk{Host: host, Method: req.Method, Attempt: st.sends + 1, Reason: reason, Delay: wait}
-		if aerr := s.askRetry(ctx, ask); aerr != nil {
-			if !errors.Is(aerr, messages.ErrRetryBudgetExhausted) {
-				if resp != nil {
-					discard(resp)
-				}
-				return nil, aerr
-			}
-			st.tel.BudgetExhausted(ctx, host)
-			if err != nil {
-				return nil, fmt.Errorf("%w: %w", messages.ErrRetryBudgetExhausted, err)
-			}
-			st.exhausted = true
-			return resp, nil
+		if out, outErr, stop := r.askLeave(ctx, st, ask, resp, err); stop {
+			return out, outErr
 		}
-		st.tel.RetryScheduled(ctx, host, reason, wait, fromServer, st.sends)
+		st.tel.RetryScheduled(ctx, host, reason, wait, pa.fromServer, st.sends)
 		if resp != nil {
 			discard(resp)
 		}
@@ -112,6 +81,73 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 			return nil, fmt.Errorf("engine: replaying the request body: %w", rerr)
 		}
 	}
+}
+
+// pause is what an answer's Retry-After asked for: the wait, whether there was one, and when the
+// server asked to be called again.
+type pause struct {
+	wait       time.Duration
+	fromServer bool
+	at         time.Time
+}
+
+// retryAfter reads the Retry-After of a 429 or 503 answer and makes it the host's cool-down. It reads
+// the clock into *now if it was not read yet.
+func (s *Supervisor) retryAfter(ctx context.Context, host string, resp *http.Response, now *time.Time) pause {
+	if resp == nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+		return pause{}
+	}
+	if now.IsZero() {
+		*now = time.Now()
+	}
+	var p pause
+	if p.wait, p.fromServer = retry.ParseRetryAfter(resp.Header.Get("Retry-After"), *now); p.fromServer {
+		p.at = s.serverPause(ctx, host, p.wait, resp.StatusCode, *now)
+	}
+	return p
+}
+
+// nextRetry is the wait before the next attempt. When there is none (the server's wait or our own
+// backoff would outlive the caller, or the policy will not wait that long), stop is true and out,
+// outErr are what the caller gets.
+func (r *Requester) nextRetry(ctx context.Context, st *attemptState, host string, retries int, pa pause, resp *http.Response, err error, now time.Time) (wait time.Duration, out *http.Response, outErr error, stop bool) {
+	if now.IsZero() {
+		now = time.Now()
+	}
+	dl, hasDeadline := ctx.Deadline()
+	if pa.fromServer && hasDeadline && pa.at.After(dl) {
+		// Waiting would outlive the caller: say when to come back, at once.
+		discard(resp)
+		return 0, nil, &messages.RetryLaterError{Host: host, Status: resp.StatusCode, At: pa.at}, true
+	}
+	wait, ok := r.Supervisor.policy.nextWait(retries+1, pa.wait, pa.fromServer, st.start, now)
+	if !ok || (hasDeadline && now.Add(wait).After(dl)) {
+		// The policy will not wait that long, or our own backoff would outlive the caller: the last
+		// answer is the answer.
+		return 0, resp, err, true
+	}
+	return wait, nil, nil, false
+}
+
+// askLeave asks the supervisor for a retry. When it refuses, stop is true and out, outErr are what
+// the caller gets: the last answer (marked as exhausting the budget), or the refusal.
+func (r *Requester) askLeave(ctx context.Context, st *attemptState, ask messages.RetryAsk, resp *http.Response, err error) (out *http.Response, outErr error, stop bool) {
+	aerr := r.Supervisor.askRetry(ctx, ask)
+	if aerr == nil {
+		return nil, nil, false
+	}
+	if !errors.Is(aerr, messages.ErrRetryBudgetExhausted) {
+		if resp != nil {
+			discard(resp)
+		}
+		return nil, aerr, true
+	}
+	st.tel.BudgetExhausted(ctx, ask.Host)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", messages.ErrRetryBudgetExhausted, err), true
+	}
+	st.exhausted = true
+	return resp, nil, true
 }
 
 // serverPause makes a Retry-After of d from host (on an answer of status) the host's cool-down,
@@ -178,7 +214,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // own header map; every attempt of the logical request then carries the same key.
 func withIdempotencyKey(req *http.Request, p *RetryPolicy) *http.Request {
 	if !p.IdempotencyKeys || (req.Method != http.MethodPost && req.Method != http.MethodPatch) ||
-		req.Header.Get("Idempotency-Key") != "" {
+		httpx.HasIdempotencyKey(req.Header) {
 		return req
 	}
 	r2 := *req
@@ -186,7 +222,7 @@ func withIdempotencyKey(req *http.Request, p *RetryPolicy) *http.Request {
 	if r2.Header == nil {
 		r2.Header = http.Header{}
 	}
-	r2.Header.Set("Idempotency-Key", p.NewKey())
+	r2.Header.Set(httpx.IdempotencyKey, p.NewKey())
 	return &r2
 }
 

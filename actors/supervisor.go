@@ -53,7 +53,6 @@ type Supervisor struct {
 
 	cool     atomic.Pointer[map[string]coolDown] // published by the actor; nil when no host cools down
 	budgets  sync.Map                            // host → *retry.Budget
-	first    atomic.Pointer[hostBudget]          // the first host's: most engines talk to one
 	hosts    atomic.Int32                        // entries in budgets
 	overflow *retry.Budget                       // shared by hosts past maxBudgetHosts
 
@@ -108,9 +107,6 @@ func SpawnSupervisor(system *actor.ActorSystem, cfg SupervisorConfig) (*Supervis
 
 // budget is host's retry budget, made on first use.
 func (s *Supervisor) budget(host string) *retry.Budget {
-	if f := s.first.Load(); f != nil && f.host == host {
-		return f.b
-	}
 	if b, ok := s.budgets.Load(host); ok {
 		return b.(*retry.Budget)
 	}
@@ -122,15 +118,8 @@ func (s *Supervisor) budget(host string) *retry.Budget {
 	b := v.(*retry.Budget)
 	if !loaded {
 		s.hosts.Add(1)
-		s.first.CompareAndSwap(nil, &hostBudget{host: host, b: b})
 	}
 	return b
-}
-
-// hostBudget is one host's budget, for the lookup that skips the map.
-type hostBudget struct {
-	host string
-	b    *retry.Budget
 }
 
 // coolDown is one host's pause: requests wait until until; the server asked for at (later, when

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/resilientclient/resilient/actors"
 	"github.com/resilientclient/resilient/internal/redact"
 	"github.com/resilientclient/resilient/internal/retry"
 	"github.com/resilientclient/resilient/internal/tokenwire"
@@ -44,7 +45,8 @@ var (
 	// response-header timeout). The caller's own deadline shows as context.DeadlineExceeded.
 	ErrTimeout = messages.ErrTimeout
 	// ErrRequestPanicked: something on the request path panicked (a RetryPolicy.Decide, the
-	// transport, or a bug of ours). The request is not resent; the panic and its stack are logged once.
+	// transport, or a bug of ours). The request is not resent. The error carries the panic's value
+	// (credentials cut out); the value and its stack are logged once.
 	ErrRequestPanicked = messages.ErrRequestPanicked
 	// ErrMalformedTokenAnswer: the token endpoint answered 2xx with something the engine cannot use:
 	// not JSON or form fields (a captive portal's page), no access token, a negative or absurd
@@ -56,6 +58,9 @@ var (
 	// ...), which the engine cannot send. The session ends (ErrSessionExpired wraps it): each retry
 	// would spend a refresh token for a token that cannot be used.
 	ErrUnsupportedTokenType = tokenwire.ErrUnsupportedTokenType
+	// ErrInvalidRequest: RoundTrip was given a request it cannot send (nil URL or Header, no host, a
+	// bad method); nothing was sent. net/http's Transport refuses the same requests.
+	ErrInvalidRequest = actors.ErrInvalidRequest
 )
 
 // TokenEndpointError is a non-2xx answer of the token endpoint: its status and the RFC 6749 §5.2

@@ -530,3 +530,38 @@ func TestRedirectHoldsBackRebuiltCallerCookies(t *testing.T) {
 		assert.NotContains(t, c, "sess", "the caller's cookie reached another origin")
 	}
 }
+
+// A caller's API-key header of a common spelling (one of the shared credential list, not configured
+// with WithSecretHeader) stays at the chain's first origin too: net/http forwards it on every
+// redirect, since it knows only Authorization and cookies as credentials.
+func TestRedirectDropsCallersAPIKeyHeaders(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]string{}
+	record := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen[name] = r.Header.Get("X-Api-Key") + "|" + r.Header.Get("X-Auth-Token")
+			mu.Unlock()
+			if next := r.URL.Query().Get("next"); next != "" {
+				http.Redirect(w, r, next, http.StatusFound)
+			}
+		})
+	}
+	api, other := httptest.NewServer(record("api")), httptest.NewServer(record("other"))
+	t.Cleanup(api.Close)
+	t.Cleanup(other.Close)
+	e, err := engine.NewPublic(engine.WithBaseURL(api.URL))
+	require.NoError(t, err)
+	t.Cleanup(func() { closeEngine(t, e) })
+	req, err := http.NewRequest(http.MethodGet, api.URL+"/?next="+url.QueryEscape(other.URL+"/landed"), nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Api-Key", "caller-api-key")
+	req.Header.Set("X-Auth-Token", "caller-auth-token")
+	resp, err := e.Client().Do(req)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, "caller-api-key|caller-auth-token", seen["api"], "the first origin gets them")
+	assert.Equal(t, "|", seen["other"], "another origin does not")
+}

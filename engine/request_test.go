@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -209,4 +210,42 @@ func fmtAll(v any) string {
 		b.WriteString(sprintf(verb, v))
 	}
 	return b.String()
+}
+
+// scribblingTransport edits the Authorization value of every request in place after sending it, as
+// a careless downstream transport might (the RoundTripper contract forbids it).
+type scribblingTransport struct{ base http.RoundTripper }
+
+func (s scribblingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := s.base.RoundTrip(req)
+	if v := req.Header["Authorization"]; len(v) > 0 {
+		v[0] = "Bearer scribbled"
+	}
+	return resp, err
+}
+
+// A transport that edits header values in place spoils only its own request: every request, the
+// ones running at the same time included, still sends the engine's token.
+func TestTransportEditingHeadersInPlaceSpoilsNoOtherRequest(t *testing.T) {
+	var wrong atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer the-token" {
+			wrong.Add(1)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	t.Cleanup(tr.CloseIdleConnections)
+	e, err := engine.New(engine.WithBaseURL(srv.URL), engine.WithTransport(scribblingTransport{tr}),
+		engine.WithTokens(engine.Tokens{Access: "the-token", Expiry: time.Now().Add(time.Hour)}))
+	require.NoError(t, err)
+	t.Cleanup(func() { closeEngine(t, e) })
+	client := e.Client()
+	fanOut(200, func(int) {
+		resp, err := client.Get(srv.URL + "/items/1")
+		if assert.NoError(t, err) {
+			_ = resp.Body.Close()
+		}
+	})
+	assert.Zero(t, wrong.Load(), "requests sent with another request's scribbled token")
 }

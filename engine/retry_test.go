@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -411,6 +412,7 @@ func TestPanicOnRequestPathFailsOnlyThatRequest(t *testing.T) {
 	srv.SetAPIFailure(http.StatusServiceUnavailable, "", 1)
 	_, err := engine.GetJSON[item](context.Background(), e, "/items/1")
 	require.ErrorIs(t, err, engine.ErrRequestPanicked)
+	assert.ErrorContains(t, err, "decider bug", "the panic's value is in the error itself")
 
 	_, err = engine.GetJSON[item](context.Background(), e, "/items/1")
 	require.NoError(t, err)
@@ -419,6 +421,50 @@ func TestPanicOnRequestPathFailsOnlyThatRequest(t *testing.T) {
 		defer mu.Unlock()
 		return strings.Count(logs.String(), "decider bug") == 1
 	}, time.Second, 5*time.Millisecond, "the panic must be logged exactly once")
+}
+
+// panickingTransport panics with a value that prints the request's headers, credentials included.
+type panickingTransport struct{}
+
+func (panickingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	panic(fmt.Sprintf("transport bug; headers were %v", req.Header))
+}
+
+// The error of a request whose transport panicked carries the panic's value, with the token sent,
+// the secret headers and the caller's own credentials cut out; a credential too short to cut out
+// cleanly withholds the whole value.
+func TestPanicValueInErrorWithoutSecrets(t *testing.T) {
+	const token, apiKey, callerCookie = "access-token-123456", "api-key-abcdefgh", "session=caller-cookie-value"
+	for _, tc := range []struct {
+		name     string
+		secret   string
+		want     string
+		withheld bool
+	}{
+		{"long secrets are cut out", apiKey, "transport bug; headers were", false},
+		{"a short secret withholds the value", "k3y", "value withheld", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := engine.New(engine.WithBaseURL("http://api.test"), engine.WithTransport(panickingTransport{}),
+				engine.WithTokens(engine.Tokens{Access: token, Expiry: time.Now().Add(time.Hour)}),
+				engine.WithSecretHeader("X-Api-Key", tc.secret))
+			require.NoError(t, err)
+			t.Cleanup(func() { closeEngine(t, e) })
+			req, err := http.NewRequest(http.MethodGet, "http://api.test/items/1", nil)
+			require.NoError(t, err)
+			req.Header.Set("Cookie", callerCookie)
+			_, err = e.Transport().RoundTrip(req)
+			require.ErrorIs(t, err, engine.ErrRequestPanicked)
+			msg := err.Error()
+			assert.Contains(t, msg, tc.want)
+			for _, secret := range []string{token, tc.secret, callerCookie} {
+				assert.NotContains(t, msg, secret)
+			}
+			if !tc.withheld {
+				assert.Contains(t, msg, "[redacted]")
+			}
+		})
+	}
 }
 
 type lockedWriter struct {
@@ -489,4 +535,38 @@ func TestFailedRefreshIsNotRetriedTwice(t *testing.T) {
 	require.ErrorIs(t, err, engine.ErrRefreshFailed)
 	assert.Greater(t, calls.Load(), int64(1), "refresh calls")
 	assert.EqualValues(t, 1, srv.Stats().APIRequests-before, "API calls: the request was retried on top of its refresh")
+}
+
+// A failed attempt's body is drained only briefly before the retry: a 503 that sends a few bytes of
+// its body and stalls must not hold the retry until the caller's deadline (the drain used to read
+// it under the caller's context, so the deadline ended the request though the retry would succeed).
+func TestRetryDoesNotWaitForAStalledErrorBody(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Content-Length", "100")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("stalled"))
+			w.(http.Flusher).Flush()
+			select { // the rest never comes
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		_, _ = w.Write([]byte(`{"id":"1"}`))
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	e, err := engine.NewPublic(engine.WithBaseURL(srv.URL),
+		engine.WithRetryPolicy(engine.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	require.NoError(t, err)
+	t.Cleanup(func() { closeEngine(t, e) })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	got, err := engine.GetJSON[item](ctx, e, "/items/1")
+	require.NoError(t, err, "the retry must not wait for the stalled body")
+	assert.Equal(t, "1", got.ID)
+	assert.Equal(t, int64(2), calls.Load())
 }

@@ -1,0 +1,73 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strings"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/resilientclient/resilient/internal/httpx"
+	"github.com/resilientclient/resilient/internal/redact"
+	"github.com/resilientclient/resilient/messages"
+)
+
+// panicked reports a panic to the supervisor (which logs it with its stack) and makes the caller's
+// error, which carries the panic's value itself: the log is off by default, and a caller who sees
+// only "request panicked" cannot tell a nil transport from a bug in a hook. The value is printed
+// with every credential the request carried cut out (see scrubPanic).
+func (r *Requester) panicked(ctx context.Context, req *http.Request, st *attemptState, p any) error {
+	value := scrubPanic(fmt.Sprint(p), r.sentSecrets(req, st))
+	m := messages.RequestPanicked{Method: req.Method, Host: req.URL.Host, Value: value, Stack: debug.Stack(),
+		Trace: trace.SpanContextFromContext(ctx)}
+	if r.Supervisor != nil {
+		r.Supervisor.reportPanic(m)
+	}
+	return fmt.Errorf("%w: %s %s: %s", messages.ErrRequestPanicked, req.Method, req.URL.Host, value)
+}
+
+// sentSecrets are the credentials a panic's value may have printed: the token the engine sent (with
+// and without its scheme), the secret headers, and the caller's own credential headers.
+func (r *Requester) sentSecrets(req *http.Request, st *attemptState) []string {
+	var out []string
+	if st.token != "" {
+		out = append(out, st.token)
+		if _, tok, ok := strings.Cut(st.token, " "); ok {
+			out = append(out, tok)
+		}
+	}
+	names := make([]string, 0, len(r.Secrets))
+	for _, s := range r.Secrets {
+		out = append(out, s.Value)
+		names = append(names, s.Name)
+	}
+	for k, vs := range req.Header {
+		if httpx.IsCredential(k, names...) {
+			out = append(out, vs...)
+		}
+	}
+	return out
+}
+
+// minScrubbed is the shortest secret cut out of a panic's text. A shorter one would garble
+// unrelated words where it happens to occur, so a text containing one is withheld whole instead.
+const minScrubbed = 8
+
+// maxPanicText bounds the panic's text in the error and the log.
+const maxPanicText = 512
+
+// scrubPanic is v with every occurrence of each secret replaced by "[redacted]", clipped.
+func scrubPanic(v string, secrets []string) string {
+	for _, s := range secrets {
+		if s == "" || !strings.Contains(v, s) {
+			continue
+		}
+		if len(s) < minScrubbed {
+			return "(value withheld: it contains a credential)"
+		}
+		v = strings.ReplaceAll(v, s, "[redacted]")
+	}
+	return redact.Clip(v, maxPanicText)
+}
