@@ -3,11 +3,11 @@ package actors
 import (
 	"context"
 	"hash/maphash"
+	"math/rand/v2"
 	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/resilientclient/resilient/messages"
 )
@@ -180,7 +180,7 @@ func (f *Inflight) acquire(parent context.Context) *ctxNode {
 		key, s = parent, &f.nodes[maphash.Comparable(nodeSeed, parent)%nodeShards]
 	} else {
 		n = &ctxNode{}
-		key, s = n, &f.nodes[spread(unsafe.Pointer(n), nodeShards)]
+		key, s = n, &f.nodes[rand.IntN(nodeShards)]
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -278,7 +278,7 @@ func (c *closedView) Err() error { return context.Canceled }
 // Value is the parent's, except what context.Cause looks for, which a life (ended with ErrClosed)
 // answers: a life holds no other value.
 func (c *closedView) Value(key any) any {
-	if v := c.f.lifeCtx(unsafe.Pointer(c)).Value(key); v != nil {
+	if v := c.f.lifeCtx().Value(key); v != nil {
 		return v
 	}
 	return c.parent.Value(key)

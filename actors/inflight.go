@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/resilientclient/resilient/messages"
 )
@@ -54,20 +54,14 @@ type call struct {
 // ctx is the request's context.
 func (c *call) ctx() context.Context { return &c.own }
 
-// lifeCtx returns the life context for the request at p, made on first use.
-func (f *Inflight) lifeCtx(p unsafe.Pointer) context.Context {
+// lifeCtx returns one of the life contexts, picked at random, made on first use.
+func (f *Inflight) lifeCtx() context.Context {
 	f.lifeOnce.Do(func() {
 		for i := range f.lives {
 			f.lives[i], f.endLives[i] = context.WithCancelCause(context.Background())
 		}
 	})
-	return f.lives[spread(p, lifeShards)]
-}
-
-// spread picks one of n shards from the address p of a heap object: objects are allocated apart
-// from each other, so their addresses spread them as well as a random number would, for nothing.
-func spread(p unsafe.Pointer, n int) int {
-	return int(uintptr(p)>>7) % n
+	return f.lives[rand.IntN(lifeShards)]
 }
 
 // begin starts a logical request and makes its context, which ends when parent ends or when the
@@ -83,7 +77,7 @@ func (f *Inflight) begin(parent context.Context) (*call, error) {
 	c := &call{}
 	c.own.parent, c.own.f = parent, f
 	if parent.Done() == nil { // nothing can cancel the parent: a life is all it needs
-		c.own.life = f.lifeCtx(unsafe.Pointer(&c.own))
+		c.own.life = f.lifeCtx()
 	}
 	return c, nil
 }
@@ -188,7 +182,7 @@ func (u *upgradedBody) Close() error {
 // RoundTrip has returned or ctx ends. Response bodies still held by callers fail their next read.
 func (f *Inflight) Close(ctx context.Context) error {
 	// The lives first: a fresh context that reads the flag below finds ErrClosed as its cause.
-	f.lifeCtx(nil)
+	f.lifeCtx()
 	for _, end := range f.endLives {
 		end(messages.ErrClosed)
 	}
