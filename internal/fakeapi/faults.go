@@ -243,6 +243,16 @@ func (s *Server) failAPI(w http.ResponseWriter) bool {
 
 // instead of an answer.
 func resetConnection(w http.ResponseWriter) {
+	conn := hijack(w)
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // close sends RST, not FIN
+	}
+	_ = conn.Close()
+}
+
+// hijack takes the connection of the request w answers, to close it without an answer. A server
+// that cannot hand it over aborts the handler instead (net/http then drops the connection too).
+func hijack(w http.ResponseWriter) net.Conn {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		panic(http.ErrAbortHandler)
@@ -251,8 +261,5 @@ func resetConnection(w http.ResponseWriter) {
 	if err != nil {
 		panic(http.ErrAbortHandler)
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0) // close sends RST, not FIN
-	}
-	_ = conn.Close()
+	return conn
 }

@@ -187,15 +187,7 @@ func (s *Server) loseAnswer(w http.ResponseWriter) bool {
 		return false
 	}
 	s.lostAnswers.Add(1)
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		panic(http.ErrAbortHandler)
-	}
-	conn, _, err := hj.Hijack()
-	if err != nil {
-		panic(http.ErrAbortHandler)
-	}
-	_ = conn.Close()
+	_ = hijack(w).Close()
 	return true
 }
 
