@@ -74,7 +74,7 @@ func proactiveAct(r *reporter, _ int) {
 			}
 		}()
 	}
-	waitWithBar(ctx, r.progress("steady traffic (×100 ms)", int(traffic/(100*time.Millisecond))))
+	waitWithBar(ctx, r.progress("steady traffic", int(traffic/(100*time.Millisecond)), true))
 	wg.Wait()
 	st := srv.Stats()
 	r.printf("  requests: %d ok, %d failed; API 401s: %d; refreshes: %d (%d proactive)\n",
@@ -156,7 +156,7 @@ type results struct {
 func fire(r *reporter, e *engine.Engine, n int, label string) results {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	bar := r.progress(label, n)
+	bar := r.progress(label, n, false)
 	lat := make([]time.Duration, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -250,4 +252,20 @@ func TestOTLPEndpoint(t *testing.T) {
 	assert.Positive(t, got["/v1/traces"], "spans reached the collector: %v\n%s", got, out.String())
 	assert.Positive(t, got["/v1/metrics"], "metrics reached the collector: %v", got)
 	assert.Contains(t, out.String(), "sent to")
+}
+
+// Bars and colours are for terminals only: a file, and a character device that is not a terminal
+// (/dev/null), get plain output.
+func TestNotATerminal(t *testing.T) {
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	defer devNull.Close()
+	file, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	require.NoError(t, err)
+	defer file.Close()
+	for _, w := range []io.Writer{devNull, file, &bytes.Buffer{}} {
+		r := newReporter(w, false, false)
+		assert.False(t, r.tty, "%T", w)
+		assert.Nil(t, r.progress("x", 10, false))
+	}
 }

@@ -47,10 +47,11 @@ func outageAct(r *reporter, _ int) {
 	r.figure("failed", float64(len(o.failures)))
 	r.millis("failed_p50", failP50)
 	r.millis("failed_slowest", failMax)
-	r.explain("During the outage %d requests made %d attempts (×%.2f): the retry budget let early requests retry, "+
-		"then refused %d retries, so the failing API saw barely more traffic than without any retry; %d requests "+
-		"failed, and they failed fast (median %v, slowest %v) instead of waiting through backoff after backoff.",
-		o.logical, o.attempts, amp, events.refusals(), len(o.failures), round(failP50), round(failMax))
+	r.explain("During the outage %d requests made %d attempts (×%.2f): the retry budget allowed %d retries "+
+		"(one per %.0f requests) and refused %d, so the failing API saw barely more traffic than without retries; "+
+		"%d requests failed, and they failed fast (median %v, slowest %v) instead of waiting through backoff after backoff.",
+		o.logical, o.attempts, amp, events.retries(), float64(o.logical)/float64(max(events.retries(), 1)),
+		events.refusals(), len(o.failures), round(failP50), round(failMax))
 	after := fire(r, e, outageWorkers, "API back")
 	r.check("retries stayed within the budget", amp <= 1.25, "×%.2f", amp)
 	r.check("the requests that failed failed fast", failMax < time.Second, "slowest %v", round(failMax))
@@ -117,7 +118,7 @@ func runOutage(r *reporter, srv *fakeapi.Server, e *engine.Engine) outage {
 			}
 		}()
 	}
-	bar := r.progress("outage and recovery (×100 ms)", chartSlots)
+	bar := r.progress("outage and recovery", chartSlots, true)
 	tick := time.NewTicker(slot)
 	lastA, lastL := base, int64(0)
 	for i := range chartSlots {
@@ -149,8 +150,12 @@ func drawOutage(r *reporter, o outage) {
 		asciigraph.Offset(4),
 		asciigraph.Precision(0),
 		asciigraph.SeriesChars(asciigraph.DefaultCharSet, asciigraph.CreateCharSet("•")),
-		asciigraph.Caption(fmt.Sprintf("per 100 ms, over %.1f s: ── attempts the server received, •• requests the workers started; the API is down for the first %.1f s",
-			(time.Duration(chartSlots) * slot).Seconds(), (time.Duration(outageSlots) * slot).Seconds())),
+		// Point i counts the 100 ms that end at (i+1)·100 ms.
+		asciigraph.XAxisRange(slot.Seconds(), (time.Duration(chartSlots) * slot).Seconds()),
+		asciigraph.XAxisTickCount(chartSlots/2 + 1),
+		asciigraph.XAxisValueFormatter(func(v float64) string { return fmt.Sprintf("%.1fs", v) }),
+		asciigraph.Caption(fmt.Sprintf("per 100 ms: ── attempts the server received, •• requests the workers started; the API is down until %.1fs",
+			(time.Duration(outageSlots) * slot).Seconds())),
 	}
 	if r.tty {
 		opts = append(opts, asciigraph.SeriesColors(asciigraph.Red, asciigraph.Green))

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vbauerster/cupwriter"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 )
@@ -54,14 +55,11 @@ func newReporter(stdout io.Writer, quiet, asJSON bool) *reporter {
 	return r
 }
 
-// isTerminal says whether w is a character device, as a terminal is and a CI log or a pipe is not.
+// isTerminal says whether w is a terminal, by mpb's own check (a terminal answers a termios
+// request; /dev/null, a pipe or a CI log does not).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return ok && cupwriter.New(f, false).IsTerminal()
 }
 
 // begin starts act n.
@@ -141,15 +139,21 @@ type progress struct {
 	bar *mpb.Bar
 }
 
-// progress starts a bar of total steps, labelled.
-func (r *reporter) progress(label string, total int) *progress {
+// progress starts a bar of total steps, labelled; a step is a request, or 100 ms when tenths is set.
+func (r *reporter) progress(label string, total int, tenths bool) *progress {
 	if !r.tty {
 		return nil
+	}
+	count := decor.CountersNoUnit("%d / %d")
+	if tenths {
+		count = decor.Any(func(s decor.Statistics) string {
+			return fmt.Sprintf("%.1f s of %.1f s", float64(s.Current)/10, float64(s.Total)/10)
+		})
 	}
 	p := mpb.New(mpb.WithOutput(r.out), mpb.WithWidth(40), mpb.WithRefreshRate(100*time.Millisecond))
 	bar := p.AddBar(int64(total),
 		mpb.PrependDecorators(decor.Name("  "+label, decor.WC{W: len(label) + 3, C: decor.DindentRight})),
-		mpb.AppendDecorators(decor.CountersNoUnit("%d / %d")),
+		mpb.AppendDecorators(count),
 		mpb.BarRemoveOnComplete())
 	return &progress{p: p, bar: bar}
 }
