@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/resilientclient/resilient/engine"
@@ -178,6 +179,7 @@ func realAPI(f realFlags, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer closeEngine(e)
+	stdout = &lockedWriter{w: stdout} // events arrive on the engine's goroutine
 	e.Subscribe(func(ev engine.Event) { fmt.Fprintf(stdout, "event: %T %+v\n", ev, ev) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -248,4 +250,16 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// lockedWriter serialises writes, each of them a whole line.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
