@@ -165,8 +165,8 @@ func flagErrors(err error) []string {
 
 // answerHeaders are the headers of the answer worth printing: what it is, how it may be cached,
 // and what the server says about limits and authentication.
-var answerHeaders = []string{"Content-Type", "Content-Length", "Cache-Control", "Etag", "Last-Modified",
-	"Location", "Retry-After", "Www-Authenticate", "X-Request-Id"}
+var answerHeaders = []string{"Content-Type", "Content-Length", "Cache-Control", "ETag", "Last-Modified",
+	"Location", "Retry-After", "WWW-Authenticate", "X-Request-Id"}
 
 // realAPI sends one GET to a real API through the engine and prints the answer's status, the
 // headers that matter and the first lines of its body. It returns the exit code.
