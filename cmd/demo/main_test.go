@@ -55,7 +55,7 @@ func TestStoryJSON(t *testing.T) {
 		for _, c := range a.Checks {
 			assert.True(t, c.OK, "act %d: %s (%s)", a.Act, c.What, c.Detail)
 		}
-		assert.True(t, a.OK, "act %d", a.Act)
+		assert.True(t, a.OK, "act %d: %v", a.Act, a.Figures)
 		assert.Positive(t, a.Seconds)
 	}
 	// The figures each act's sentence explains.
