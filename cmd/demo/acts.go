@@ -36,8 +36,9 @@ func herdAct(r *reporter, n int) {
 	r.millis("p99", res.p99)
 	r.millis("fresh_p50", fresh.p50)
 	r.explain("%d of %d requests met a 401 because they were already on the wire with the old token "+
-		"when the first 401 came back; the token actor then held the other %d back while its one refresh ran "+
-		"(the token endpoint takes 20 ms here), and every request that met a 401 was sent once more with the new token.",
+		"when the first 401 came back; the other %d were sent once, with the new token, held by the token actor "+
+		"while its one refresh ran (the token endpoint takes 20 ms here), and every request that met a 401 was "+
+		"sent once more with the new token.",
 		st.Unauthorized, n, int64(n)-st.Unauthorized)
 	r.explain("The p50 of %v compares with %v for the same herd sent again with the fresh token: the "+
 		"extra %v is the 401 round trip, the one refresh and the resend, shared by all %d requests; without "+
