@@ -82,14 +82,14 @@ func (t *telemetry) stop(w io.Writer) {
 
 // traceAct: one request whose token turns out expired while it is being made, whose first send
 // meets a 503, and which succeeds on its retry; its trace is printed as a tree.
-func traceAct(spans *tracetest.SpanRecorder) func(int, io.Writer) bool {
-	return func(_ int, w io.Writer) bool {
-		fmt.Fprintln(w, "Act 5 — one request, traced: parked behind a refresh, then a 503, then retried")
+func traceAct(spans *tracetest.SpanRecorder) func(*reporter, int) {
+	return func(r *reporter, _ int) {
+		r.begin(5, "one request, traced: parked behind a refresh, then a 503, then retried")
 		var mu sync.Mutex
 		var traceparents []string
-		srv := fakeapi.Start(fakeapi.Options{AccessTTL: time.Hour, Observe: func(r *http.Request) {
+		srv := fakeapi.Start(fakeapi.Options{AccessTTL: time.Hour, Observe: func(req *http.Request) {
 			mu.Lock()
-			traceparents = append(traceparents, r.Header.Get("Traceparent"))
+			traceparents = append(traceparents, req.Header.Get("Traceparent"))
 			mu.Unlock()
 		}})
 		defer srv.Close()
@@ -101,29 +101,39 @@ func traceAct(spans *tracetest.SpanRecorder) func(int, io.Writer) bool {
 		srv.SetTokenDelay(120 * time.Millisecond)
 		srv.SetAPIFailure(http.StatusServiceUnavailable, "", 1)
 		ctx, root := otel.Tracer("demo").Start(context.Background(), "checkout")
+		t0 := time.Now()
 		_, err := engine.GetJSON[map[string]any](ctx, e, "/items/1")
+		took := time.Since(t0)
 		root.End()
-		if !check(w, "the request succeeded", err == nil, "%v", err) {
-			return false
+		if !r.check("the request succeeded", err == nil, "%v", err) {
+			return
 		}
 
 		tree := newSpanTree(spans.Ended())
 		logical := tree.find(root.SpanContext().TraceID(), "resilient GET")
 		refresh := tree.linkedFrom(logical)
-		tree.print(w, root.SpanContext().TraceID(), "  ")
+		tree.print(r.w, root.SpanContext().TraceID(), "  ")
 		if refresh != nil {
-			fmt.Fprintln(w, "  linked:")
-			tree.print(w, refresh.SpanContext().TraceID(), "  ")
+			fmt.Fprintln(r.w, "  linked:")
+			tree.print(r.w, refresh.SpanContext().TraceID(), "  ")
 		}
 		sends := tree.children(logical)
 		mu.Lock()
 		sent := slices.Clone(traceparents)
 		mu.Unlock()
-		return check(w, "the request's span has two sends: 503, then 200", len(sends) == 2 &&
-			status(sends[0]) == 503 && status(sends[1]) == 200, "%d sends", len(sends)) &&
-			check(w, "it was parked and links to the refresh", logical != nil && hasEvent(logical, "parked") && refresh != nil,
-				"parked: %v, refresh found: %v", logical != nil && hasEvent(logical, "parked"), refresh != nil) &&
-			check(w, "every send and the refresh call carried a traceparent", len(sent) == 3 && !slices.Contains(sent, ""), "%d of 3", len(sent)-count(sent, ""))
+		r.millis("took", took)
+		r.figure("sends", float64(len(sends)))
+		r.figure("traceparents", float64(len(sent)-count(sent, "")))
+		r.explain("The request took %v: it waited (parked) for the refresh its expired token needed, which the "+
+			"token endpoint answers in 120 ms here, then met one 503, backed off and succeeded; the refresh "+
+			"is a trace of its own, linked from the request, because one refresh serves every request parked behind it.",
+			round(took))
+		r.check("the request's span has two sends: 503, then 200", len(sends) == 2 &&
+			status(sends[0]) == 503 && status(sends[1]) == 200, "%d sends", len(sends))
+		r.check("it was parked and links to the refresh", logical != nil && hasEvent(logical, "parked") && refresh != nil,
+			"parked: %v, refresh found: %v", logical != nil && hasEvent(logical, "parked"), refresh != nil)
+		r.check("every send and the refresh call carried a traceparent", len(sent) == 3 && !slices.Contains(sent, ""),
+			"%d of 3", len(sent)-count(sent, ""))
 	}
 }
 
