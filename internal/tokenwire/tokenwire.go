@@ -87,7 +87,9 @@ func RefreshAnswer(ctx context.Context, c Config, current messages.Tokens, now t
 		return Answer{}, fmt.Errorf("%w: larger than %d bytes", ErrMalformedAnswer, c.MaxBytes)
 	}
 	if resp.StatusCode/100 != 2 {
-		return Answer{}, endpointError(resp, body, secrets...)
+		e := endpointError(resp, body, secrets...)
+		e.refused = c.Format == JSON && resp.StatusCode == http.StatusUnauthorized && json.Valid(body)
+		return Answer{}, e
 	}
 	a, err := Parse(c.Format, resp.Header.Get("Content-Type"), body, now, secrets...)
 	if err != nil {
