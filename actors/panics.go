@@ -28,14 +28,17 @@ func (r *Requester) panicked(ctx context.Context, req *http.Request, st *attempt
 	return fmt.Errorf("%w: %s %s: %s", messages.ErrRequestPanicked, req.Method, req.URL.Host, value)
 }
 
-// sentSecrets are the credentials a panic's value may have printed: the token the engine sent (with
-// and without its scheme), the secret headers, and the caller's own credential headers.
+// sentSecrets are the credentials a panic's value or an error answer may have printed: the tokens
+// the engine sent (with and without their scheme), the secret headers, and the caller's own
+// credential headers.
 func (r *Requester) sentSecrets(req *http.Request, st *attemptState) []string {
 	var out []string
-	if st.token != "" {
-		out = append(out, st.token)
-		if _, tok, ok := strings.Cut(st.token, " "); ok {
-			out = append(out, tok)
+	for _, auth := range [...]string{st.token, st.rejected} {
+		if auth != "" {
+			out = append(out, auth)
+			if _, tok, ok := strings.Cut(auth, " "); ok {
+				out = append(out, tok)
+			}
 		}
 	}
 	names := make([]string, 0, len(r.Secrets))
