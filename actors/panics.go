@@ -54,23 +54,18 @@ func (r *Requester) sentSecrets(req *http.Request, st *attemptState) []string {
 	return out
 }
 
-// minScrubbed is the shortest secret cut out of a panic's text. A shorter one would garble
-// unrelated words where it happens to occur, so a text containing one is withheld whole instead.
-const minScrubbed = 8
-
 // maxPanicText bounds the panic's text in the error and the log.
 const maxPanicText = 512
 
-// scrubPanic is v with every occurrence of each secret replaced by "[redacted]", clipped.
+// scrubPanic is v scrubbed by redact.Secrets (the one rule for every text), clipped. A panic's text
+// is arbitrary (a whole header map, say), so a secret too short for redact.Secrets to cut out
+// cleanly that still occurs in it withholds the text whole rather than leaving the secret there.
 func scrubPanic(v string, secrets []string) string {
+	v = redact.Secrets(v, secrets...)
 	for _, s := range secrets {
-		if s == "" || !strings.Contains(v, s) {
-			continue
-		}
-		if len(s) < minScrubbed {
+		if s != "" && len(s) < redact.MinSecret && strings.Contains(v, s) {
 			return "(value withheld: it contains a credential)"
 		}
-		v = strings.ReplaceAll(v, s, "[redacted]")
 	}
 	return redact.Clip(v, maxPanicText)
 }

@@ -60,3 +60,24 @@ func TestWithoutIdempotencyKeyPerRequest(t *testing.T) {
 		})
 	}
 }
+
+// A caller's Idempotency-Key in a lower-case spelling (net/http sends the key as written) is the
+// caller's key: the engine adds none of its own, and the POST counts as safe to repeat, so a lost
+// answer is resent with that key and the server makes one order.
+func TestLowerCaseCallerKeyMakesPostRetryable(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{AccessTTL: time.Hour})
+	e, log := retryEngine(t, srv, engine.WithRetryPolicy(engine.RetryPolicy{BaseDelay: time.Millisecond}))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.SetOrderLoss(1)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL()+"/orders", strings.NewReader(`{"qty":1}`))
+	require.NoError(t, err)
+	req.Header["idempotency-key"] = []string{"mine-lower"}
+	resp, err := e.Client().Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusCreated, resp.StatusCode, "the lost answer was retried")
+	_, keys := log.sends()
+	assert.Equal(t, []string{"", ""}, keys, "two sends, no canonical key added by the engine")
+	assert.EqualValues(t, 1, srv.Orders())
+}
