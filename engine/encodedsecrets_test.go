@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
 
 	"github.com/resilientclient/resilient/engine"
 )
@@ -20,7 +21,27 @@ import (
 // the refresh token is there URL-encoded and the client secret inside base64(id:secret). Neither
 // form may reach the caller's error, the error handler or the log.
 func TestEncodedSecretsNotEchoed(t *testing.T) {
-	const refresh, clientID, secret = "rt/with+chars=0123456789", "svc", "client/secret+0123456789"
+	for _, tc := range []struct {
+		name   string
+		option func(tokenURL string) []engine.Option
+	}{
+		{"engine's own refresh", func(u string) []engine.Option {
+			return []engine.Option{engine.WithTokenEndpoint(u, engine.OAuth2Refresh), engine.WithClientAuth(clientID, secret),
+				engine.WithTokens(engine.Tokens{Access: "access-0123456789", Refresh: refresh})}
+		}},
+		{"x/oauth2 Config", func(u string) []engine.Option {
+			return []engine.Option{engine.WithOAuth2Config(&oauth2.Config{ClientID: clientID, ClientSecret: secret,
+				Endpoint: oauth2.Endpoint{TokenURL: u, AuthStyle: oauth2.AuthStyleInHeader}},
+				&oauth2.Token{AccessToken: "access-0123456789", RefreshToken: refresh, Expiry: time.Now().Add(-time.Minute)})}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { encodedSecretsNotEchoed(t, tc.option) })
+	}
+}
+
+const refresh, clientID, secret = "rt/with+chars=0123456789", "svc", "client/secret+0123456789"
+
+func encodedSecretsNotEchoed(t *testing.T, options func(tokenURL string) []engine.Option) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/token" {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -34,11 +55,8 @@ func TestEncodedSecretsNotEchoed(t *testing.T) {
 	}))
 	defer srv.Close()
 	var c leakCapture
-	e, err := engine.New(engine.WithBaseURL(srv.URL),
-		engine.WithTokens(engine.Tokens{Access: "access-0123456789", Refresh: refresh}),
-		engine.WithTokenEndpoint(srv.URL+"/token", engine.OAuth2Refresh),
-		engine.WithClientAuth(clientID, secret),
-		engine.WithLogger(c.logger()), engine.WithErrorHandler(c.failure))
+	e, err := engine.New(append(options(srv.URL+"/token"), engine.WithBaseURL(srv.URL),
+		engine.WithLogger(c.logger()), engine.WithErrorHandler(c.failure))...)
 	require.NoError(t, err)
 	e.Subscribe(c.event)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -273,7 +273,7 @@ func (g oauth2ConfigGrant) refresher(_ *config, base http.RoundTripper) actors.R
 		// bounded by ctx (x/oauth2 takes its HTTP client from the context).
 		ctx = context.WithValue(ctx, oauth2.HTTPClient, client)
 		ts := g.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: current.Refresh})
-		return fromSource(ts, current, g.cfg.ClientSecret)
+		return fromSource(ts, current, append(redact.BasicCredentials(g.cfg.ClientID, g.cfg.ClientSecret), g.cfg.ClientSecret)...)
 	}
 }
 
