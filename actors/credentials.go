@@ -43,6 +43,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 	}
 	discard(resp)
 	st.replayed = true
+	st.rejected = st.token
 	g, err = r.Token.Rejected(ctx, g.Gen)
 	st.granted(ctx, &g, err)
 	if g.Header != "" {

@@ -28,14 +28,17 @@ func (r *Requester) panicked(ctx context.Context, req *http.Request, st *attempt
 	return fmt.Errorf("%w: %s %s: %s", messages.ErrRequestPanicked, req.Method, req.URL.Host, value)
 }
 
-// sentSecrets are the credentials a panic's value may have printed: the token the engine sent (with
-// and without its scheme), the secret headers, and the caller's own credential headers.
+// sentSecrets are the credentials a panic's value or an error answer may have printed: the tokens
+// the engine sent (with and without their scheme), the secret headers, and the caller's own
+// credential headers.
 func (r *Requester) sentSecrets(req *http.Request, st *attemptState) []string {
 	var out []string
-	if st.token != "" {
-		out = append(out, st.token)
-		if _, tok, ok := strings.Cut(st.token, " "); ok {
-			out = append(out, tok)
+	for _, auth := range [...]string{st.token, st.rejected} {
+		if auth != "" {
+			out = append(out, auth)
+			if _, tok, ok := strings.Cut(auth, " "); ok {
+				out = append(out, tok)
+			}
 		}
 	}
 	names := make([]string, 0, len(r.Secrets))
@@ -51,23 +54,18 @@ func (r *Requester) sentSecrets(req *http.Request, st *attemptState) []string {
 	return out
 }
 
-// minScrubbed is the shortest secret cut out of a panic's text. A shorter one would garble
-// unrelated words where it happens to occur, so a text containing one is withheld whole instead.
-const minScrubbed = 8
-
 // maxPanicText bounds the panic's text in the error and the log.
 const maxPanicText = 512
 
-// scrubPanic is v with every occurrence of each secret replaced by "[redacted]", clipped.
+// scrubPanic is v scrubbed by redact.Secrets (the one rule for every text), clipped. A panic's text
+// is arbitrary (a whole header map, say), so a secret too short for redact.Secrets to cut out
+// cleanly that still occurs in it withholds the text whole rather than leaving the secret there.
 func scrubPanic(v string, secrets []string) string {
+	v = redact.Secrets(v, secrets...)
 	for _, s := range secrets {
-		if s == "" || !strings.Contains(v, s) {
-			continue
-		}
-		if len(s) < minScrubbed {
+		if s != "" && len(s) < redact.MinSecret && strings.Contains(v, s) {
 			return "(value withheld: it contains a credential)"
 		}
-		v = strings.ReplaceAll(v, s, "[redacted]")
 	}
 	return redact.Clip(v, maxPanicText)
 }

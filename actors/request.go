@@ -81,7 +81,8 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 			rep.Attempts = st.sends
 		}
 		if failed && r.Finished != nil {
-			resp, err = r.finish(req, &st, resp, err, Outcome{Sends: st.sends, BudgetExhausted: st.exhausted})
+			resp, err = r.finish(req, &st, resp, err, Outcome{Sends: st.sends, BudgetExhausted: st.exhausted,
+				Secrets: r.sentSecrets(req, &st)})
 		}
 	}
 	if err != nil {
@@ -113,6 +114,7 @@ type attemptState struct {
 	exhausted bool           // the retry budget refused a retry: the last answer is the answer
 	noToken   bool           // the attempt failed for want of a token (the refresh applied the policy already)
 	token     string         // the Authorization value last sent, cut out of a panic's text
+	rejected  string         // the Authorization value a 401 rejected before the resend, if any
 	auth      *[1]string     // the first send's Authorization value slice, until used (authValues)
 
 	start   time.Time         // when the logical request began
@@ -134,6 +136,10 @@ func (st *attemptState) keyed(req *http.Request) *http.Request {
 type Outcome struct {
 	Sends           int  // physical sends, 401 resends included
 	BudgetExhausted bool // the retry budget refused a retry that was due
+	// Secrets are the credentials this request sent (each Authorization value, with and without
+	// its scheme, the secret headers, the caller's own credential headers): an answer that echoes
+	// them must be scrubbed of them, even once the token actor has dropped a rejected token.
+	Secrets []string
 }
 
 // finish runs the Finished hook, turning a panic in it into ErrRequestPanicked.

@@ -211,10 +211,11 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // withIdempotencyKey gives a POST or PATCH without an Idempotency-Key one, in a copy of req with its
-// own header map; every attempt of the logical request then carries the same key.
+// own header map; every attempt of the logical request then carries the same key. A request whose
+// context says WithoutIdempotencyKey gets none.
 func withIdempotencyKey(req *http.Request, p *RetryPolicy) *http.Request {
 	if !p.IdempotencyKeys || (req.Method != http.MethodPost && req.Method != http.MethodPatch) ||
-		httpx.HasIdempotencyKey(req.Header) {
+		httpx.HasIdempotencyKey(req.Header) || req.Context().Value(noKeyKey{}) != nil {
 		return req
 	}
 	r2 := *req
@@ -256,6 +257,15 @@ type Report struct {
 }
 
 type reportKey struct{}
+
+type noKeyKey struct{}
+
+// WithoutIdempotencyKey returns ctx marking the requests made with it as ones the engine must not
+// give an Idempotency-Key (an API that refuses unknown headers, or a POST the caller wants sent at
+// most once). Such a POST or PATCH is then not retried after it may have reached the server.
+func WithoutIdempotencyKey(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noKeyKey{}, true)
+}
 
 // WithReport returns ctx carrying rep for the request path to fill.
 func WithReport(ctx context.Context, rep *Report) context.Context {

@@ -64,7 +64,8 @@ var (
 )
 
 // TokenEndpointError is a non-2xx answer of the token endpoint: its status and the RFC 6749 §5.2
-// error code and description (never a token). A 4xx other than 408 and 429 ends the session. Find it
+// error code and description (never a token). Only a 4xx naming invalid_grant ends the session; any
+// other answer fails the waiting requests with ErrRefreshFailed and keeps the credentials. Find it
 // with errors.As in what a request or a SessionExpired event carries. Its fields and method (an
 // alias hides them from go doc):
 //

@@ -46,7 +46,7 @@ func (e *Engine) finished(req *http.Request, resp *http.Response, err error, o a
 	}
 	status, ferr := 0, err
 	if err == nil {
-		ae := e.readAPIError(req.Context(), resp)
+		ae := e.readAPIError(req.Context(), resp, o.Secrets)
 		if o.BudgetExhausted {
 			ae.cause = ErrRetryBudgetExhausted
 		}
@@ -75,11 +75,12 @@ func (e *Engine) fail(ctx context.Context, f *Failure) {
 
 // readAPIError builds the *APIError of an error answer from the first bytes of its body (at most
 // WithMaxErrorBodyBytes, and only what arrives promptly: see readErrorBody), scrubbed of the
-// engine's secrets. The caller still reads the whole body from resp.Body.
-func (e *Engine) readAPIError(ctx context.Context, resp *http.Response) *APIError {
+// engine's secrets and of sent, the credentials this request sent (the token it was refused with is
+// no longer the current one). The caller still reads the whole body from resp.Body.
+func (e *Engine) readAPIError(ctx context.Context, resp *http.Response, sent []string) *APIError {
 	body, rest := readErrorBody(ctx, resp.Body, e.maxErrors)
 	resp.Body = rest
-	return parseAPIError(resp, body, e.knownSecrets()...)
+	return parseAPIError(resp, body, append(e.knownSecrets(), sent...)...)
 }
 
 // knownSecrets are the values an API may echo that must not reach an error: the Authorization

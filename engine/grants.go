@@ -75,10 +75,9 @@ func (cc ClientCredentials) LogValue() slog.Value { return slog.StringValue(cc.S
 // WithClientCredentials makes the engine get its access tokens with the client-credentials grant.
 // No WithTokens is needed: the first request fetches a token (a TokenStore that holds one saves that
 // fetch after a restart). A fetch is done once however many requests wait for it, a transient
-// failure of the endpoint is retried under the retry policy, and a definitive refusal
-// (invalid_client for a wrong secret, a 4xx) fails the waiting requests with ErrSessionExpired
-// wrapping a *TokenEndpointError, and every later one at once, without calling the endpoint again
-// until SetTokens. It replaces WithTokenEndpoint, WithClientAuth and WithRefreshFunc, which cannot
+// failure of the endpoint is retried under the retry policy, and a refusal (invalid_client for a
+// wrong secret, any 4xx) fails the waiting requests with ErrRefreshFailed wrapping a
+// *TokenEndpointError; the next request asks again (a secret being rotated may work by then). It replaces WithTokenEndpoint, WithClientAuth and WithRefreshFunc, which cannot
 // be given with it. Default: none.
 func WithClientCredentials(cc ClientCredentials) Option {
 	return func(c *config) { c.grant = clientCredsGrant{cc} }
@@ -101,7 +100,7 @@ func WithClientCredentials(cc ClientCredentials) Option {
 //
 // ts.Token takes no context, so WithRefreshTimeout cannot end a call that hangs: give the source an
 // HTTP client with a timeout. Errors are read into the engine's model: an *oauth2.RetrieveError becomes
-// a *TokenEndpointError (a definitive 4xx ends the session, a 5xx is retried). A nil ts is an error
+// a *TokenEndpointError (invalid_grant ends the session, a 5xx is retried). A nil ts is an error
 // of New. Default: none.
 func WithTokenSource(ts oauth2.TokenSource) Option {
 	return func(c *config) { c.grant = tokenSourceGrant{ts: ts, mu: &sync.Mutex{}} }
@@ -274,7 +273,7 @@ func (g oauth2ConfigGrant) refresher(_ *config, base http.RoundTripper) actors.R
 		// bounded by ctx (x/oauth2 takes its HTTP client from the context).
 		ctx = context.WithValue(ctx, oauth2.HTTPClient, client)
 		ts := g.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: current.Refresh})
-		return fromSource(ts, current, g.cfg.ClientSecret)
+		return fromSource(ts, current, append(redact.BasicCredentials(g.cfg.ClientID, g.cfg.ClientSecret), g.cfg.ClientSecret)...)
 	}
 }
 
@@ -311,7 +310,7 @@ func fromSource(ts oauth2.TokenSource, current Tokens, secrets ...string) (t Tok
 }
 
 // sourceError turns an x/oauth2 token endpoint error into a *TokenEndpointError, so that it is
-// classified like the engine's own (a definitive 4xx ends the session, 5xx and 429 are retried) and
+// classified like the engine's own (invalid_grant ends the session, 5xx and 429 are retried) and
 // carries no secret. Other errors are wrapped as they are: x/oauth2 formats transport errors with %v,
 // so they cannot be told apart and count as a refresh failure that may pass.
 func sourceError(err error, secrets []string) error {

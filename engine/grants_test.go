@@ -112,8 +112,9 @@ func TestClientCredentials401StormOneFetch(t *testing.T) {
 	}
 }
 
-// A wrong client secret: the token endpoint is called once however many requests wait, each gets a
-// typed error naming invalid_client (and not the secret), and later requests fail at once.
+// A wrong client secret: the waiting requests share the token endpoint's calls, each gets a
+// typed error naming invalid_client (and not the secret). invalid_client is no invalid_grant: the
+// session stays, and a later request asks the endpoint again.
 func TestClientCredentialsWrongSecretNoStorm(t *testing.T) {
 	srv := startAPI(t, fakeapi.Options{})
 	srv.RegisterClient("svc", "the-right-secret", fakeapi.ClientSecretPost)
@@ -128,15 +129,19 @@ func TestClientCredentialsWrongSecretNoStorm(t *testing.T) {
 	fanOut(1000, func(int) {
 		_, err := me(ctx, e)
 		var ee *engine.TokenEndpointError
-		if errors.Is(err, engine.ErrSessionExpired) && errors.As(err, &ee) && ee.Code == "invalid_client" && ee.Status == http.StatusUnauthorized {
+		if errors.Is(err, engine.ErrRefreshFailed) && errors.As(err, &ee) && ee.Code == "invalid_client" && ee.Status == http.StatusUnauthorized {
 			typed.Add(1)
 		}
 	})
 	assert.EqualValues(t, 1000, typed.Load(), "every request gets the typed error")
+	// Requests that arrive after a failed fetch start the next one; those waiting share it.
+	calls := srv.ClientCredentialsCalls()
+	assert.Less(t, calls, int64(100), "fetches are shared, no retry storm")
 	_, err = me(ctx, e)
-	require.ErrorIs(t, err, engine.ErrSessionExpired)
+	require.ErrorIs(t, err, engine.ErrRefreshFailed)
+	assert.NotErrorIs(t, err, engine.ErrSessionExpired)
 	assert.NotContains(t, err.Error(), "a-wrong-secret")
-	assert.EqualValues(t, 1, srv.ClientCredentialsCalls(), "one call, no retry storm")
+	assert.Equal(t, calls+1, srv.ClientCredentialsCalls(), "a later request asks again")
 	assert.Zero(t, srv.Stats().APIRequests, "no request reached the API without a token")
 }
 

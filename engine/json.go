@@ -101,7 +101,7 @@ func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		ae, ok := rep.Failure.(*APIError)
 		if !ok { // a 1xx or 3xx that was not followed: no failure was recorded on the way
-			ae = e.readAPIError(ctx, resp)
+			ae = e.readAPIError(ctx, resp, nil)
 		}
 		e.fail(ctx, &Failure{Method: method, URL: ae.URL, Status: ae.Status, Attempts: attempts(&rep), Err: ae})
 		return zero, ae

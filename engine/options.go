@@ -66,8 +66,8 @@ func (f RefreshFormat) wire() tokenwire.Format {
 
 // RefreshFunc obtains new credentials when the engine's built-in formats do not fit (another grant,
 // a signing step, an SDK of the identity provider). ctx carries the refresh timeout. Return an error
-// wrapping ErrSessionExpired (or a *TokenEndpointError with a 4xx status) when the session cannot be
-// saved; any other error is treated as passing and the credentials are kept. Returned tokens with an
+// wrapping ErrSessionExpired (or a *TokenEndpointError with a 4xx status and Code invalid_grant)
+// when the session cannot be saved; any other error is treated as passing and the credentials are kept. Returned tokens with an
 // empty Refresh keep the previous refresh token.
 type RefreshFunc func(ctx context.Context, current Tokens) (Tokens, error)
 

@@ -62,6 +62,7 @@ type RetryPolicy struct {
 
 	// NoIdempotencyKeys stops the engine from adding an Idempotency-Key to POST and PATCH requests;
 	// such requests are then never retried unless the caller sets the header. Default: keys are added.
+	// WithoutIdempotencyKey turns them off for one request.
 	NoIdempotencyKeys bool
 	// NewIdempotencyKey makes a key. Default: a random version 4 UUID.
 	NewIdempotencyKey func() string

@@ -392,7 +392,8 @@ func TestSecretsNeverLeakFromAnEchoingTokenEndpoint(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			_, err := engine.GetJSON[item](ctx, e, "/items/1")
-			require.ErrorIs(t, err, engine.ErrSessionExpired)
+			// Only invalid_grant ends the session; the other answers fail the refresh.
+			require.True(t, errors.Is(err, engine.ErrSessionExpired) || errors.Is(err, engine.ErrRefreshFailed), "%v", err)
 			c.callerError(err)
 			closeEngine(t, e)
 
@@ -400,7 +401,9 @@ func TestSecretsNeverLeakFromAnEchoingTokenEndpoint(t *testing.T) {
 			require.Len(t, findLeaks(tc.body(tokens.Refresh), needles), 1, "the search finds the echoed token")
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			require.Equal(t, 1, c.events, "one SessionExpired event")
+			if errors.Is(err, engine.ErrSessionExpired) {
+				require.Equal(t, 1, c.events, "one SessionExpired event")
+			}
 			require.Positive(t, c.logRecords)
 			checkLeaks(t, "caller's error, failure or event", c.seen.String(), needles)
 			checkLeaks(t, "engine's log", c.logs.String(), needles)

@@ -32,8 +32,19 @@ var credentialHeaders = [...]string{
 // not modify it.
 func CredentialHeaders() []string { return credentialHeaders[:] }
 
+// credentialWords are the words that make a header name look like a credential's (X-Tenant-Token,
+// X-Session-Id, X-Signature, ...): APIs invent their own names, and a credential header that is
+// missed is shared between users by the cache and followed across origins by redirects. Lower case.
+var credentialWords = [...]string{"key", "token", "auth", "secret", "session", "signature", "password", "credential"}
+
+// notCredentials are names that hold a credential word but no credential. Lower case.
+var notCredentials = [...]string{"idempotency-key", "x-idempotency-key", "sec-websocket-key"}
+
 // IsCredential reports whether the header named name (any spelling) carries credentials: one of the
-// built-in list, or one of extra (the engine's configured secret header names).
+// built-in list, one of extra (the engine's configured secret header names), or any name containing
+// (in any case) key, token, auth, secret, session, signature, password or credential, except a few
+// known non-credentials (Idempotency-Key, Sec-WebSocket-Key). It errs on the side of a credential:
+// a header taken for one is only kept out of shared caches and off other origins.
 func IsCredential(name string, extra ...string) bool {
 	for _, c := range credentialHeaders {
 		if strings.EqualFold(name, c) {
@@ -42,6 +53,26 @@ func IsCredential(name string, extra ...string) bool {
 	}
 	for _, c := range extra {
 		if strings.EqualFold(name, c) {
+			return true
+		}
+	}
+	for _, w := range credentialWords {
+		if containsFold(name, w) {
+			for _, n := range notCredentials {
+				if strings.EqualFold(name, n) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether s contains word (lower-case ASCII) in any case, without allocating.
+func containsFold(s, word string) bool {
+	for i := 0; i+len(word) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(word)], word) {
 			return true
 		}
 	}

@@ -23,12 +23,37 @@ func TestSplitHostPort(t *testing.T) {
 }
 
 func TestIsCredential(t *testing.T) {
-	for _, name := range []string{"authorization", "COOKIE", "x-api-key", "Proxy-Authorization", "X-Auth-Token"} {
-		assert.True(t, IsCredential(name), name)
-	}
-	assert.True(t, IsCredential("x-tenant-secret", "X-Tenant-Secret"))
-	for _, name := range []string{"Accept", "Idempotency-Key", "X-Request-Id", ""} {
-		assert.False(t, IsCredential(name), name)
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		want  bool
+	}{
+		{"authorization", nil, true},
+		{"COOKIE", nil, true},
+		{"x-api-key", nil, true},
+		{"Proxy-Authorization", nil, true},
+		{"X-Auth-Token", nil, true},
+		{"x-tenant-secret", []string{"X-Tenant-Secret"}, true},
+		{"X-Tenant-Pass", []string{"x-tenant-pass"}, true},
+		{"X-Api-Token", nil, true},
+		{"x-my-APIKEY", nil, true},
+		{"X-Session-Id", nil, true},
+		{"X-Request-Signature", nil, true},
+		{"X-Password", nil, true},
+		{"X-Client-Credential", nil, true},
+		{"X-Authn", nil, true},
+		{"X-Shared-Secret", nil, true},
+		{"Accept", nil, false},
+		{"Idempotency-Key", nil, false},
+		{"idempotency-key", nil, false},
+		{"X-Idempotency-Key", nil, false},
+		{"Sec-WebSocket-Key", nil, false},
+		{"X-Request-Id", nil, false},
+		{"Content-Type", nil, false},
+		{"Keep-Alive", nil, false},
+		{"", nil, false},
+	} {
+		assert.Equal(t, tc.want, IsCredential(tc.name, tc.extra...), tc.name)
 	}
 }
 

@@ -1,6 +1,7 @@
 package redact
 
 import (
+	"encoding/base64"
 	"net/url"
 	"testing"
 	"unicode/utf8"
@@ -70,9 +71,31 @@ func TestSecrets(t *testing.T) {
 		{"a piece of a secret stays", "prefix rt-0123456789 only", []string{long}, "prefix rt-0123456789 only"},
 		{"no secrets", "as is", nil, "as is"},
 		{"empty text", "", []string{long}, ""},
+		{"query-escaped", "refresh_token=rt%2Fab%2Bcd%3D0123456789&x=1", []string{"rt/ab+cd=0123456789"},
+			"refresh_token=[redacted]&x=1"},
+		{"query-escaped, lower-case hex", "refresh_token=rt%2fab%2bcd%3d0123456789", []string{"rt/ab+cd=0123456789"},
+			"refresh_token=[redacted]"},
+		{"query-escaped space", "secret=two+words+here", []string{"two words here"}, "secret=[redacted]"},
+		{"path-escaped", "/users/a%20b%2Fc0123456789/x", []string{"a b/c0123456789"}, "/users/[redacted]/x"},
+		{"JSON-escaped", `{"t":"a\"b\\c\u003c0123456789"}`, []string{`a"b\c<0123456789`}, `{"t":"[redacted]"}`},
+		{"JSON-escaped without HTML escaping", `{"t":"a\"b<0123456789"}`, []string{`a"b<0123456789`}, `{"t":"[redacted]"}`},
+		{"JSON-escaped slash", `{"t":"rt\/0123456789"}`, []string{"rt/0123456789"}, `{"t":"[redacted]"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.want, Secrets(tc.in, tc.secrets...))
 		})
 	}
+}
+
+// A Basic header's value is base64 of id:secret, each form-encoded first (RFC 6749 §2.3.1); a
+// server echoing the header is scrubbed when the values are added to the secrets.
+func TestBasicCredentials(t *testing.T) {
+	const id, secret = "svc+a", "s3cret/value=long"
+	enc := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret)))
+	raw := base64.StdEncoding.EncodeToString([]byte(id + ":" + secret))
+	assert.ElementsMatch(t, []string{enc, raw}, BasicCredentials(id, secret))
+	assert.Equal(t, "got Basic [redacted] and Basic [redacted]",
+		Secrets("got Basic "+enc+" and Basic "+raw, BasicCredentials(id, secret)...))
+	assert.Len(t, BasicCredentials("plain", "plainsecret"), 1, "the same value once")
+	assert.Empty(t, BasicCredentials("id", ""))
 }

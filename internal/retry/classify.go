@@ -40,7 +40,8 @@ type statusError interface {
 
 // Classify is the one classifier of failed calls that the token actor and the request path share.
 // Only two things end a session: an error wrapping messages.ErrSessionExpired, and an answer that
-// says so itself (an error with Permanent() true: invalid_grant and the other definitive 4xx).
+// says so itself (an error with Permanent() true: the token endpoint's invalid_grant; any other 4xx
+// of the token endpoint is passing).
 // Everything else is passing. Of the passing failures, these are retried: an answer of 408, 429,
 // 500, 502, 503 or 504 (with its Retry-After), a malformed answer, the call's own timeout
 // (context.DeadlineExceeded; a caller whose own context ended checks that first), and the network

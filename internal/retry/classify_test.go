@@ -17,7 +17,7 @@ import (
 	"github.com/resilientclient/resilient/messages"
 )
 
-// Only the session's end is permanent; passing failures worth repeating are retried with their
+// Only the session's end (invalid_grant, or ErrSessionExpired itself) is permanent; passing failures worth repeating are retried with their
 // reason and the server's wait; anything else is passing but not repeated at once.
 func TestClassify(t *testing.T) {
 	endpoint := func(status int, code string, wait time.Duration) error {
@@ -31,7 +31,9 @@ func TestClassify(t *testing.T) {
 		{"nil", nil, retry.Verdict{}},
 		{"session expired", fmt.Errorf("user disabled: %w", messages.ErrSessionExpired), retry.Verdict{Permanent: true}},
 		{"invalid_grant", endpoint(400, "invalid_grant", 0), retry.Verdict{Permanent: true}},
-		{"401", endpoint(401, "invalid_client", 0), retry.Verdict{Permanent: true}},
+		{"401 invalid_client: passing", endpoint(401, "invalid_client", 0), retry.Verdict{Status: 401}},
+		{"403 without a code: passing", endpoint(403, "", 0), retry.Verdict{Status: 403}},
+		{"404: passing", endpoint(404, "", 0), retry.Verdict{Status: 404}},
 		{"503 with Retry-After", endpoint(503, "", 2*time.Second), retry.Verdict{Retry: true, Reason: retry.ReasonUnavailable, Wait: 2 * time.Second, Status: 503}},
 		{"429", endpoint(429, "", 0), retry.Verdict{Retry: true, Reason: retry.ReasonTooManyRequests, Status: 429}},
 		{"408", endpoint(http.StatusRequestTimeout, "", 0), retry.Verdict{Retry: true, Reason: retry.ReasonTimeout, Status: 408}},

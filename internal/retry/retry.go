@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"syscall"
+
+	"github.com/resilientclient/resilient/internal/httpx"
 )
 
 // Retry reasons: short, low-cardinality values that say why an attempt is retried. They appear in
@@ -40,12 +42,10 @@ const (
 	ReasonTimeout = "timeout"
 )
 
-// idempotencyKeyHeader names the header of draft-ietf-httpapi-idempotency-key-header.
-const idempotencyKeyHeader = "Idempotency-Key"
-
 // Idempotent reports whether req may be sent again without changing the outcome: its method is
 // idempotent by RFC 9110 §9.2.2 (GET, HEAD, PUT, DELETE, OPTIONS, TRACE; an empty method means GET),
-// or it carries a non-empty Idempotency-Key header. Methods are case-sensitive. A nil req is not.
+// or it carries a non-empty Idempotency-Key header (any spelling of its name: httpx.HasIdempotencyKey,
+// the rule the engine uses to decide whether to add one). Methods are case-sensitive. A nil req is not.
 func Idempotent(req *http.Request) bool {
 	if req == nil {
 		return false
@@ -59,7 +59,7 @@ func Idempotent(req *http.Request) bool {
 
 // hasIdempotencyKey reports whether req carries a non-empty Idempotency-Key header.
 func hasIdempotencyKey(req *http.Request) bool {
-	return req != nil && req.Header.Get(idempotencyKeyHeader) != ""
+	return req != nil && httpx.HasIdempotencyKey(req.Header)
 }
 
 // NetworkReason classifies a transport error. ok says it is one that a new attempt may not meet:
@@ -145,14 +145,21 @@ func StatusReason(status int) string {
 	return ""
 }
 
-// decideError is Decider's rule for a failed attempt.
+// decideError is Decider's rule for a failed attempt: Classify's verdict (the one classifier of
+// failed calls, which the token actor uses too), limited to requests safe to repeat unless nothing
+// was sent, and never for a caller that gave up.
 func decideError(req *http.Request, err error) (string, bool) {
 	if errors.Is(err, context.Canceled) || (req != nil && req.Context().Err() != nil) {
 		return "", false
 	}
-	reason, anyMethod, ok := NetworkReason(err)
-	if !ok || (!anyMethod && !Idempotent(req)) {
+	v := Classify(err)
+	if !v.Retry {
 		return "", false
 	}
-	return reason, true
+	if !Idempotent(req) {
+		if _, anyMethod, _ := NetworkReason(err); !anyMethod {
+			return "", false
+		}
+	}
+	return v.Reason, true
 }

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/resilientclient/resilient/internal/redact"
 )
 
 // ClientAuth is how a client authenticates to the token endpoint (RFC 6749 §2.3.1).
@@ -87,7 +89,7 @@ func FetchClientCredentials(ctx context.Context, c ClientCredentials, now time.T
 	if c.Auth != AuthPost {
 		req.SetBasicAuth(url.QueryEscape(c.ClientID), url.QueryEscape(c.ClientSecret))
 	}
-	a, err := exchange(c.Client, req, c.MaxBytes, now, c.ClientSecret)
+	a, err := exchange(c.Client, req, c.MaxBytes, now, append(redact.BasicCredentials(c.ClientID, c.ClientSecret), c.ClientSecret)...)
 	a.Tokens.Refresh = ""
 	return a, err
 }

@@ -75,6 +75,6 @@ func TestFetchClientCredentials(t *testing.T) {
 	var ee *EndpointError
 	require.ErrorAs(t, err, &ee)
 	assert.Equal(t, "invalid_client", ee.Code)
-	assert.True(t, ee.Permanent())
+	assert.False(t, ee.Permanent(), "invalid_client says nothing about a grant: the session stays")
 	assert.NotContains(t, err.Error(), "s3cret-value-long", "an echoed client secret is redacted")
 }

@@ -80,6 +80,10 @@ type EndpointError struct {
 	Code        string
 	Description string
 	RetryAfter  time.Duration // the answer's Retry-After, when it had one (0 otherwise)
+
+	// refused: a JSON-format endpoint's 401 with a JSON body. That format has no error codes, so
+	// its own 401 is how it refuses a refresh token (a proxy's page is not JSON).
+	refused bool
 }
 
 // Error is the token endpoint's status and its OAuth error code, never a token.
@@ -98,9 +102,18 @@ func (e *EndpointError) Error() string {
 	return b.String()
 }
 
-// Permanent reports whether retrying the same refresh token cannot help: a 4xx other than 408 and 429.
+// InvalidGrant is the RFC 6749 §5.2 error code that says the grant itself (the refresh token) is
+// invalid, expired or revoked: the one token endpoint answer that ends a session.
+const InvalidGrant = "invalid_grant"
+
+// Permanent reports whether retrying the same refresh token cannot help: only a 4xx whose body names
+// the RFC 6749 invalid_grant error (or, for the JSON format, which has no codes, its 401 with a JSON
+// body). Any other 4xx (a WAF's 403 page, a 404 during a deploy, a 401
+// invalid_client while a client secret is rotated) says nothing about the refresh token, so the
+// credentials are kept and a later request tries again.
 func (e *EndpointError) Permanent() bool {
-	return e.Status >= 400 && e.Status < 500 && e.Status != http.StatusRequestTimeout && e.Status != http.StatusTooManyRequests
+	return e.Status >= 400 && e.Status < 500 && e.Status != http.StatusRequestTimeout &&
+		e.Status != http.StatusTooManyRequests && (e.Code == InvalidGrant || e.refused)
 }
 
 // HTTPStatus is the answer's status and the wait its Retry-After asked for (0 when none), for a

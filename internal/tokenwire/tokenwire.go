@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/resilientclient/resilient/internal/redact"
 	"github.com/resilientclient/resilient/messages"
 )
 
@@ -79,7 +80,7 @@ func RefreshAnswer(ctx context.Context, c Config, current messages.Tokens, now t
 		return Answer{}, err
 	}
 	// A server that echoes what it was sent must not put it in our errors.
-	secrets := []string{current.Refresh, current.Access, c.ClientSecret}
+	secrets := append([]string{current.Refresh, current.Access, c.ClientSecret}, redact.BasicCredentials(c.ClientID, c.ClientSecret)...)
 	if int64(len(body)) > c.MaxBytes {
 		if resp.StatusCode/100 != 2 {
 			return Answer{}, newEndpointError(resp)
@@ -87,7 +88,9 @@ func RefreshAnswer(ctx context.Context, c Config, current messages.Tokens, now t
 		return Answer{}, fmt.Errorf("%w: larger than %d bytes", ErrMalformedAnswer, c.MaxBytes)
 	}
 	if resp.StatusCode/100 != 2 {
-		return Answer{}, endpointError(resp, body, secrets...)
+		e := endpointError(resp, body, secrets...)
+		e.refused = c.Format == JSON && resp.StatusCode == http.StatusUnauthorized && json.Valid(body)
+		return Answer{}, e
 	}
 	a, err := Parse(c.Format, resp.Header.Get("Content-Type"), body, now, secrets...)
 	if err != nil {

@@ -132,8 +132,25 @@ func TestJWTExpiry(t *testing.T) {
 }
 
 func TestEndpointErrorPermanence(t *testing.T) {
-	for status, want := range map[int]bool{400: true, 401: true, 403: true, 408: false, 429: false, 500: false, 503: false, 302: false} {
-		assert.Equal(t, want, (&EndpointError{Status: status}).Permanent(), "status %d", status)
+	for _, tc := range []struct {
+		status int
+		code   string
+		want   bool
+	}{
+		{400, InvalidGrant, true},
+		{401, InvalidGrant, true},
+		{400, "", false},
+		{400, "invalid_request", false},
+		{401, "invalid_client", false},
+		{403, "", false},
+		{404, "", false},
+		{408, InvalidGrant, false},
+		{429, InvalidGrant, false},
+		{500, InvalidGrant, false},
+		{503, "", false},
+		{302, "", false},
+	} {
+		assert.Equal(t, tc.want, (&EndpointError{Status: tc.status, Code: tc.code}).Permanent(), "status %d %q", tc.status, tc.code)
 	}
 	status, wait := (&EndpointError{Status: 503, RetryAfter: time.Second}).HTTPStatus()
 	assert.Equal(t, 503, status)
