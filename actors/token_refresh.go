@@ -15,6 +15,7 @@ import (
 
 	"github.com/resilientclient/resilient/internal/retry"
 	"github.com/resilientclient/resilient/internal/telemetry"
+	"github.com/resilientclient/resilient/internal/tokenwire"
 	"github.com/resilientclient/resilient/messages"
 )
 
@@ -32,6 +33,7 @@ type refreshRun struct {
 	pending   *messages.Pending // what its requesters wait on
 	until     atomic.Int64      // the latest deadline among them (unix ns); noDeadline when one has none
 	save      uint64            // the sequence number of its save
+	rotated   string            // a refresh token a refused answer carried; only the refresh goroutine writes it
 	span      telemetry.Refresh
 	sc        *trace.SpanContext // span context of span, named in the replies it releases; nil if not traced
 
@@ -107,7 +109,11 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool, carry *messag
 	go func() {
 		defer h.background.Done()
 		defer abort()
-		t, err := refreshRetrying(retryCtx, callCtx, run, &cfg, current)
+		// A pair whose refresh token the endpoint rotated in an answer it could not use is saved
+		// under this refresh's sequence number: in order with SetTokens, and overwritten by the
+		// refresh's own pair if it succeeds.
+		keep := func(t messages.Tokens) { _ = h.store.save(run.save, t) }
+		t, err := refreshRetrying(retryCtx, callCtx, run, &cfg, current, keep)
 		var saveErr error
 		if err == nil {
 			// Saved before anyone uses it: the old refresh token is spent. The save has a context of
@@ -118,7 +124,7 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool, carry *messag
 			return // nobody is left to tell (and no dead letter)
 		}
 		if err != nil {
-			h.root.Send(self, messages.RefreshFailed{Seq: run.seq, Err: err, Permanent: retry.Classify(err).Permanent})
+			h.root.Send(self, messages.RefreshFailed{Seq: run.seq, Err: err, Permanent: retry.Classify(err).Permanent, Rotated: run.rotated})
 			return
 		}
 		h.root.Send(self, messages.RefreshDone{Seq: run.seq, Tokens: t, SaveErr: saveErr})
@@ -129,7 +135,12 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool, carry *messag
 // A failure retry.Classify calls retryable is retried, honouring the endpoint's Retry-After and the
 // host's retry budget, for as long as worthRetrying says and retryCtx lives; the error of the last
 // call is returned when retrying stops. Without a supervisor it calls once.
-func refreshRetrying(retryCtx, callCtx context.Context, run *refreshRun, cfg *TokenConfig, current messages.Tokens) (messages.Tokens, error) {
+//
+// An error carrying a rotated refresh token (messages.RotatedRefresh) means the one sent is spent:
+// the pair with the new one is handed to keep (saved) and remembered in run.rotated, and any later
+// call sends it. A refused 2xx answer without one is not retried when a refresh token was sent: the
+// server may have rotated, and replaying the spent token would trip its reuse detection.
+func refreshRetrying(retryCtx, callCtx context.Context, run *refreshRun, cfg *TokenConfig, current messages.Tokens, keep func(messages.Tokens)) (messages.Tokens, error) {
 	s, tel := cfg.Supervisor, cfg.Telemetry
 	host := cfg.RefreshHost // the supervisor keys budgets and cool-downs by it
 	if host == "" {
@@ -145,11 +156,19 @@ func refreshRetrying(retryCtx, callCtx context.Context, run *refreshRun, cfg *To
 		actx, cancel := context.WithTimeout(telemetry.WithResend(callCtx, calls-1), cfg.RefreshTimeout)
 		t, err := callRefresh(actx, cfg.Refresh, current)
 		cancel()
-		if err == nil || s == nil || retryCtx.Err() != nil {
+		if err == nil {
+			return t, nil
+		}
+		rt := rotatedRefresh(err)
+		if rt != "" && rt != current.Refresh {
+			current.Refresh, run.rotated = rt, rt
+			keep(current)
+		}
+		if s == nil || retryCtx.Err() != nil {
 			return t, err
 		}
 		v := retry.Classify(err)
-		if !v.Retry {
+		if !v.Retry || rt == "" && current.Refresh != "" && errors.Is(err, retry.ErrMalformedAnswer) {
 			return t, err
 		}
 		now := time.Now()
@@ -171,6 +190,19 @@ func refreshRetrying(retryCtx, callCtx context.Context, run *refreshRun, cfg *To
 			return t, err
 		}
 	}
+}
+
+// rotatedRefresh is the sendable refresh token err carries (see messages.RotatedRefresh), or "".
+func rotatedRefresh(err error) string {
+	var r messages.RotatedRefresh
+	if !errors.As(err, &r) {
+		return ""
+	}
+	rt := r.RotatedRefreshToken()
+	if tokenwire.CheckRefreshToken(rt) != nil {
+		return ""
+	}
+	return rt
 }
 
 // callRefresh runs the refresh function, turning a panic into an error.
@@ -219,6 +251,9 @@ func (a *tokenActor) refreshFailed(c actor.Context, m messages.RefreshFailed) {
 		return
 	}
 	a.log(slog.LevelWarn, "token refresh failed; credentials kept", "error", m.Err)
+	if m.Rotated != "" {
+		a.creds.Refresh = m.Rotated // the one sent is spent; the next refresh sends this one
+	}
 	run := a.k.run
 	a.k.run = nil
 	a.behavior.Become(a.valid)
