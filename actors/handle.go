@@ -102,7 +102,7 @@ func spawnToken(system *actor.ActorSystem, cfg TokenConfig, opts ...actor.PropsO
 		cfg.RefreshTimeout = time.Minute
 	}
 	h := &TokenHandle{root: system.Root, gone: make(chan struct{}), tel: cfg.Telemetry,
-		store: &persister{store: cfg.Store, timeout: cfg.RefreshTimeout}}
+		store: newPersister(cfg.Store, cfg.RefreshTimeout)}
 	h.life, h.abort = context.WithCancel(context.Background())
 	props := actor.PropsFromProducer(func() actor.Actor { return newTokenActor(cfg, h) }, opts...)
 	pid, err := system.Root.SpawnNamed(props, "token")
@@ -267,8 +267,8 @@ func (h *TokenHandle) Set(ctx context.Context, t messages.Tokens) error {
 
 // Stop answers every parked requester with ErrClosed and closes the actor. A refresh in progress
 // makes no further call, but the call under way may finish and its result is saved: Stop waits for
-// that (and for saves of SetTokens) until ctx ends, then cuts the call short and returns. A save
-// already running keeps its own bounded context. Stop returns by ctx's deadline whatever
+// that (and for saves of SetTokens) until ctx ends, then cuts the call short and returns. A store
+// call already running keeps its own bounded context; background retries of a failed save stop. Stop returns by ctx's deadline whatever
 // protoactor's own stop waits do. It is safe to call more than once.
 func (h *TokenHandle) Stop(ctx context.Context) error {
 	var err error
@@ -283,6 +283,9 @@ func (h *TokenHandle) Stop(ctx context.Context) error {
 		}
 		if !waitFor(ctx, h.background.Wait) {
 			err = errors.Join(err, context.Cause(ctx))
+		}
+		if perr := h.store.close(ctx); perr != nil && err == nil {
+			err = perr
 		}
 		h.abort()
 		h.closeGone()

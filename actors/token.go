@@ -54,7 +54,7 @@ type TokenConfig struct {
 	// RequiresRefreshToken: Refresh cannot work without a refresh token (true for the built-in
 	// formats), so a session without one expires instead of calling it.
 	RequiresRefreshToken bool
-	RefreshTimeout       time.Duration // bounds one refresh call, and one save with its retries; must be > 0
+	RefreshTimeout       time.Duration // bounds one refresh call, each store call, and the background retries of a failed save; must be > 0
 	Supervisor           *Supervisor   // retries refresh calls that fail transiently; nil: one call
 	RefreshHost          string        // the token endpoint's host[:port], for the retry budget and telemetry; "" when unknown
 	Skew                 time.Duration // refresh this long before expiry (at most half the token's lifetime); ≤ 0: never proactively
