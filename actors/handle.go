@@ -211,18 +211,18 @@ func (h *TokenHandle) ask(ctx context.Context, mk func(chan<- messages.TokenRepl
 	if p := rep.Wait; p != nil {
 		// Parked behind a refresh: wait for its outcome with everyone else. (The actor resolves
 		// every Pending before it stops, so no other wake-up is needed.)
-		h.tel.Parking(ctx, 1)
+		h.parking(ctx, 1)
 		select {
 		case <-p.Done():
 		case <-ctx.Done():
 			if p.Leave() {
-				h.tel.Parking(ctx, -1)
+				h.parking(ctx, -1)
 				return Grant{ParkedAt: asked, ReleasedAt: time.Now()}, ctxErr(ctx)
 			}
 			<-p.Done() // counted as released: take the outcome
 		}
 		rep = p.Reply()
-		h.tel.Parking(ctx, -1)
+		h.parking(ctx, -1)
 		g.ParkedAt, g.ReleasedAt = asked, time.Now()
 	}
 	if rep.Refresh != nil {
@@ -239,6 +239,11 @@ func (h *TokenHandle) ask(ctx context.Context, mk func(chan<- messages.TokenRepl
 		g.Expiry = s.Expiry // installed before the reply was sent
 	}
 	return g, nil
+}
+
+// parking counts parked requests in telemetry; a panicking meter must not break the request.
+func (h *TokenHandle) parking(ctx context.Context, n int64) {
+	safely(func() { h.tel.Parking(ctx, n) })
 }
 
 // ctxErr is why ctx ended: ErrClosed when the engine closed it, else context.Canceled or

@@ -371,7 +371,7 @@ func (a *tokenActor) shutdown() {
 	// waits for it, bounded by Close's context).
 	run.stopRetrying()
 	n := run.pending.Resolve(messages.TokenReply{Err: messages.ErrClosed})
-	run.span.End(context.Background(), telemetry.RefreshAbandoned, 0, n, messages.ErrClosed, time.Now())
+	endSpan(run, telemetry.RefreshAbandoned, 0, n, messages.ErrClosed, time.Now())
 	a.k.run = nil
 }
 

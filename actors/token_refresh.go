@@ -84,7 +84,8 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool, carry *messag
 		trigger = *a.trigger
 	}
 	// The span starts first: a span processor is user code and may panic, and nothing has changed yet.
-	ctx, span := a.cfg.Telemetry.StartRefresh(a.h.life, a.cfg.RefreshHost, proactive, trigger)
+	ctx, span := a.h.life, telemetry.Refresh{}
+	safely(func() { ctx, span = a.cfg.Telemetry.StartRefresh(a.h.life, a.cfg.RefreshHost, proactive, trigger) })
 	now := time.Now()
 	a.k.seq++
 	run := &refreshRun{seq: a.k.seq, proactive: proactive, started: now, pending: messages.NewPending(), save: a.h.store.reserve(), span: span}
@@ -92,7 +93,9 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool, carry *messag
 		run.pending = carry
 		run.until.Store(noDeadline) // their deadlines are not known any more
 	}
-	if sc := span.SpanContext(); sc.IsValid() {
+	var sc trace.SpanContext
+	safely(func() { sc = span.SpanContext() })
+	if sc.IsValid() {
 		run.sc = &sc // one per refresh, shared by every reply it releases
 	}
 	retryCtx, stopRetrying := context.WithCancel(ctx)
@@ -185,11 +188,17 @@ func refreshRetrying(retryCtx, callCtx context.Context, run *refreshRun, cfg *To
 		if s.askRetry(retryCtx, ask) != nil {
 			return t, err
 		}
-		tel.RefreshRetry(retryCtx, cfg.RefreshHost, v.Reason, wait, v.Wait > 0, calls)
+		safely(func() { tel.RefreshRetry(retryCtx, cfg.RefreshHost, v.Reason, wait, v.Wait > 0, calls) })
 		if sleep(retryCtx, wait) != nil {
 			return t, err
 		}
 	}
+}
+
+// endSpan ends a refresh's span. Span processors and meters are user code: a panic in one must
+// neither break the actor nor skip what follows (waiters are always resolved before this runs).
+func endSpan(run *refreshRun, outcome string, gen uint64, n int, err error, at time.Time) {
+	safely(func() { run.span.End(context.Background(), outcome, gen, n, err, at) })
 }
 
 // rotatedRefresh is the sendable refresh token err carries (see messages.RotatedRefresh), or "".
@@ -234,7 +243,7 @@ func (a *tokenActor) refreshed(c actor.Context, m messages.RefreshDone) {
 	if s := a.h.snap.Load(); s != nil && n > 0 {
 		s.markUsed()
 	}
-	run.span.End(context.Background(), telemetry.RefreshSuccess, a.k.gen, n, nil, at)
+	endSpan(run, telemetry.RefreshSuccess, a.k.gen, n, nil, at)
 	gen := a.k.gen
 	if m.SaveErr != nil {
 		a.log(slog.LevelError, "token store: saving the refreshed tokens failed; they are used from memory", "error", m.SaveErr)
@@ -260,7 +269,7 @@ func (a *tokenActor) refreshFailed(c actor.Context, m messages.RefreshFailed) {
 	err := fmt.Errorf("%w: %w", messages.ErrRefreshFailed, m.Err)
 	at := time.Now()
 	n := run.pending.Resolve(messages.TokenReply{Err: err, Refresh: run.sc})
-	run.span.End(context.Background(), telemetry.RefreshFailed, 0, n, err, at)
+	endSpan(run, telemetry.RefreshFailed, 0, n, err, at)
 	if run.proactive && a.usable() {
 		// The old token still works; try again before it expires (not sooner than the minimum
 		// interval), rather than waiting for it to.
@@ -280,7 +289,7 @@ func (a *tokenActor) expire(cause error, failed int) {
 	if run := a.k.run; run != nil {
 		a.k.endedBy = run.sc
 		failed += run.pending.Resolve(messages.TokenReply{Err: a.k.ended, Refresh: run.sc})
-		run.span.End(context.Background(), telemetry.RefreshExpired, 0, failed, a.k.ended, time.Now())
+		endSpan(run, telemetry.RefreshExpired, 0, failed, a.k.ended, time.Now())
 	}
 	a.log(slog.LevelWarn, "session expired", "error", a.k.ended, "failed_requests", failed)
 	a.k.run = nil
@@ -298,7 +307,7 @@ func (a *tokenActor) abandonRefresh() *messages.Pending {
 	a.k.run = nil
 	run.stopRetrying()
 	run.abort()
-	run.span.End(context.Background(), telemetry.RefreshAbandoned, 0, 0, nil, time.Now())
+	endSpan(run, telemetry.RefreshAbandoned, 0, 0, nil, time.Now())
 	return run.pending
 }
 
