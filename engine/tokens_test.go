@@ -325,10 +325,10 @@ type panickyHandler struct{ slog.Handler }
 func (panickyHandler) Enabled(context.Context, slog.Level) bool  { return true }
 func (panickyHandler) Handle(context.Context, slog.Record) error { panic("logger bug") }
 
-// A panic in the token actor whose recovery path panics too (a user's logger): the recovery is
-// guarded, so the panic never reaches protoactor's supervisor; the request that met it fails at
-// once with an error instead of hanging to its deadline, and the session goes on without replaying
-// a refresh token.
+// A span processor that panics when a refresh starts, with a logger that panics too: neither
+// reaches the token actor (telemetry and logging are guarded), so the request is answered at
+// once instead of hanging to its deadline, and the session goes on without replaying a refresh
+// token.
 func TestPanickingLoggerInTheRecoveryPath(t *testing.T) {
 	srv := startAPI(t, fakeapi.Options{Opaque: true, AccessTTL: time.Hour})
 	proc := &panicOnRefreshSpan{SpanProcessor: sdktrace.NewSimpleSpanProcessor(tracetest.NewInMemoryExporter())}
@@ -342,8 +342,7 @@ func TestPanickingLoggerInTheRecoveryPath(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := engine.GetJSON[item](ctx, e, "/items/1")
-	require.Error(t, err)
-	assert.NotErrorIs(t, err, context.DeadlineExceeded)
+	require.NoError(t, err)
 	assert.Less(t, time.Since(start), 2*time.Second, "answered, not left to its deadline")
 
 	proc.armed.Store(false)
