@@ -45,6 +45,7 @@ type persister struct {
 	last     uint64          // the sequence number of the newest save begun; older ones are dropped
 	latest   messages.Tokens // the pair of that save
 	failed   bool            // that save failed: the store holds an older pair than latest
+	known    bool            // latest holds a pair this engine saved or loaded
 	retrying bool            // the background retrier runs
 	closed   bool            // close was called: no new retrier starts
 
@@ -71,7 +72,7 @@ func (p *persister) save(seq uint64, t messages.Tokens) error {
 		p.mu.Unlock()
 		return nil
 	}
-	p.last, p.latest, p.failed = seq, t, true
+	p.last, p.latest, p.failed, p.known = seq, t, true, true
 	p.mu.Unlock()
 	err := p.attempt(seq, t)
 	if err == nil {
@@ -151,27 +152,42 @@ func (p *persister) close(ctx context.Context) error {
 }
 
 // load returns the credentials to start with: the store's, or, when the newest save failed, the pair
-// it could not save (the store's is older, and its refresh token may be spent).
+// it could not save (the store's is older, and its refresh token may be spent). When Load fails it
+// returns, with the error, the last pair this engine loaded or saved, so that a restart during a
+// store outage keeps the session; with none known yet it retries Load with backoff within timeout.
+// It never answers a failed Load with empty credentials it could avoid.
 func (p *persister) load() (messages.Tokens, error) {
-	p.mu.Lock()
-	failed, last, latest := p.failed, p.last, p.latest
-	p.mu.Unlock()
-	if failed {
-		return latest, nil
+	deadline := time.Now().Add(p.timeout)
+	for n := 1; ; n++ {
+		p.mu.Lock()
+		failed, known, last, latest := p.failed, p.known, p.last, p.latest
+		p.mu.Unlock()
+		if failed {
+			return latest, nil
+		}
+		got := make(chan messages.Tokens, 1) // the call may outlive the wait: no shared variable
+		err := p.call(func(ctx context.Context) error {
+			t, err := p.store.Load(ctx)
+			got <- t
+			return err
+		})
+		if err == nil {
+			t := <-got
+			p.mu.Lock()
+			if p.last == last { // no save began meanwhile: t is what the store holds
+				p.latest, p.known = t, true
+			}
+			p.mu.Unlock()
+			return t, nil
+		}
+		err = fmt.Errorf("token store: loading the credentials: %w", err)
+		if known {
+			return latest, err
+		}
+		if sleep(context.Background(), min(retry.Backoff(n, saveRetryBase, saveRetryMax, nil), time.Until(deadline))) != nil || !time.Now().Before(deadline) {
+			return messages.Tokens{}, err
+		}
 	}
-	got := make(chan messages.Tokens, 1) // the call may outlive the wait: no shared variable
-	err := p.call(func(ctx context.Context) error {
-		t, err := p.store.Load(ctx)
-		got <- t
-		return err
-	})
-	if err != nil && last > 0 {
-		return latest, nil // what this engine last saved is what the store holds
-	}
-	if err != nil {
-		return messages.Tokens{}, err
-	}
-	return <-got, nil
 }
 
 // err is the last save's error, nil once a save succeeded.
