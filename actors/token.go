@@ -182,7 +182,7 @@ func (a *tokenActor) valid(c actor.Context) {
 	case messages.RefreshDue:
 		if m.Gen == a.k.gen && a.canRefresh() {
 			if s := a.h.snap.Load(); s != nil && s.used.Load() {
-				a.startRefresh(c, true, nil)
+				a.startRefresh(c, true, nil, time.Time{})
 			} // else nobody used this token: let it lapse; the next request refreshes
 		}
 	case messages.SetTokens:
@@ -254,7 +254,7 @@ func (a *tokenActor) serve(c actor.Context, r chan<- messages.TokenReply, ask *m
 	case a.usable():
 		a.grant(r)
 	case a.canRefresh():
-		a.startRefresh(c, false, nil)
+		a.startRefresh(c, false, nil, deadline)
 		a.park(r, ask, deadline)
 	default:
 		failed := 0

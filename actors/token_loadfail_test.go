@@ -69,3 +69,31 @@ func TestRestartDuringLoadOutageKeepsTheCredentials(t *testing.T) {
 	}
 	assert.Zero(t, srv.Stats().ReuseDetected)
 }
+
+// A refresh's retry window ends at its requesters' latest deadline, capped by the refresh timeout;
+// a requester without a deadline does not shorten it for the others.
+func TestRefreshWindow(t *testing.T) {
+	start := time.Unix(1000, 0)
+	timeout := 10 * time.Second
+	cases := []struct {
+		name      string
+		deadlines []time.Time // zero: a requester without a deadline
+		want      time.Time
+	}{
+		{"nobody yet", nil, start.Add(timeout)},
+		{"one deadline inside", []time.Time{start.Add(3 * time.Second)}, start.Add(3 * time.Second)},
+		{"deadline past the timeout", []time.Time{start.Add(time.Minute)}, start.Add(timeout)},
+		{"latest deadline wins", []time.Time{start.Add(2 * time.Second), start.Add(5 * time.Second)}, start.Add(5 * time.Second)},
+		{"no deadline does not shorten", []time.Time{start.Add(time.Minute), {}}, start.Add(timeout)},
+		{"no deadline alone", []time.Time{{}}, start.Add(timeout)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &refreshRun{started: start}
+			for _, d := range tc.deadlines {
+				r.noteDeadline(d)
+			}
+			assert.Equal(t, tc.want, r.window(timeout))
+		})
+	}
+}

@@ -58,9 +58,8 @@ func (r *refreshRun) noteDeadline(d time.Time) {
 }
 
 // worthRetrying says whether the refresh, after calls failed calls, is tried again after wait: while
-// requests wait for it, until the latest of their deadlines (for one without a deadline, until the
-// refresh timeout has passed since the refresh started); with nobody waiting (a proactive refresh),
-// as far as the policy lets a request retry.
+// requests wait for it, within its window; with nobody waiting (a proactive refresh), as far as the
+// policy lets a request retry.
 func (r *refreshRun) worthRetrying(calls int, wait time.Duration, now time.Time, p *RetryPolicy, timeout time.Duration) bool {
 	if wait > p.MaxRetryAfter {
 		return false
@@ -69,16 +68,23 @@ func (r *refreshRun) worthRetrying(calls int, wait time.Duration, now time.Time,
 	if r.pending.Waiting() == 0 {
 		return calls <= p.MaxRetries && at.Sub(r.started) <= p.MaxElapsed
 	}
-	until := r.until.Load()
-	if until == noDeadline {
-		until = r.started.Add(timeout).UnixNano()
+	return at.Before(r.window(timeout))
+}
+
+// window is when retrying the refresh stops being useful to its requesters: the latest of their
+// deadlines (none: unbounded), but never later than the refresh timeout after it started. A
+// requester without a deadline does not shorten the others' window.
+func (r *refreshRun) window(timeout time.Duration) time.Time {
+	end := r.started.Add(timeout)
+	if u := r.until.Load(); u != 0 && u != noDeadline && u < end.UnixNano() {
+		return time.Unix(0, u)
 	}
-	return at.UnixNano() < until
+	return end
 }
 
 // startRefresh starts one refresh and switches to refreshing. carry, if not nil, holds requesters
 // already parked (on a refresh SetTokens abandoned) who now wait for this one.
-func (a *tokenActor) startRefresh(c actor.Context, proactive bool, carry *messages.Pending) {
+func (a *tokenActor) startRefresh(c actor.Context, proactive bool, carry *messages.Pending, first time.Time) {
 	var trigger trace.SpanContext
 	if a.trigger != nil && !proactive {
 		trigger = *a.trigger
@@ -92,6 +98,8 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool, carry *messag
 	if carry != nil {
 		run.pending = carry
 		run.until.Store(noDeadline) // their deadlines are not known any more
+	} else if !proactive {
+		run.noteDeadline(first) // before the goroutine reads it (the requester parks just after)
 	}
 	var sc trace.SpanContext
 	safely(func() { sc = span.SpanContext() })
@@ -151,8 +159,12 @@ func refreshRetrying(retryCtx, callCtx context.Context, run *refreshRun, cfg *To
 	}
 	for calls := 1; ; calls++ {
 		if s != nil {
-			// An endpoint that asked for a pause (Retry-After) is not called before it ends.
-			if _, err := s.waitCoolDown(retryCtx, host); err != nil {
+			// An endpoint that asked for a pause (Retry-After) is not called before it ends; a pause
+			// that outlasts the requesters' window fails them at once with a RetryLaterError.
+			wctx, cancel := context.WithDeadline(retryCtx, run.window(cfg.RefreshTimeout))
+			_, err := s.waitCoolDown(wctx, host)
+			cancel()
+			if err != nil {
 				return messages.Tokens{}, err
 			}
 		}
@@ -323,7 +335,7 @@ func (a *tokenActor) replace(c actor.Context, m messages.SetTokens, parked *mess
 		if a.usable() {
 			parked.Resolve(messages.TokenReply{Token: a.creds.Access, Auth: a.auth, Gen: a.k.gen})
 		} else if a.canRefresh() {
-			a.startRefresh(c, false, parked) // the refresh the parked requesters are waiting for
+			a.startRefresh(c, false, parked, time.Time{}) // the refresh the parked requesters are waiting for
 		} else {
 			a.k.run = &refreshRun{pending: parked} // so that expire fails them with the session's end
 			a.expire(errors.New("no refresh token"), 0)
