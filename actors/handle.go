@@ -257,7 +257,11 @@ func ctxErr(ctx context.Context) error {
 
 // Set replaces the credentials (a new login) and waits until they are in force and saved. A failed
 // save returns an error wrapping messages.ErrSaveFailed; the credentials are in force all the same.
+// A pair CheckTokens refuses is neither installed nor saved, and its error is returned.
 func (h *TokenHandle) Set(ctx context.Context, t messages.Tokens) error {
+	if err := CheckTokens(t); err != nil {
+		return err // neither installed nor saved
+	}
 	done := make(chan error, 1)
 	h.root.Send(h.pid, messages.SetTokens{Tokens: t, Done: done})
 	select {

@@ -172,6 +172,9 @@ func refreshRetrying(retryCtx, callCtx context.Context, run *refreshRun, cfg *To
 		t, err := callRefresh(actx, cfg.Refresh, current)
 		cancel()
 		if err == nil {
+			err = checkAnswer(t) // a pair that cannot be sent would fail every request
+		}
+		if err == nil {
 			return t, nil
 		}
 		rt := rotatedRefresh(err)

@@ -238,13 +238,18 @@ func (e *Engine) Client() *http.Client { return &http.Client{Transport: e.reques
 // through the token actor, in order with the refreshes' saves, so the store never ends with an
 // older pair than the one in force. It returns once they are in force and saved; if the save
 // failed (after retries within the refresh timeout) the error wraps ErrSaveFailed and the new
-// tokens are in force all the same (see Health). It fails on a public engine and after Close.
+// tokens are in force all the same (see Health). It fails on a public engine, after Close, and with
+// a *ConfigError for a pair that cannot be sent (a control character in a token, a Type that is not
+// an HTTP token), which is then neither installed nor saved.
 func (e *Engine) SetTokens(ctx context.Context, t Tokens) error {
 	if e.token == nil {
 		return configErr("SetTokens", "a public engine holds no tokens")
 	}
 	if e.inflight.Closed() {
 		return ErrClosed
+	}
+	if err := actors.CheckTokens(t); err != nil {
+		return configErr("SetTokens", "%s", err.Error()) // the text names no token
 	}
 	return e.token.Set(ctx, t)
 }
