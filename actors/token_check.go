@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/resilientclient/resilient/internal/redact"
 	"github.com/resilientclient/resilient/internal/tokenwire"
 	"github.com/resilientclient/resilient/messages"
 )
@@ -75,4 +76,24 @@ func checkAnswer(t messages.Tokens) error {
 		return &refusedPair{err: err, refresh: t.Refresh}
 	}
 	return err
+}
+
+// scrubbedError is an error whose text has the tokens taken out; Unwrap keeps errors.Is and
+// errors.As working on what it wraps.
+type scrubbedError struct {
+	err  error
+	text string
+}
+
+func (e *scrubbedError) Error() string { return e.text }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+// scrubbed is err with secrets redacted from its text (err itself when none appears in it).
+func scrubbed(err error, secrets ...string) error {
+	text := err.Error()
+	clean := redact.Secrets(text, secrets...)
+	if clean == text {
+		return err
+	}
+	return &scrubbedError{err: err, text: clean}
 }

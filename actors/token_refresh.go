@@ -173,6 +173,10 @@ func refreshRetrying(retryCtx, callCtx context.Context, run *refreshRun, cfg *To
 		cancel()
 		if err == nil {
 			err = checkAnswer(t) // a pair that cannot be sent would fail every request
+		} else {
+			// A user's refresh function (or token source) may quote the tokens in its error, which
+			// then goes to requests, logs and spans.
+			err = scrubbed(err, current.Access, current.Refresh, t.Access, t.Refresh)
 		}
 		if err == nil {
 			return t, nil
