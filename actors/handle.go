@@ -87,13 +87,21 @@ type TokenHandle struct {
 // SpawnToken starts a token actor in system with cfg. Defaults: a discarding logger and a one-minute
 // refresh timeout when cfg leaves them unset. cfg.Store is required.
 func SpawnToken(system *actor.ActorSystem, cfg TokenConfig) (*TokenHandle, error) {
-	return spawnToken(system, cfg)
+	h, cfg, err := newTokenHandle(system, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.spawn(system, actor.PropsFromProducer(func() actor.Actor { return newTokenActor(cfg, h) })); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
-// spawnToken is SpawnToken with extra props options (tests add a middleware that panics).
-func spawnToken(system *actor.ActorSystem, cfg TokenConfig, opts ...actor.PropsOption) (*TokenHandle, error) {
+// newTokenHandle checks cfg, fills in its defaults, and makes the handle of a token actor not yet
+// spawned.
+func newTokenHandle(system *actor.ActorSystem, cfg TokenConfig) (*TokenHandle, TokenConfig, error) {
 	if cfg.Store == nil {
-		return nil, errors.New("engine: the token actor needs a store")
+		return nil, cfg, errors.New("engine: the token actor needs a store")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -104,14 +112,18 @@ func spawnToken(system *actor.ActorSystem, cfg TokenConfig, opts ...actor.PropsO
 	h := &TokenHandle{root: system.Root, gone: make(chan struct{}), tel: cfg.Telemetry,
 		store: newPersister(cfg.Store, cfg.RefreshTimeout)}
 	h.life, h.abort = context.WithCancel(context.Background())
-	props := actor.PropsFromProducer(func() actor.Actor { return newTokenActor(cfg, h) }, opts...)
+	return h, cfg, nil
+}
+
+// spawn starts the actor made by props under the name "token".
+func (h *TokenHandle) spawn(system *actor.ActorSystem, props *actor.Props) error {
 	pid, err := system.Root.SpawnNamed(props, "token")
 	if err != nil {
 		h.abort()
-		return nil, err
+		return err
 	}
 	h.pid = pid
-	return h, nil
+	return nil
 }
 
 // Health is the last save's error (wrapping messages.ErrSaveFailed) until a later save succeeds;
