@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/resilientclient/resilient/messages"
 )
 
@@ -60,3 +62,16 @@ var errStoreDown error = storeDown{}
 
 // Running says how many RoundTrip calls have not returned.
 func (f *Inflight) Running() int64 { return f.running.Load() }
+
+// spawnToken is SpawnToken with extra props options (tests add a middleware that panics, to make
+// protoactor restart the actor).
+func spawnToken(system *actor.ActorSystem, cfg TokenConfig, opts ...actor.PropsOption) (*TokenHandle, error) {
+	h, cfg, err := newTokenHandle(system, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.spawn(system, actor.PropsFromProducer(func() actor.Actor { return newTokenActor(cfg, h) }, opts...)); err != nil {
+		return nil, err
+	}
+	return h, nil
+}

@@ -87,13 +87,21 @@ type TokenHandle struct {
 // SpawnToken starts a token actor in system with cfg. Defaults: a discarding logger and a one-minute
 // refresh timeout when cfg leaves them unset. cfg.Store is required.
 func SpawnToken(system *actor.ActorSystem, cfg TokenConfig) (*TokenHandle, error) {
-	return spawnToken(system, cfg)
+	h, cfg, err := newTokenHandle(system, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.spawn(system, actor.PropsFromProducer(func() actor.Actor { return newTokenActor(cfg, h) })); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
-// spawnToken is SpawnToken with extra props options (tests add a middleware that panics).
-func spawnToken(system *actor.ActorSystem, cfg TokenConfig, opts ...actor.PropsOption) (*TokenHandle, error) {
+// newTokenHandle checks cfg, fills in its defaults, and makes the handle of a token actor not yet
+// spawned.
+func newTokenHandle(system *actor.ActorSystem, cfg TokenConfig) (*TokenHandle, TokenConfig, error) {
 	if cfg.Store == nil {
-		return nil, errors.New("engine: the token actor needs a store")
+		return nil, cfg, errors.New("engine: the token actor needs a store")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -102,16 +110,20 @@ func spawnToken(system *actor.ActorSystem, cfg TokenConfig, opts ...actor.PropsO
 		cfg.RefreshTimeout = time.Minute
 	}
 	h := &TokenHandle{root: system.Root, gone: make(chan struct{}), tel: cfg.Telemetry,
-		store: &persister{store: cfg.Store, timeout: cfg.RefreshTimeout}}
+		store: newPersister(cfg.Store, cfg.RefreshTimeout)}
 	h.life, h.abort = context.WithCancel(context.Background())
-	props := actor.PropsFromProducer(func() actor.Actor { return newTokenActor(cfg, h) }, opts...)
+	return h, cfg, nil
+}
+
+// spawn starts the actor made by props under the name "token".
+func (h *TokenHandle) spawn(system *actor.ActorSystem, props *actor.Props) error {
 	pid, err := system.Root.SpawnNamed(props, "token")
 	if err != nil {
 		h.abort()
-		return nil, err
+		return err
 	}
 	h.pid = pid
-	return h, nil
+	return nil
 }
 
 // Health is the last save's error (wrapping messages.ErrSaveFailed) until a later save succeeds;
@@ -211,18 +223,18 @@ func (h *TokenHandle) ask(ctx context.Context, mk func(chan<- messages.TokenRepl
 	if p := rep.Wait; p != nil {
 		// Parked behind a refresh: wait for its outcome with everyone else. (The actor resolves
 		// every Pending before it stops, so no other wake-up is needed.)
-		h.tel.Parking(ctx, 1)
+		h.parking(ctx, 1)
 		select {
 		case <-p.Done():
 		case <-ctx.Done():
 			if p.Leave() {
-				h.tel.Parking(ctx, -1)
+				h.parking(ctx, -1)
 				return Grant{ParkedAt: asked, ReleasedAt: time.Now()}, ctxErr(ctx)
 			}
 			<-p.Done() // counted as released: take the outcome
 		}
 		rep = p.Reply()
-		h.tel.Parking(ctx, -1)
+		h.parking(ctx, -1)
 		g.ParkedAt, g.ReleasedAt = asked, time.Now()
 	}
 	if rep.Refresh != nil {
@@ -241,6 +253,11 @@ func (h *TokenHandle) ask(ctx context.Context, mk func(chan<- messages.TokenRepl
 	return g, nil
 }
 
+// parking counts parked requests in telemetry; a panicking meter must not break the request.
+func (h *TokenHandle) parking(ctx context.Context, n int64) {
+	safely(func() { h.tel.Parking(ctx, n) })
+}
+
 // ctxErr is why ctx ended: ErrClosed when the engine closed it, else context.Canceled or
 // context.DeadlineExceeded as the caller's context says.
 func ctxErr(ctx context.Context) error {
@@ -252,7 +269,11 @@ func ctxErr(ctx context.Context) error {
 
 // Set replaces the credentials (a new login) and waits until they are in force and saved. A failed
 // save returns an error wrapping messages.ErrSaveFailed; the credentials are in force all the same.
+// A pair CheckTokens refuses is neither installed nor saved, and its error is returned.
 func (h *TokenHandle) Set(ctx context.Context, t messages.Tokens) error {
+	if err := CheckTokens(t); err != nil {
+		return err // neither installed nor saved
+	}
 	done := make(chan error, 1)
 	h.root.Send(h.pid, messages.SetTokens{Tokens: t, Done: done})
 	select {
@@ -267,8 +288,8 @@ func (h *TokenHandle) Set(ctx context.Context, t messages.Tokens) error {
 
 // Stop answers every parked requester with ErrClosed and closes the actor. A refresh in progress
 // makes no further call, but the call under way may finish and its result is saved: Stop waits for
-// that (and for saves of SetTokens) until ctx ends, then cuts the call short and returns. A save
-// already running keeps its own bounded context. Stop returns by ctx's deadline whatever
+// that (and for saves of SetTokens) until ctx ends, then cuts the call short and returns. A store
+// call already running keeps its own bounded context; background retries of a failed save stop. Stop returns by ctx's deadline whatever
 // protoactor's own stop waits do. It is safe to call more than once.
 func (h *TokenHandle) Stop(ctx context.Context) error {
 	var err error
@@ -283,6 +304,9 @@ func (h *TokenHandle) Stop(ctx context.Context) error {
 		}
 		if !waitFor(ctx, h.background.Wait) {
 			err = errors.Join(err, context.Cause(ctx))
+		}
+		if perr := h.store.close(ctx); perr != nil && err == nil {
+			err = perr
 		}
 		h.abort()
 		h.closeGone()

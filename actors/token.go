@@ -54,7 +54,7 @@ type TokenConfig struct {
 	// RequiresRefreshToken: Refresh cannot work without a refresh token (true for the built-in
 	// formats), so a session without one expires instead of calling it.
 	RequiresRefreshToken bool
-	RefreshTimeout       time.Duration // bounds one refresh call, and one save with its retries; must be > 0
+	RefreshTimeout       time.Duration // bounds one refresh call, each store call, and the background retries of a failed save; must be > 0
 	Supervisor           *Supervisor   // retries refresh calls that fail transiently; nil: one call
 	RefreshHost          string        // the token endpoint's host[:port], for the retry budget and telemetry; "" when unknown
 	Skew                 time.Duration // refresh this long before expiry (at most half the token's lifetime); ≤ 0: never proactively
@@ -182,7 +182,7 @@ func (a *tokenActor) valid(c actor.Context) {
 	case messages.RefreshDue:
 		if m.Gen == a.k.gen && a.canRefresh() {
 			if s := a.h.snap.Load(); s != nil && s.used.Load() {
-				a.startRefresh(c, true, nil)
+				a.startRefresh(c, true, nil, time.Time{})
 			} // else nobody used this token: let it lapse; the next request refreshes
 		}
 	case messages.SetTokens:
@@ -254,7 +254,7 @@ func (a *tokenActor) serve(c actor.Context, r chan<- messages.TokenReply, ask *m
 	case a.usable():
 		a.grant(r)
 	case a.canRefresh():
-		a.startRefresh(c, false, nil)
+		a.startRefresh(c, false, nil, deadline)
 		a.park(r, ask, deadline)
 	default:
 		failed := 0
@@ -371,7 +371,7 @@ func (a *tokenActor) shutdown() {
 	// waits for it, bounded by Close's context).
 	run.stopRetrying()
 	n := run.pending.Resolve(messages.TokenReply{Err: messages.ErrClosed})
-	run.span.End(context.Background(), telemetry.RefreshAbandoned, 0, n, messages.ErrClosed, time.Now())
+	endSpan(run, telemetry.RefreshAbandoned, 0, n, messages.ErrClosed, time.Now())
 	a.k.run = nil
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/resilientclient/resilient/internal/retry"
 	"github.com/resilientclient/resilient/internal/telemetry"
+	"github.com/resilientclient/resilient/internal/tokenwire"
 	"github.com/resilientclient/resilient/messages"
 )
 
@@ -32,6 +33,7 @@ type refreshRun struct {
 	pending   *messages.Pending // what its requesters wait on
 	until     atomic.Int64      // the latest deadline among them (unix ns); noDeadline when one has none
 	save      uint64            // the sequence number of its save
+	rotated   string            // a refresh token a refused answer carried; only the refresh goroutine writes it
 	span      telemetry.Refresh
 	sc        *trace.SpanContext // span context of span, named in the replies it releases; nil if not traced
 
@@ -56,9 +58,8 @@ func (r *refreshRun) noteDeadline(d time.Time) {
 }
 
 // worthRetrying says whether the refresh, after calls failed calls, is tried again after wait: while
-// requests wait for it, until the latest of their deadlines (for one without a deadline, until the
-// refresh timeout has passed since the refresh started); with nobody waiting (a proactive refresh),
-// as far as the policy lets a request retry.
+// requests wait for it, within its window; with nobody waiting (a proactive refresh), as far as the
+// policy lets a request retry.
 func (r *refreshRun) worthRetrying(calls int, wait time.Duration, now time.Time, p *RetryPolicy, timeout time.Duration) bool {
 	if wait > p.MaxRetryAfter {
 		return false
@@ -67,30 +68,42 @@ func (r *refreshRun) worthRetrying(calls int, wait time.Duration, now time.Time,
 	if r.pending.Waiting() == 0 {
 		return calls <= p.MaxRetries && at.Sub(r.started) <= p.MaxElapsed
 	}
-	until := r.until.Load()
-	if until == noDeadline {
-		until = r.started.Add(timeout).UnixNano()
+	return at.Before(r.window(timeout))
+}
+
+// window is when retrying the refresh stops being useful to its requesters: the latest of their
+// deadlines (none: unbounded), but never later than the refresh timeout after it started. A
+// requester without a deadline does not shorten the others' window.
+func (r *refreshRun) window(timeout time.Duration) time.Time {
+	end := r.started.Add(timeout)
+	if u := r.until.Load(); u != 0 && u != noDeadline && u < end.UnixNano() {
+		return time.Unix(0, u)
 	}
-	return at.UnixNano() < until
+	return end
 }
 
 // startRefresh starts one refresh and switches to refreshing. carry, if not nil, holds requesters
 // already parked (on a refresh SetTokens abandoned) who now wait for this one.
-func (a *tokenActor) startRefresh(c actor.Context, proactive bool, carry *messages.Pending) {
+func (a *tokenActor) startRefresh(c actor.Context, proactive bool, carry *messages.Pending, first time.Time) {
 	var trigger trace.SpanContext
 	if a.trigger != nil && !proactive {
 		trigger = *a.trigger
 	}
 	// The span starts first: a span processor is user code and may panic, and nothing has changed yet.
-	ctx, span := a.cfg.Telemetry.StartRefresh(a.h.life, a.cfg.RefreshHost, proactive, trigger)
+	ctx, span := a.h.life, telemetry.Refresh{}
+	safely(func() { ctx, span = a.cfg.Telemetry.StartRefresh(a.h.life, a.cfg.RefreshHost, proactive, trigger) })
 	now := time.Now()
 	a.k.seq++
 	run := &refreshRun{seq: a.k.seq, proactive: proactive, started: now, pending: messages.NewPending(), save: a.h.store.reserve(), span: span}
 	if carry != nil {
 		run.pending = carry
 		run.until.Store(noDeadline) // their deadlines are not known any more
+	} else if !proactive {
+		run.noteDeadline(first) // before the goroutine reads it (the requester parks just after)
 	}
-	if sc := span.SpanContext(); sc.IsValid() {
+	var sc trace.SpanContext
+	safely(func() { sc = span.SpanContext() })
+	if sc.IsValid() {
 		run.sc = &sc // one per refresh, shared by every reply it releases
 	}
 	retryCtx, stopRetrying := context.WithCancel(ctx)
@@ -107,7 +120,11 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool, carry *messag
 	go func() {
 		defer h.background.Done()
 		defer abort()
-		t, err := refreshRetrying(retryCtx, callCtx, run, &cfg, current)
+		// A pair whose refresh token the endpoint rotated in an answer it could not use is saved
+		// under this refresh's sequence number: in order with SetTokens, and overwritten by the
+		// refresh's own pair if it succeeds.
+		keep := func(t messages.Tokens) { _ = h.store.save(run.save, t) }
+		t, err := refreshRetrying(retryCtx, callCtx, run, &cfg, current, keep)
 		var saveErr error
 		if err == nil {
 			// Saved before anyone uses it: the old refresh token is spent. The save has a context of
@@ -118,7 +135,7 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool, carry *messag
 			return // nobody is left to tell (and no dead letter)
 		}
 		if err != nil {
-			h.root.Send(self, messages.RefreshFailed{Seq: run.seq, Err: err, Permanent: retry.Classify(err).Permanent})
+			h.root.Send(self, messages.RefreshFailed{Seq: run.seq, Err: err, Permanent: retry.Classify(err).Permanent, Rotated: run.rotated})
 			return
 		}
 		h.root.Send(self, messages.RefreshDone{Seq: run.seq, Tokens: t, SaveErr: saveErr})
@@ -129,7 +146,12 @@ func (a *tokenActor) startRefresh(c actor.Context, proactive bool, carry *messag
 // A failure retry.Classify calls retryable is retried, honouring the endpoint's Retry-After and the
 // host's retry budget, for as long as worthRetrying says and retryCtx lives; the error of the last
 // call is returned when retrying stops. Without a supervisor it calls once.
-func refreshRetrying(retryCtx, callCtx context.Context, run *refreshRun, cfg *TokenConfig, current messages.Tokens) (messages.Tokens, error) {
+//
+// An error carrying a rotated refresh token (messages.RotatedRefresh) means the one sent is spent:
+// the pair with the new one is handed to keep (saved) and remembered in run.rotated, and any later
+// call sends it. A refused 2xx answer without one is not retried when a refresh token was sent: the
+// server may have rotated, and replaying the spent token would trip its reuse detection.
+func refreshRetrying(retryCtx, callCtx context.Context, run *refreshRun, cfg *TokenConfig, current messages.Tokens, keep func(messages.Tokens)) (messages.Tokens, error) {
 	s, tel := cfg.Supervisor, cfg.Telemetry
 	host := cfg.RefreshHost // the supervisor keys budgets and cool-downs by it
 	if host == "" {
@@ -137,19 +159,38 @@ func refreshRetrying(retryCtx, callCtx context.Context, run *refreshRun, cfg *To
 	}
 	for calls := 1; ; calls++ {
 		if s != nil {
-			// An endpoint that asked for a pause (Retry-After) is not called before it ends.
-			if _, err := s.waitCoolDown(retryCtx, host); err != nil {
+			// An endpoint that asked for a pause (Retry-After) is not called before it ends; a pause
+			// that outlasts the requesters' window fails them at once with a RetryLaterError.
+			wctx, cancel := context.WithDeadline(retryCtx, run.window(cfg.RefreshTimeout))
+			_, err := s.waitCoolDown(wctx, host)
+			cancel()
+			if err != nil {
 				return messages.Tokens{}, err
 			}
 		}
 		actx, cancel := context.WithTimeout(telemetry.WithResend(callCtx, calls-1), cfg.RefreshTimeout)
 		t, err := callRefresh(actx, cfg.Refresh, current)
 		cancel()
-		if err == nil || s == nil || retryCtx.Err() != nil {
+		if err == nil {
+			err = checkAnswer(t) // a pair that cannot be sent would fail every request
+		} else {
+			// A user's refresh function (or token source) may quote the tokens in its error, which
+			// then goes to requests, logs and spans.
+			err = scrubbed(err, current.Access, current.Refresh, t.Access, t.Refresh)
+		}
+		if err == nil {
+			return t, nil
+		}
+		rt := rotatedRefresh(err)
+		if rt != "" && rt != current.Refresh {
+			current.Refresh, run.rotated = rt, rt
+			keep(current)
+		}
+		if s == nil || retryCtx.Err() != nil {
 			return t, err
 		}
 		v := retry.Classify(err)
-		if !v.Retry {
+		if !v.Retry || rt == "" && current.Refresh != "" && errors.Is(err, retry.ErrMalformedAnswer) {
 			return t, err
 		}
 		now := time.Now()
@@ -166,11 +207,30 @@ func refreshRetrying(retryCtx, callCtx context.Context, run *refreshRun, cfg *To
 		if s.askRetry(retryCtx, ask) != nil {
 			return t, err
 		}
-		tel.RefreshRetry(retryCtx, cfg.RefreshHost, v.Reason, wait, v.Wait > 0, calls)
+		safely(func() { tel.RefreshRetry(retryCtx, cfg.RefreshHost, v.Reason, wait, v.Wait > 0, calls) })
 		if sleep(retryCtx, wait) != nil {
 			return t, err
 		}
 	}
+}
+
+// endSpan ends a refresh's span. Span processors and meters are user code: a panic in one must
+// neither break the actor nor skip what follows (waiters are always resolved before this runs).
+func endSpan(run *refreshRun, outcome string, gen uint64, n int, err error, at time.Time) {
+	safely(func() { run.span.End(context.Background(), outcome, gen, n, err, at) })
+}
+
+// rotatedRefresh is the sendable refresh token err carries (see messages.RotatedRefresh), or "".
+func rotatedRefresh(err error) string {
+	var r messages.RotatedRefresh
+	if !errors.As(err, &r) {
+		return ""
+	}
+	rt := r.RotatedRefreshToken()
+	if tokenwire.CheckRefreshToken(rt) != nil {
+		return ""
+	}
+	return rt
 }
 
 // callRefresh runs the refresh function, turning a panic into an error.
@@ -202,7 +262,7 @@ func (a *tokenActor) refreshed(c actor.Context, m messages.RefreshDone) {
 	if s := a.h.snap.Load(); s != nil && n > 0 {
 		s.markUsed()
 	}
-	run.span.End(context.Background(), telemetry.RefreshSuccess, a.k.gen, n, nil, at)
+	endSpan(run, telemetry.RefreshSuccess, a.k.gen, n, nil, at)
 	gen := a.k.gen
 	if m.SaveErr != nil {
 		a.log(slog.LevelError, "token store: saving the refreshed tokens failed; they are used from memory", "error", m.SaveErr)
@@ -219,13 +279,16 @@ func (a *tokenActor) refreshFailed(c actor.Context, m messages.RefreshFailed) {
 		return
 	}
 	a.log(slog.LevelWarn, "token refresh failed; credentials kept", "error", m.Err)
+	if m.Rotated != "" {
+		a.creds.Refresh = m.Rotated // the one sent is spent; the next refresh sends this one
+	}
 	run := a.k.run
 	a.k.run = nil
 	a.behavior.Become(a.valid)
 	err := fmt.Errorf("%w: %w", messages.ErrRefreshFailed, m.Err)
 	at := time.Now()
 	n := run.pending.Resolve(messages.TokenReply{Err: err, Refresh: run.sc})
-	run.span.End(context.Background(), telemetry.RefreshFailed, 0, n, err, at)
+	endSpan(run, telemetry.RefreshFailed, 0, n, err, at)
 	if run.proactive && a.usable() {
 		// The old token still works; try again before it expires (not sooner than the minimum
 		// interval), rather than waiting for it to.
@@ -245,7 +308,7 @@ func (a *tokenActor) expire(cause error, failed int) {
 	if run := a.k.run; run != nil {
 		a.k.endedBy = run.sc
 		failed += run.pending.Resolve(messages.TokenReply{Err: a.k.ended, Refresh: run.sc})
-		run.span.End(context.Background(), telemetry.RefreshExpired, 0, failed, a.k.ended, time.Now())
+		endSpan(run, telemetry.RefreshExpired, 0, failed, a.k.ended, time.Now())
 	}
 	a.log(slog.LevelWarn, "session expired", "error", a.k.ended, "failed_requests", failed)
 	a.k.run = nil
@@ -263,7 +326,7 @@ func (a *tokenActor) abandonRefresh() *messages.Pending {
 	a.k.run = nil
 	run.stopRetrying()
 	run.abort()
-	run.span.End(context.Background(), telemetry.RefreshAbandoned, 0, 0, nil, time.Now())
+	endSpan(run, telemetry.RefreshAbandoned, 0, 0, nil, time.Now())
 	return run.pending
 }
 
@@ -279,7 +342,7 @@ func (a *tokenActor) replace(c actor.Context, m messages.SetTokens, parked *mess
 		if a.usable() {
 			parked.Resolve(messages.TokenReply{Token: a.creds.Access, Auth: a.auth, Gen: a.k.gen})
 		} else if a.canRefresh() {
-			a.startRefresh(c, false, parked) // the refresh the parked requesters are waiting for
+			a.startRefresh(c, false, parked, time.Time{}) // the refresh the parked requesters are waiting for
 		} else {
 			a.k.run = &refreshRun{pending: parked} // so that expire fails them with the session's end
 			a.expire(errors.New("no refresh token"), 0)

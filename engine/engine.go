@@ -237,14 +237,19 @@ func (e *Engine) Client() *http.Client { return &http.Client{Transport: e.reques
 // expired. It ends the expired state, releases requests waiting for a token, and saves the new pair
 // through the token actor, in order with the refreshes' saves, so the store never ends with an
 // older pair than the one in force. It returns once they are in force and saved; if the save
-// failed (after retries within the refresh timeout) the error wraps ErrSaveFailed and the new
-// tokens are in force all the same (see Health). It fails on a public engine and after Close.
+// failed the error wraps ErrSaveFailed, the new tokens are in force all the same (see Health), and
+// the save is retried in the background. It fails on a public engine, after Close, and with
+// a *ConfigError for a pair that cannot be sent (a control character in a token, a Type that is not
+// an HTTP token), which is then neither installed nor saved.
 func (e *Engine) SetTokens(ctx context.Context, t Tokens) error {
 	if e.token == nil {
 		return configErr("SetTokens", "a public engine holds no tokens")
 	}
 	if e.inflight.Closed() {
 		return ErrClosed
+	}
+	if err := actors.CheckTokens(t); err != nil {
+		return configErr("SetTokens", "%s", err.Error()) // the text names no token
 	}
 	return e.token.Set(ctx, t)
 }
@@ -260,8 +265,8 @@ func (e *Engine) Health() error {
 	return e.token.Health()
 }
 
-// Subscribe calls fn with every event from now on (*TokenRefreshed, *SessionExpired,
-// *TokensReplaced), one at a time and in order, on a goroutine of the engine's. A slow fn delays only
+// Subscribe calls fn with every event from now on (every type listed on Event: *TokenRefreshed,
+// *SessionExpired, *TokensReplaced, *SaveFailed, *RetryScheduled, *RetryBudgetExhausted), one at a time and in order, on a goroutine of the engine's. A slow fn delays only
 // its own events; a panic in fn is logged and does not stop later events. Call the returned function
 // to unsubscribe (events already queued are still delivered). After Close, Subscribe does nothing.
 func (e *Engine) Subscribe(fn func(Event)) (unsubscribe func()) { return e.subs.add(fn) }

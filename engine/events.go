@@ -41,8 +41,9 @@ type TokensReplaced struct {
 	Generation uint64
 }
 
-// ErrSaveFailed: the TokenStore could not save the credentials in force, even after retries within
-// the refresh timeout; they are used from memory. *SaveFailed events and Engine.Health carry it.
+// ErrSaveFailed: the TokenStore could not save the credentials in force (a Save failed, or did not
+// return within the refresh timeout); they are used from memory at once, and the save is retried in
+// the background (within the refresh timeout, until Close). *SaveFailed events and Engine.Health carry it.
 var ErrSaveFailed = messages.ErrSaveFailed
 
 // SaveFailed: the TokenStore could not save generation Generation (a refresh's or SetTokens'

@@ -520,7 +520,7 @@ func TestGlobalSDKWithCompositePropagator(t *testing.T) {
 }
 
 // A span processor (or sampler) that panics when the refresh's span starts must not leave the
-// requests parked behind that refresh waiting: they fail at once, and so does the next one.
+// requests parked behind that refresh waiting: the refresh runs untraced and releases them.
 func TestPanickingSamplerDoesNotStrandParkedRequests(t *testing.T) {
 	spans := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans), sdktrace.WithSampler(panicOn{"token refresh"}))
@@ -534,8 +534,7 @@ func TestPanickingSamplerDoesNotStrandParkedRequests(t *testing.T) {
 		start := time.Now()
 		_, err := engine.GetJSON[item](ctx, e, "/items/1")
 		cancel()
-		require.Error(t, err)
-		assert.NotErrorIs(t, err, context.DeadlineExceeded, "failed, not stranded")
+		require.NoError(t, err, "released, not stranded")
 		assert.Less(t, time.Since(start), 2*time.Second)
 	}
 }

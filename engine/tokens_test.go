@@ -72,10 +72,10 @@ func storeEngine(t *testing.T, srv *fakeapi.Server, store engine.TokenStore, opt
 	return e
 }
 
-// A save that fails a few times is retried within the refresh timeout: the store ends with the
-// rotated pair, Health stays nil, no SaveFailed. One that keeps failing: the request still gets
-// the new token (the old refresh token is spent), SaveFailed comes before TokenRefreshed, Health
-// returns the error; the next successful save clears it.
+// A save that fails is reported at once (SaveFailed before TokenRefreshed, Health) and the request
+// gets the new token from memory (the old refresh token is spent); the save is retried in the
+// background until the store holds the rotated pair, which clears Health. A store that keeps
+// failing keeps Health set; the next successful save clears it.
 func TestFailedSaveIsRetriedThenReported(t *testing.T) {
 	srv := startAPI(t, fakeapi.Options{Opaque: true, AccessTTL: time.Hour})
 	store := &flakyStore{}
@@ -102,8 +102,8 @@ func TestFailedSaveIsRetriedThenReported(t *testing.T) {
 	srv.ExpireAccessTokens()
 	_, err := engine.GetJSON[item](ctx, e, "/items/1")
 	require.NoError(t, err)
+	require.Eventually(t, func() bool { return e.Health() == nil }, 3*time.Second, 5*time.Millisecond, "retried in the background")
 	assert.EqualValues(t, 4, store.calls.Load(), "three failures, then the save that succeeded")
-	assert.NoError(t, e.Health())
 	issued := srv.IssuedTokens()
 	assert.Equal(t, issued[len(issued)-1], store.tokens(t).Refresh, "the store holds the rotated refresh token")
 
@@ -112,9 +112,9 @@ func TestFailedSaveIsRetriedThenReported(t *testing.T) {
 	_, err = engine.GetJSON[item](ctx, e, "/items/1")
 	require.NoError(t, err, "the new tokens are used from memory")
 	require.ErrorIs(t, e.Health(), engine.ErrSaveFailed)
-	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 3 }, 2*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 4 }, 2*time.Second, 5*time.Millisecond)
 	mu.Lock()
-	assert.Equal(t, []string{"refreshed", "save failed", "refreshed"}, order)
+	assert.Equal(t, []string{"save failed", "refreshed", "save failed", "refreshed"}, order)
 	mu.Unlock()
 
 	store.setFail(0)
@@ -325,10 +325,10 @@ type panickyHandler struct{ slog.Handler }
 func (panickyHandler) Enabled(context.Context, slog.Level) bool  { return true }
 func (panickyHandler) Handle(context.Context, slog.Record) error { panic("logger bug") }
 
-// A panic in the token actor whose recovery path panics too (a user's logger): the recovery is
-// guarded, so the panic never reaches protoactor's supervisor; the request that met it fails at
-// once with an error instead of hanging to its deadline, and the session goes on without replaying
-// a refresh token.
+// A span processor that panics when a refresh starts, with a logger that panics too: neither
+// reaches the token actor (telemetry and logging are guarded), so the request is answered at
+// once instead of hanging to its deadline, and the session goes on without replaying a refresh
+// token.
 func TestPanickingLoggerInTheRecoveryPath(t *testing.T) {
 	srv := startAPI(t, fakeapi.Options{Opaque: true, AccessTTL: time.Hour})
 	proc := &panicOnRefreshSpan{SpanProcessor: sdktrace.NewSimpleSpanProcessor(tracetest.NewInMemoryExporter())}
@@ -342,8 +342,7 @@ func TestPanickingLoggerInTheRecoveryPath(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := engine.GetJSON[item](ctx, e, "/items/1")
-	require.Error(t, err)
-	assert.NotErrorIs(t, err, context.DeadlineExceeded)
+	require.NoError(t, err)
 	assert.Less(t, time.Since(start), 2*time.Second, "answered, not left to its deadline")
 
 	proc.armed.Store(false)

@@ -79,3 +79,12 @@ var (
 	// response-header timeout). The caller's own deadline is context.DeadlineExceeded.
 	ErrTimeout = errors.New("engine: timeout")
 )
+
+// RotatedRefresh is implemented by a refresh error that carries a new refresh token: the token
+// endpoint rotated (spent the refresh token it was sent) but its answer could not be used. The token
+// actor saves and keeps the rotated token and retries with it, never with the spent one. A
+// RefreshFunc may return such an error too. The token must never appear in the error's text.
+type RotatedRefresh interface {
+	error
+	RotatedRefreshToken() string
+}

@@ -149,6 +149,9 @@ type RefreshFailed struct {
 	Seq       uint64
 	Err       error
 	Permanent bool
+	// Rotated, when not empty, is a refresh token the endpoint issued in an answer that could not be
+	// used: the one the actor holds is spent, so it keeps this one (already saved).
+	Rotated string
 }
 
 // Shutdown asks the token actor to answer every parked requester with ErrClosed and stop its timer.

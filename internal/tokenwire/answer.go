@@ -50,7 +50,8 @@ type wireAnswer struct {
 //
 // Errors: ErrMalformedAnswer for an answer it cannot use (not JSON or form, no access token, a bad
 // expires_in, a token with characters that cannot be sent: an *InvalidTokenError), and a
-// *TokenTypeError for a token type other than Bearer.
+// *TokenTypeError for a token type other than Bearer. When the refused answer held a sendable refresh
+// token, the error is a *RefusedAnswerError carrying it: the caller must keep it, not replay the old.
 func Parse(f Format, contentType string, body []byte, now time.Time, secrets ...string) (Answer, error) {
 	var a wireAnswer
 	if isForm(contentType, body) {
@@ -75,23 +76,25 @@ func Parse(f Format, contentType string, body []byte, now time.Time, secrets ...
 	default:
 		return Answer{}, fmt.Errorf("unknown refresh format %v", f)
 	}
+	if err := CheckRefreshToken(t.Refresh); err != nil {
+		return Answer{}, err
+	}
+	// From here on the refresh token is sendable: a server that rotates has already spent the one
+	// the request carried, so a refused answer hands the new one back with its error.
 	if t.Access == "" {
-		return Answer{}, fmt.Errorf("%w: no access token", ErrMalformedAnswer)
+		return Answer{}, refused(fmt.Errorf("%w: no access token", ErrMalformedAnswer), t.Refresh)
 	}
 	typ, err := tokenType(a.TokenType, secrets)
 	if err != nil {
-		return Answer{}, err
+		return Answer{}, refused(err, t.Refresh)
 	}
 	if err := CheckAccessToken(t.Access); err != nil {
-		return Answer{}, err
-	}
-	if err := CheckRefreshToken(t.Refresh); err != nil {
-		return Answer{}, err
+		return Answer{}, refused(err, t.Refresh)
 	}
 	if expiresIn != "" {
 		secs, err := expiresIn.Float64()
 		if err != nil || secs < 0 || secs > maxExpiresIn {
-			return Answer{}, fmt.Errorf("%w: expires_in is not a number of seconds between 0 and %d", ErrMalformedAnswer, maxExpiresIn)
+			return Answer{}, refused(fmt.Errorf("%w: expires_in is not a number of seconds between 0 and %d", ErrMalformedAnswer, maxExpiresIn), t.Refresh)
 		}
 		if secs > 0 {
 			t.Expiry = now.Add(time.Duration(secs * float64(time.Second)))
@@ -103,6 +106,30 @@ func Parse(f Format, contentType string, body []byte, now time.Time, secrets ...
 		}
 	}
 	return Answer{Tokens: t, Type: typ}, nil
+}
+
+// RefusedAnswerError is a 2xx token answer the engine refused (see Parse) that held a sendable
+// refresh token. Its Error and Unwrap are those of the refusal; the refresh token is only reachable
+// through RotatedRefreshToken (it implements messages.RotatedRefresh), never in the text.
+type RefusedAnswerError struct {
+	err     error
+	refresh string
+}
+
+func (e *RefusedAnswerError) Error() string { return e.err.Error() }
+
+// Unwrap returns the refusal, so errors.Is and errors.As see through it.
+func (e *RefusedAnswerError) Unwrap() error { return e.err }
+
+// RotatedRefreshToken is the refresh token the refused answer held.
+func (e *RefusedAnswerError) RotatedRefreshToken() string { return e.refresh }
+
+// refused wraps err with the answer's refresh token, if it had one.
+func refused(err error, refresh string) error {
+	if refresh == "" {
+		return err
+	}
+	return &RefusedAnswerError{err: err, refresh: refresh}
 }
 
 // isForm reports whether a token answer is form fields rather than JSON: its Content-Type is one
