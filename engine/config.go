@@ -209,8 +209,11 @@ func (c *config) checkCredentials(t Tokens) error {
 		return configErr("WithTokens", "no credentials: give WithTokens, a WithTokenStore that holds some, or WithRefreshFunc")
 	case c.tokenEndpoint != "" && t.Refresh == "":
 		return configErr("WithTokenEndpoint", "a token endpoint needs a refresh token, and the starting tokens have none")
-	case strings.ContainsFunc(t.Access, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }):
-		return configErr("WithTokens", "the access token holds a control character, which no header value may")
+	}
+	// The same check as every pair the token actor installs: a token that cannot be sent is refused
+	// here rather than failing every request. (Its error names no token.)
+	if err := actors.CheckTokens(t); err != nil {
+		return configErr("WithTokens", "the starting tokens cannot be sent: %v", err)
 	}
 	return nil
 }
