@@ -19,8 +19,9 @@ import (
 // gives) needs no node: the request shares one of the engine's life contexts, which Close ends (the
 // shared view). For a parent that can be cancelled, a context that merges two ends needs a
 // cancellation node registered with the parent; context.WithCancelCause makes one per request, and
-// net/http's transport then registers its own context of every send in that node's map: ~530 ns and
-// 5 allocations per request (bench/). Here instead:
+// net/http's transport then registers its own context of every send in that node's map: a cost per
+// request that the same-run harness measured (bench/RESULTS.md, W1 on a cancellable context). Here
+// instead:
 //   - the node is taken only when something waits on the request (Done, or a context derived from
 //     it, as net/http's transport derives one); until then the context reads its parent and the
 //     engine's closed flag directly;
