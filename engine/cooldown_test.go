@@ -1,11 +1,13 @@
 package engine_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -39,7 +41,14 @@ func TestRefreshCoolDownFailsFastPastTheDeadline(t *testing.T) {
 	require.NoError(t, err)
 	defer closeEngine(t, e)
 
-	_, err = fetchStatus(e, api.URL+"/me") // the first refresh meets the 429
+	// The first refresh meets the 429. Its request has time to see the refresh end (a one-second
+	// deadline could end first on a loaded machine, and the next request would then join that
+	// refresh instead of meeting the pause).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api.URL+"/me", nil)
+	require.NoError(t, err)
+	_, err = e.Client().Do(req)
 	require.Error(t, err)
 	for range 2 {
 		_, err = fetchStatus(e, api.URL+"/me") // (one-second deadline)
