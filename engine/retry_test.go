@@ -532,7 +532,10 @@ func TestFailedRefreshIsNotRetriedTwice(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	_, err = engine.GetJSON[item](ctx, e, "/items/1")
-	require.ErrorIs(t, err, engine.ErrRefreshFailed)
+	// The refresh retries for as long as its requester's deadline allows, so which ends first, the
+	// refresh's last failure or the deadline, is a race at that boundary: either error is right.
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, engine.ErrRefreshFailed) || errors.Is(err, context.DeadlineExceeded), "got %v", err)
 	assert.Greater(t, calls.Load(), int64(1), "refresh calls")
 	assert.EqualValues(t, 1, srv.Stats().APIRequests-before, "API calls: the request was retried on top of its refresh")
 }
