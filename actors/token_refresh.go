@@ -169,7 +169,9 @@ func refreshRetrying(retryCtx, callCtx context.Context, run *refreshRun, cfg *To
 			}
 		}
 		actx, cancel := context.WithTimeout(telemetry.WithResend(callCtx, calls-1), cfg.RefreshTimeout)
+		began := time.Now()
 		t, err := callRefresh(actx, cfg.Refresh, current)
+		took := time.Since(began)
 		cancel()
 		if err == nil {
 			err = checkAnswer(t) // a pair that cannot be sent would fail every request
@@ -200,7 +202,9 @@ func refreshRetrying(retryCtx, callCtx context.Context, run *refreshRun, cfg *To
 		} else {
 			wait = retry.Backoff(calls, s.policy.BaseDelay, s.policy.MaxDelay, nil)
 		}
-		if !run.worthRetrying(calls, wait, now, &s.policy, cfg.RefreshTimeout) {
+		// A retry is worth it only if it can also end (about as long as this call took) before the
+		// requesters' window does: then they get the refresh's own error, not a bare deadline.
+		if !run.worthRetrying(calls, wait+took, now, &s.policy, cfg.RefreshTimeout) {
 			return t, err
 		}
 		ask := messages.RetryAsk{Host: host, Method: http.MethodPost, Attempt: calls + 1, Reason: v.Reason, Delay: wait}
