@@ -47,18 +47,6 @@ func tchar(c byte) bool {
 	return false
 }
 
-// refusedPair is a refresh function's answer that CheckTokens refused while its refresh token is
-// sendable: like tokenwire.RefusedAnswerError, it hands that token back (messages.RotatedRefresh)
-// without ever putting it in its text.
-type refusedPair struct {
-	err     error
-	refresh string
-}
-
-func (e *refusedPair) Error() string               { return e.err.Error() }
-func (e *refusedPair) Unwrap() error               { return e.err }
-func (e *refusedPair) RotatedRefreshToken() string { return e.refresh }
-
 // checkAnswer checks a refresh function's answer: a refused one is a failed refresh that may pass
 // (it wraps tokenwire.ErrMalformedAnswer), carrying the answer's refresh token when it is usable.
 func checkAnswer(t messages.Tokens) error {
@@ -72,10 +60,10 @@ func checkAnswer(t messages.Tokens) error {
 	if !errors.Is(err, tokenwire.ErrMalformedAnswer) {
 		err = fmt.Errorf("%w: %w", tokenwire.ErrMalformedAnswer, err)
 	}
-	if t.Refresh != "" && tokenwire.CheckRefreshToken(t.Refresh) == nil {
-		return &refusedPair{err: err, refresh: t.Refresh}
+	if tokenwire.CheckRefreshToken(t.Refresh) != nil {
+		return err
 	}
-	return err
+	return tokenwire.Refused(err, t.Refresh) // (no wrapper for an empty refresh token)
 }
 
 // scrubbedError is an error whose text has the tokens taken out; Unwrap keeps errors.Is and

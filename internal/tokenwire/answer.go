@@ -82,19 +82,19 @@ func Parse(f Format, contentType string, body []byte, now time.Time, secrets ...
 	// From here on the refresh token is sendable: a server that rotates has already spent the one
 	// the request carried, so a refused answer hands the new one back with its error.
 	if t.Access == "" {
-		return Answer{}, refused(fmt.Errorf("%w: no access token", ErrMalformedAnswer), t.Refresh)
+		return Answer{}, Refused(fmt.Errorf("%w: no access token", ErrMalformedAnswer), t.Refresh)
 	}
 	typ, err := tokenType(a.TokenType, secrets)
 	if err != nil {
-		return Answer{}, refused(err, t.Refresh)
+		return Answer{}, Refused(err, t.Refresh)
 	}
 	if err := CheckAccessToken(t.Access); err != nil {
-		return Answer{}, refused(err, t.Refresh)
+		return Answer{}, Refused(err, t.Refresh)
 	}
 	if expiresIn != "" {
 		secs, err := expiresIn.Float64()
 		if err != nil || secs < 0 || secs > maxExpiresIn {
-			return Answer{}, refused(fmt.Errorf("%w: expires_in is not a number of seconds between 0 and %d", ErrMalformedAnswer, maxExpiresIn), t.Refresh)
+			return Answer{}, Refused(fmt.Errorf("%w: expires_in is not a number of seconds between 0 and %d", ErrMalformedAnswer, maxExpiresIn), t.Refresh)
 		}
 		if secs > 0 {
 			t.Expiry = now.Add(time.Duration(secs * float64(time.Second)))
@@ -124,8 +124,9 @@ func (e *RefusedAnswerError) Unwrap() error { return e.err }
 // RotatedRefreshToken is the refresh token the refused answer held.
 func (e *RefusedAnswerError) RotatedRefreshToken() string { return e.refresh }
 
-// refused wraps err with the answer's refresh token, if it had one.
-func refused(err error, refresh string) error {
+// Refused wraps err, the refusal of an answer, with the answer's refresh token when it had one: the
+// one place that makes a RefusedAnswerError (the token actor uses it for refresh functions' answers).
+func Refused(err error, refresh string) error {
 	if refresh == "" {
 		return err
 	}
