@@ -277,8 +277,12 @@ func (e *Engine) Subscribe(fn func(Event)) (unsubscribe func()) { return e.subs.
 // finish and its result saved (it makes no further call), and so is a SetTokens save: the store
 // never keeps a refresh token the server already rotated. ctx bounds the whole wait: Close returns
 // by its deadline, cutting a refresh call short if it must (a save already running keeps its own
-// bounded context). Calling Close again returns the first call's result.
+// bounded context). A nil ctx waits without a bound, as context.Background would. Calling Close
+// again returns the first call's result.
 func (e *Engine) Close(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background() // a deferred eng.Close(nil) must still close, not panic
+	}
 	e.closeOnce.Do(func() {
 		errs := []error{e.inflight.Close(ctx)}
 		if e.token != nil {

@@ -463,3 +463,15 @@ func TestAfterCloseNothingWaits(t *testing.T) {
 		t.Fatal("a call after Close is still waiting")
 	}
 }
+
+// Close(nil) closes the engine like Close(context.Background()), rather than panicking in the
+// middle of a shutdown (a nil ctx is an easy mistake in a deferred call).
+func TestCloseWithNilContext(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{Opaque: true, AccessTTL: time.Hour})
+	e, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithTokens(srv.Login("ada")))
+	require.NoError(t, err)
+	require.NoError(t, e.Close(nil))
+	_, err = engine.GetJSON[item](context.Background(), e, "/items/1")
+	assert.ErrorIs(t, err, engine.ErrClosed)
+	assert.Equal(t, 0, engine.ActorCount(e))
+}
