@@ -96,13 +96,10 @@ func TestClientCredentialsOneFetchPerExpiry(t *testing.T) {
 func TestClientCredentials401StormOneFetch(t *testing.T) {
 	srv := startAPI(t, fakeapi.Options{AccessTTL: time.Hour})
 	srv.RegisterClient("svc", "client-secret-value", fakeapi.ClientSecretBasic)
-	e, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithClientCredentials(engine.ClientCredentials{
-		TokenURL: srv.OAuth2TokenURL(), ClientID: "svc", ClientSecret: "client-secret-value"}))
-	require.NoError(t, err)
-	t.Cleanup(func() { closeEngine(t, e) })
+	e := clientCredsEngine(t, srv, engine.ClientCredentials{ClientID: "svc", ClientSecret: "client-secret-value"})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_, err = me(ctx, e)
+	_, err := me(ctx, e)
 	require.NoError(t, err)
 	for round := int64(1); round <= 2; round++ {
 		srv.ExpireAccessTokens()
@@ -118,10 +115,7 @@ func TestClientCredentials401StormOneFetch(t *testing.T) {
 func TestClientCredentialsWrongSecretNoStorm(t *testing.T) {
 	srv := startAPI(t, fakeapi.Options{})
 	srv.RegisterClient("svc", "the-right-secret", fakeapi.ClientSecretPost)
-	e, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithClientCredentials(engine.ClientCredentials{
-		TokenURL: srv.OAuth2TokenURL(), ClientID: "svc", ClientSecret: "a-wrong-secret", AuthMethod: engine.ClientSecretPost}))
-	require.NoError(t, err)
-	t.Cleanup(func() { closeEngine(t, e) })
+	e := clientCredsEngine(t, srv, engine.ClientCredentials{ClientID: "svc", ClientSecret: "a-wrong-secret", AuthMethod: engine.ClientSecretPost})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -137,7 +131,7 @@ func TestClientCredentialsWrongSecretNoStorm(t *testing.T) {
 	// Requests that arrive after a failed fetch start the next one; those waiting share it.
 	calls := srv.ClientCredentialsCalls()
 	assert.Less(t, calls, int64(100), "fetches are shared, no retry storm")
-	_, err = me(ctx, e)
+	_, err := me(ctx, e)
 	require.ErrorIs(t, err, engine.ErrRefreshFailed)
 	assert.NotErrorIs(t, err, engine.ErrSessionExpired)
 	assert.NotContains(t, err.Error(), "a-wrong-secret")
@@ -150,10 +144,7 @@ func TestClientCredentialsTransientFailureRetried(t *testing.T) {
 	srv := startAPI(t, fakeapi.Options{})
 	srv.RegisterClient("svc", "client-secret-value", fakeapi.ClientSecretBasic)
 	srv.SetTokenFailure(http.StatusServiceUnavailable, `{"error":"temporarily_unavailable"}`, 1)
-	e, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithClientCredentials(engine.ClientCredentials{
-		TokenURL: srv.OAuth2TokenURL(), ClientID: "svc", ClientSecret: "client-secret-value"}))
-	require.NoError(t, err)
-	t.Cleanup(func() { closeEngine(t, e) })
+	e := clientCredsEngine(t, srv, engine.ClientCredentials{ClientID: "svc", ClientSecret: "client-secret-value"})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	failed, err := concurrentMe(ctx, e, 100, "svc")
@@ -439,12 +430,9 @@ func TestTokenSourceAnswers(t *testing.T) {
 func TestClientCredentialsProactiveRenewal(t *testing.T) {
 	srv := startAPI(t, fakeapi.Options{AccessTTL: 2 * time.Second})
 	srv.RegisterClient("svc", "client-secret-value", fakeapi.ClientSecretBasic)
-	e, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithClientCredentials(engine.ClientCredentials{
-		TokenURL: srv.OAuth2TokenURL(), ClientID: "svc", ClientSecret: "client-secret-value"}))
-	require.NoError(t, err)
-	t.Cleanup(func() { closeEngine(t, e) })
+	e := clientCredsEngine(t, srv, engine.ClientCredentials{ClientID: "svc", ClientSecret: "client-secret-value"})
 	ctx := context.Background()
-	_, err = me(ctx, e)
+	_, err := me(ctx, e)
 	require.NoError(t, err)
 	require.EqualValues(t, 1, srv.ClientTokens())
 	assert.Eventually(t, func() bool { return srv.ClientTokens() == 2 }, 10*time.Second, 10*time.Millisecond,
@@ -496,4 +484,15 @@ func TestTokenSourceCallsNeverOverlap(t *testing.T) {
 	require.NoError(t, <-got)
 	<-entered
 	assert.EqualValues(t, 1, most.Load(), "never more than one call inside the source")
+}
+
+// clientCredsEngine is an engine on srv's API getting its tokens by the client-credentials grant cc
+// from srv's token endpoint (cc.TokenURL is filled in), closed when the test ends.
+func clientCredsEngine(t *testing.T, srv *fakeapi.Server, cc engine.ClientCredentials) *engine.Engine {
+	t.Helper()
+	cc.TokenURL = srv.OAuth2TokenURL()
+	e, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithClientCredentials(cc))
+	require.NoError(t, err)
+	t.Cleanup(func() { closeEngine(t, e) })
+	return e
 }
