@@ -352,15 +352,17 @@ func TestTraceFailedRefresh(t *testing.T) {
 		assert.True(t, slices.ContainsFunc(l.Links(), func(k sdktrace.Link) bool { return k.SpanContext.Equal(rs.SpanContext()) }))
 	}
 
+	// The record is written once the requesters were answered: wait for it.
 	var record map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(r.logs.String()), "\n") {
-		var m map[string]any
-		require.NoError(t, json.Unmarshal([]byte(line), &m))
-		if m["msg"] == "session expired" {
-			record = m
+	require.Eventually(t, func() bool {
+		for _, line := range strings.Split(strings.TrimSpace(r.logs.String()), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "session expired" {
+				record = m
+			}
 		}
-	}
-	require.NotNil(t, record, "logs: %s", r.logs.String())
+		return record != nil
+	}, 5*time.Second, 5*time.Millisecond, "logs: %s", r.logs.String())
 	assert.Equal(t, rs.SpanContext().TraceID().String(), record["trace_id"])
 	assert.Equal(t, rs.SpanContext().SpanID().String(), record["span_id"])
 }
