@@ -77,18 +77,20 @@ type Server struct {
 	ordered  map[string]int    // orders created, by user + "\x00" + request body
 	dupes    int64             // orders whose user and body were already ordered
 
-	refreshCalls  atomic.Int64
-	apiRequests   atomic.Int64
-	unauthorized  atomic.Int64
-	revocations   atomic.Int64
-	reuseDetected atomic.Int64
-	graceReplays  atomic.Int64
-	lostAnswers   atomic.Int64
-	tokenDone     atomic.Int64              // token endpoint answers completed (including failures)
-	flaky         atomic.Pointer[Flakiness] // nil: no random failures
-	flaky503      atomic.Int64              // API requests answered 503 by Flakiness
-	flakyResets   atomic.Int64              // API requests whose connection Flakiness reset
-	clients       clients                   // the client-credentials grant's clients (clientcreds.go)
+	refreshCalls    atomic.Int64
+	refreshInFlight atomic.Int64 // token endpoint calls being handled
+	refreshPeak     atomic.Int64 // the most of them at once
+	apiRequests     atomic.Int64
+	unauthorized    atomic.Int64
+	revocations     atomic.Int64
+	reuseDetected   atomic.Int64
+	graceReplays    atomic.Int64
+	lostAnswers     atomic.Int64
+	tokenDone       atomic.Int64              // token endpoint answers completed (including failures)
+	flaky           atomic.Pointer[Flakiness] // nil: no random failures
+	flaky503        atomic.Int64              // API requests answered 503 by Flakiness
+	flakyResets     atomic.Int64              // API requests whose connection Flakiness reset
+	clients         clients                   // the client-credentials grant's clients (clientcreds.go)
 }
 
 // Start runs a Server on a loopback port.
@@ -150,6 +152,7 @@ func (s *Server) Close() {
 // Stats is a snapshot of the counters.
 type Stats struct {
 	RefreshCalls  int64 // token endpoint calls received, either format
+	PeakRefreshes int64 // the most token endpoint calls in flight at once
 	TokenAnswers  int64 // token endpoint calls answered (success or failure)
 	APIRequests   int64 // API calls received, valid token or not
 	Unauthorized  int64 // API calls answered 401
@@ -163,6 +166,7 @@ type Stats struct {
 func (s *Server) Stats() Stats {
 	return Stats{
 		RefreshCalls:  s.refreshCalls.Load(),
+		PeakRefreshes: s.refreshPeak.Load(),
 		TokenAnswers:  s.tokenDone.Load(),
 		APIRequests:   s.apiRequests.Load(),
 		Unauthorized:  s.unauthorized.Load(),

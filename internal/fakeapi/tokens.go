@@ -66,9 +66,21 @@ func (s *Server) ExpireAccessTokens() {
 	}
 }
 
-func (s *Server) handleOAuth2(w http.ResponseWriter, r *http.Request) {
+// refreshCall counts a token endpoint call, and the calls in flight at once (their peak), until the
+// function it returns is called.
+func (s *Server) refreshCall() (done func()) {
 	s.refreshCalls.Add(1)
-	defer s.tokenDone.Add(1)
+	n := s.refreshInFlight.Add(1)
+	for peak := s.refreshPeak.Load(); n > peak && !s.refreshPeak.CompareAndSwap(peak, n); peak = s.refreshPeak.Load() {
+	}
+	return func() {
+		s.refreshInFlight.Add(-1)
+		s.tokenDone.Add(1)
+	}
+}
+
+func (s *Server) handleOAuth2(w http.ResponseWriter, r *http.Request) {
+	defer s.refreshCall()()
 	if !s.misbehave(w, r) {
 		return
 	}
@@ -115,8 +127,7 @@ func (s *Server) handleOAuth2(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleJSONRefresh(w http.ResponseWriter, r *http.Request) {
-	s.refreshCalls.Add(1)
-	defer s.tokenDone.Add(1)
+	defer s.refreshCall()()
 	if !s.misbehave(w, r) {
 		return
 	}
