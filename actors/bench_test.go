@@ -14,7 +14,7 @@ import (
 )
 
 func benchSystem(b *testing.B) (*actor.ActorSystem, *TokenHandle) {
-	system := NewSystem(nil)
+	system := newSystem(nil)
 	h, err := SpawnToken(system, TokenConfig{Store: seeded(messages.Tokens{Access: "t1", Expiry: time.Now().Add(time.Hour)})})
 	if err != nil {
 		b.Fatal(err)

@@ -12,6 +12,18 @@ import (
 // The credentials stage: a token for each attempt to the API's origins, and the one resend after a
 // 401 with the token that replaces the rejected one.
 
+// Credentials is where the request path gets its tokens and reports the ones the API rejected: a
+// token actor's TokenHandle, or something that finds the right token actor first (the engine's
+// families). Implementations are safe for concurrent use.
+type Credentials interface {
+	// AcquireAt returns the token to send at now, parking until a refresh ends if one must run.
+	AcquireAt(ctx context.Context, now time.Time) (Grant, error)
+	// Rejected reports a 401 for generation gen and returns the token to retry with.
+	Rejected(ctx context.Context, gen uint64) (Grant, error)
+	// ReportRejected reports a 401 for generation gen without waiting.
+	ReportRejected(gen uint64)
+}
+
 // attempt makes one attempt with body: a token, a send, and after a 401 (once per logical request)
 // a resend with the token that replaces the rejected one.
 func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.ReadCloser, st *attemptState) (*http.Response, error) {

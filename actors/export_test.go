@@ -70,7 +70,7 @@ func spawnToken(system *actor.ActorSystem, cfg TokenConfig, opts ...actor.PropsO
 	if err != nil {
 		return nil, err
 	}
-	if err := h.spawn(system, actor.PropsFromProducer(func() actor.Actor { return newTokenActor(cfg, h) }, opts...)); err != nil {
+	if err := h.spawn(system, cfg.Name, actor.PropsFromProducer(func() actor.Actor { return newTokenActor(cfg, h) }, opts...)); err != nil {
 		return nil, err
 	}
 	return h, nil

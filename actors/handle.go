@@ -91,7 +91,7 @@ func SpawnToken(system *actor.ActorSystem, cfg TokenConfig) (*TokenHandle, error
 	if err != nil {
 		return nil, err
 	}
-	if err := h.spawn(system, actor.PropsFromProducer(func() actor.Actor { return newTokenActor(cfg, h) })); err != nil {
+	if err := h.spawn(system, cfg.Name, actor.PropsFromProducer(func() actor.Actor { return newTokenActor(cfg, h) })); err != nil {
 		return nil, err
 	}
 	return h, nil
@@ -115,9 +115,9 @@ func newTokenHandle(system *actor.ActorSystem, cfg TokenConfig) (*TokenHandle, T
 	return h, cfg, nil
 }
 
-// spawn starts the actor made by props under the name "token".
-func (h *TokenHandle) spawn(system *actor.ActorSystem, props *actor.Props) error {
-	pid, err := system.Root.SpawnNamed(props, "token")
+// spawn starts the actor made by props under name (a name of protoactor's making when "").
+func (h *TokenHandle) spawn(system *actor.ActorSystem, name string, props *actor.Props) error {
+	pid, err := spawn(system, name, "token", props)
 	if err != nil {
 		h.abort()
 		return err

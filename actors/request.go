@@ -25,7 +25,7 @@ import (
 // A Requester is safe for concurrent use.
 type Requester struct {
 	Base     http.RoundTripper // sends attempts
-	Token    *TokenHandle      // nil for a public client: never attaches a token
+	Token    Credentials       // nil for a public client: never attaches a token
 	Origins  []Origin          // only requests to these receive the token
 	Inflight *Inflight         // tracks requests for Close
 	// Secrets are attached to every request (and redirect hop) for Origins, and never elsewhere.

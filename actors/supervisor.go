@@ -76,6 +76,7 @@ type SupervisorConfig struct {
 	Policy RetryPolicy
 	Events RetryEvents // nil: none
 	Logger *slog.Logger
+	Name   string // the actor's name in its system, unique there; "": one of protoactor's making
 }
 
 // SpawnSupervisor starts the supervisor actor in system.
@@ -97,7 +98,7 @@ func SpawnSupervisor(system *actor.ActorSystem, cfg SupervisorConfig) (*Supervis
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &supervisorActor{s: s, events: cfg.Events, cool: map[string]coolDown{}}
 	})
-	pid, err := system.Root.SpawnNamed(props, "supervisor")
+	pid, err := spawn(system, cfg.Name, "supervisor", props)
 	if err != nil {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ func (c retryEvents) RetryBudgetExhausted(string, string, string)               
 
 func spawnSupervisor(t *testing.T, p RetryPolicy, events RetryEvents) *Supervisor {
 	t.Helper()
-	system := NewSystem(nil)
+	system := newSystem(nil)
 	s, err := SpawnSupervisor(system, SupervisorConfig{Policy: p, Events: events})
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -105,7 +105,7 @@ func TestBudgetsArePerHost(t *testing.T) {
 
 // After Stop nothing waits on the supervisor: asks fail with ErrClosed, cool-downs return.
 func TestStoppedSupervisorAnswersNobody(t *testing.T) {
-	system := NewSystem(nil)
+	system := newSystem(nil)
 	defer system.Shutdown()
 	s, err := SpawnSupervisor(system, SupervisorConfig{Policy: testPolicy()})
 	require.NoError(t, err)

@@ -3,17 +3,26 @@ package actors
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	cmap "github.com/orcaman/concurrent-map"
 )
 
-// NewSystem starts a protoactor actor system configured for a library: its records go to logger
+// System is the process's one protoactor actor system, started on first use and never shut down:
+// every engine spawns its actors in it (and stops them in Close). protoactor's idiom is one system
+// per process, and building one is the expensive part (its process registry): an engine per
+// tenant, or a test that makes hundreds of engines, would otherwise pay it each time. An idle
+// system holds no goroutine. protoactor's own records (Warn and up) go to slog.Default(); the
+// engines' records go to their own loggers.
+var System = sync.OnceValue(func() *actor.ActorSystem { return newSystem(slog.New(defaultHandler{})) })
+
+// newSystem starts a protoactor actor system configured for a library: its records go to logger
 // from Warn up (protoactor logs every actor start and stop at Info), and its dead-letter throttle
 // timer (a goroutine per burst of dead letters, one second by default) is kept to a millisecond so
-// that nothing of it outlives Close noticeably.
-func NewSystem(logger *slog.Logger) *actor.ActorSystem {
+// that nothing of it outlives an engine's Close noticeably. Tests make systems of their own with it.
+func newSystem(logger *slog.Logger) *actor.ActorSystem {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -46,6 +55,26 @@ func smallRegistry(system *actor.ActorSystem) {
 	system.ProcessRegistry.LocalPIDs = small
 }
 
+// defaultHandler hands records to whatever slog.Default() is when they are written, so that a
+// program that sets its default logger after the first engine started still gets them.
+type defaultHandler struct{}
+
+func (defaultHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return slog.Default().Handler().Enabled(ctx, l)
+}
+
+func (defaultHandler) Handle(ctx context.Context, r slog.Record) error {
+	return slog.Default().Handler().Handle(ctx, r)
+}
+
+func (h defaultHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return slog.Default().Handler().WithAttrs(a)
+}
+
+func (h defaultHandler) WithGroup(name string) slog.Handler {
+	return slog.Default().Handler().WithGroup(name)
+}
+
 // minLevel drops records below min.
 type minLevel struct {
 	slog.Handler
@@ -62,4 +91,13 @@ func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
+}
+
+// spawn starts props in system under name, or, when name is "", under a unique name protoactor
+// makes from prefix.
+func spawn(system *actor.ActorSystem, name, prefix string, props *actor.Props) (*actor.PID, error) {
+	if name == "" {
+		name = prefix + system.ProcessRegistry.NextId()
+	}
+	return system.Root.SpawnNamed(props, name)
 }

@@ -62,6 +62,18 @@ type TokenConfig struct {
 	Events               TokenEvents   // nil: none
 	Logger               *slog.Logger
 	Telemetry            *telemetry.T // spans and metrics of refreshes and parked requests; nil: none
+	Name                 string       // the actor's name in its system, unique there; "": one of protoactor's making
+
+	// Gate bounds the refresh calls in flight across every token actor that shares it: a call
+	// takes a slot (waiting within its timeout) and gives it back when it returns. nil: no bound.
+	Gate chan struct{}
+
+	// Idle and OnIdle passivate an idle actor: every Idle, if no refresh runs and the store holds
+	// the credentials in force, the actor calls OnIdle, which decides whether requests still use it
+	// and, if not, stops it (the next use starts a new one, loaded from the store). OnIdle runs on
+	// the actor's goroutine and must not block. Idle ≤ 0 or a nil OnIdle: never.
+	Idle   time.Duration
+	OnIdle func()
 }
 
 // tokenActor is the only writer of credentials. Its behaviour is one of four states, switched with
@@ -99,6 +111,7 @@ type kept struct {
 	endedBy   *trace.SpanContext // the span of the refresh that ended it, for its failures to link to
 	closed    bool               // Shutdown was handled
 	timer     *time.Timer        // the proactive refresh of the current generation
+	idle      *time.Timer        // the next IdleCheck (see TokenConfig.Idle)
 }
 
 func (k *kept) stopTimer() {
@@ -133,6 +146,9 @@ func (a *tokenActor) Receive(c actor.Context) {
 		a.shutdown()
 		close(m.Done)
 		return
+	case messages.IdleCheck:
+		a.idleCheck(c)
+		return
 	case *actor.Stopping:
 		a.shutdown()
 		return
@@ -146,6 +162,7 @@ func (a *tokenActor) Receive(c actor.Context) {
 // start (re)builds the actor's state: the credentials from the store, the rest from what survived.
 func (a *tokenActor) start(c actor.Context) {
 	a.k.stopTimer()
+	a.armIdle(c)
 	t, err := a.h.store.load()
 	if err != nil {
 		a.log(slog.LevelWarn, "token store: loading the credentials failed", "error", err)
@@ -358,9 +375,42 @@ func (a *tokenActor) minInterval() time.Duration {
 	return DefaultMinRefreshInterval
 }
 
+// armIdle schedules the next IdleCheck, if the actor is ever passivated.
+func (a *tokenActor) armIdle(c actor.Context) {
+	if a.cfg.Idle <= 0 || a.cfg.OnIdle == nil || a.k.closed {
+		return
+	}
+	if a.k.idle != nil {
+		a.k.idle.Stop()
+	}
+	self, root, h := c.Self(), c.ActorSystem().Root, a.h
+	a.k.idle = time.AfterFunc(a.cfg.Idle, func() {
+		if !h.isGone() {
+			root.Send(self, messages.IdleCheck{})
+		}
+	})
+}
+
+// idleCheck offers the actor for passivation when nothing of its own is under way: no refresh (its
+// requesters are parked on it) and no failed save (the store would lag behind memory). Whether
+// requests still use it is OnIdle's to judge. The check repeats until the actor is stopped.
+func (a *tokenActor) idleCheck(c actor.Context) {
+	if a.k.closed {
+		return
+	}
+	if a.k.run == nil && a.h.Health() == nil {
+		safely(a.cfg.OnIdle)
+	}
+	a.armIdle(c)
+}
+
 func (a *tokenActor) shutdown() {
 	a.k.closed = true
 	a.k.stopTimer()
+	if a.k.idle != nil {
+		a.k.idle.Stop()
+		a.k.idle = nil
+	}
 	a.h.snap.Store(nil)
 	a.behavior.Become(a.closed)
 	run := a.k.run

@@ -168,11 +168,16 @@ func refreshRetrying(retryCtx, callCtx context.Context, run *refreshRun, cfg *To
 				return messages.Tokens{}, err
 			}
 		}
+		release, err := enterGate(retryCtx, cfg.Gate, run.window(cfg.RefreshTimeout))
+		if err != nil {
+			return messages.Tokens{}, err
+		}
 		actx, cancel := context.WithTimeout(telemetry.WithResend(callCtx, calls-1), cfg.RefreshTimeout)
 		began := time.Now()
 		t, err := callRefresh(actx, cfg.Refresh, current)
 		took := time.Since(began)
 		cancel()
+		release()
 		if err == nil {
 			err = checkAnswer(t) // a pair that cannot be sent would fail every request
 		} else {
@@ -235,6 +240,28 @@ func rotatedRefresh(err error) string {
 		return ""
 	}
 	return rt
+}
+
+// enterGate takes a slot of gate (nil: no bound) for one refresh call, waiting for it until ctx ends
+// or until the requesters' window closes; release gives it back. The wait does not eat into the
+// call's own timeout, and the slot is not held through the backoff between calls.
+func enterGate(ctx context.Context, gate chan struct{}, window time.Time) (release func(), err error) {
+	if gate == nil {
+		return func() {}, nil
+	}
+	select {
+	case gate <- struct{}{}: // a free slot: no timer needed
+		return func() { <-gate }, nil
+	default:
+	}
+	wctx, cancel := context.WithDeadline(ctx, window)
+	defer cancel()
+	select {
+	case gate <- struct{}{}:
+		return func() { <-gate }, nil
+	case <-wctx.Done():
+		return nil, fmt.Errorf("waiting for one of the refresh calls allowed at once (WithMaxConcurrentRefreshes): %w", context.Cause(wctx))
+	}
 }
 
 // callRefresh runs the refresh function, turning a panic into an error.

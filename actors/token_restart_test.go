@@ -41,7 +41,7 @@ func panicOnBoom(hold *atomic.Bool, gate <-chan struct{}) actor.PropsOption {
 
 func spawnWith(t *testing.T, cfg TokenConfig, opts ...actor.PropsOption) (*TokenHandle, chanEvents) {
 	t.Helper()
-	system := NewSystem(nil)
+	system := newSystem(nil)
 	events := make(chanEvents, 64)
 	cfg.Events = events
 	h, err := spawnToken(system, cfg, opts...)

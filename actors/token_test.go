@@ -80,7 +80,7 @@ type fixture struct {
 func start(t *testing.T, cfg TokenConfig) *fixture {
 	t.Helper()
 	f := &fixture{events: make(chan any, 64)}
-	f.system = NewSystem(nil)
+	f.system = newSystem(nil)
 	cfg.Events = chanEvents(f.events)
 	h, err := SpawnToken(f.system, cfg)
 	require.NoError(t, err)

@@ -92,6 +92,12 @@ func (c *config) checkOrigins(public bool, v *validated) []error {
 // checkLimits rejects durations and sizes that cannot mean anything.
 func (c *config) checkLimits() []error {
 	var errs []error
+	if c.maxRefreshes == 0 {
+		errs = append(errs, configErr("WithMaxConcurrentRefreshes", "0 would never refresh: give a positive bound, or a negative value for none"))
+	}
+	if c.familyIdle == 0 {
+		errs = append(errs, configErr("WithFamilyIdleTimeout", "0 would passivate a family between two requests: give a positive time, or a negative value to never passivate"))
+	}
 	if c.refreshTimeout <= 0 {
 		errs = append(errs, configErr("WithRefreshTimeout", "%v: a refresh needs some time", c.refreshTimeout))
 	}
@@ -166,6 +172,7 @@ func (c *config) checkPublic() []error {
 	}{
 		{"WithTokens", c.tokens != nil}, {"WithTokenEndpoint", c.endpointGiven},
 		{"WithRefreshFunc", c.refreshFunc != nil}, {"WithTokenStore", c.store != nil},
+		{"WithFamilyStore", c.families != nil},
 		{"WithOrigins", len(c.origins) > 0}, {"WithClientAuth", c.clientID != ""},
 	} {
 		if o.set {

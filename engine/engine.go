@@ -7,11 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
 
 	"github.com/resilientclient/resilient/actors"
 	"github.com/resilientclient/resilient/internal/telemetry"
@@ -39,14 +42,17 @@ type Engine struct {
 	logger    *slog.Logger
 	onError   func(context.Context, *Failure)
 
-	system    *actor.ActorSystem
-	token     *actors.TokenHandle // nil for a public engine
+	id        string             // prefixes the names of the engine's actors in the shared system
+	system    *actor.ActorSystem // the process's (actors.System)
+	events    *eventstream.EventStream
+	token     *actors.TokenHandle // the default family's; nil for a public engine
 	sup       *actors.Supervisor
 	inflight  *actors.Inflight
 	requester *actors.Requester
 	client    *http.Client    // the typed helpers' client
 	transport *http.Transport // the default transport the engine made, closed by Close; nil if given
 	subs      *subscribers
+	fam       families // every family but the default one (family.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -99,14 +105,18 @@ func build(public bool, opts []Option) (*Engine, error) {
 	return e, nil
 }
 
-// startRequestPath starts the actor system, the supervisor and the requester (with its cache).
+// engineIDs numbers the engines of the process, to name their actors apart in the shared system.
+var engineIDs atomic.Uint64
+
+// startRequestPath starts the supervisor and the requester (with its cache), in the process's actor
+// system; the engine's events get a stream of their own.
 func (e *Engine) startRequestPath(c *config, v validated, tel *telemetry.T, base http.RoundTripper) error {
-	e.system = actors.NewSystem(c.logger)
-	e.subs = &subscribers{system: e.system, onPanic: func(err error) { c.logger.Error("event subscriber panicked", "error", err) }}
+	e.id = "engine" + strconv.FormatUint(engineIDs.Add(1), 10)
+	e.system, e.events = actors.System(), eventstream.NewEventStream()
+	e.subs = &subscribers{system: e.system, stream: e.events, name: e.id + "/subscriber", onPanic: func(err error) { c.logger.Error("event subscriber panicked", "error", err) }}
 	var err error
-	e.sup, err = actors.SpawnSupervisor(e.system, actors.SupervisorConfig{Policy: v.policy, Events: publisher{e.system.EventStream}, Logger: c.logger})
+	e.sup, err = actors.SpawnSupervisor(e.system, actors.SupervisorConfig{Policy: v.policy, Events: publisher{stream: e.events}, Logger: c.logger, Name: e.id + "/supervisor"})
 	if err != nil {
-		e.system.Shutdown()
 		return err
 	}
 	e.requester = &actors.Requester{Base: base, Origins: v.origins, Inflight: e.inflight, Supervisor: e.sup, Secrets: c.secrets, Tel: tel}
@@ -118,20 +128,25 @@ func (e *Engine) startRequestPath(c *config, v validated, tel *telemetry.T, base
 	return nil
 }
 
-// startTokenActor spawns the actor that owns the credentials, and hands it to the requester. The
-// actor's state is what store holds, on this start and on any restart.
+// startTokenActor spawns the actor that owns the default family's credentials, and hands it to the
+// requester. The actor's state is what store holds, on this start and on any restart. Its
+// configuration is the template of every other family's (family.go).
 func (e *Engine) startTokenActor(c *config, store TokenStore, tel *telemetry.T, base http.RoundTripper) error {
 	tc := actors.TokenConfig{
 		Store:                store,
 		Refresh:              c.refresher(tel.Transport(base)),
 		RefreshTimeout:       c.refreshTimeout,
 		Skew:                 c.skew,
-		Events:               publisher{e.system.EventStream},
+		Events:               publisher{stream: e.events},
 		Logger:               c.logger,
 		Supervisor:           e.sup,
 		RefreshHost:          "", // a refresh function's: unknown
 		RequiresRefreshToken: c.tokenEndpoint != "",
 		Telemetry:            tel,
+		Name:                 e.id + "/token",
+	}
+	if c.maxRefreshes > 0 {
+		tc.Gate = make(chan struct{}, c.maxRefreshes)
 	}
 	if u, err := url.Parse(c.tokenEndpoint); err == nil && c.tokenEndpoint != "" {
 		tc.RefreshHost = strings.ToLower(u.Host)
@@ -139,10 +154,14 @@ func (e *Engine) startTokenActor(c *config, store TokenStore, tel *telemetry.T, 
 	c.tuneGrant(&tc)
 	h, err := actors.SpawnToken(e.system, tc)
 	if err != nil {
-		e.system.Shutdown()
+		_ = e.sup.Stop(context.Background())
 		return err
 	}
 	e.token, e.requester.Token = h, h
+	e.fam = families{store: c.families, idle: c.familyIdle, template: tc}
+	if e.fam.store == nil {
+		e.fam.store = &MemoryFamilyStore{}
+	}
 	return nil
 }
 
@@ -170,11 +189,15 @@ func defaultTransport() *http.Transport {
 	return t
 }
 
-// tokenStore is the store the token actor loads from and saves to, checked to hold usable
-// credentials: WithTokenStore's (seeded with WithTokens when it is empty), or a MemoryStore holding
-// WithTokens. The options of New only ever seed a store: the token actor's state, on every start,
-// is what the store holds.
+// tokenStore is the store the default family's token actor loads from and saves to, checked to
+// hold usable credentials: WithTokenStore's (seeded with WithTokens when it is empty), else
+// WithFamilyStore's key "" (which may stay empty: an engine may serve only its families), else a
+// MemoryStore holding WithTokens. The options of New only ever seed a store: the token actor's
+// state, on every start, is what the store holds.
 func (c *config) tokenStore() (TokenStore, error) {
+	if c.store == nil && c.families != nil {
+		c.store = familyStore{fs: c.families, key: ""}
+	}
 	if c.store == nil {
 		s := &MemoryStore{}
 		if c.tokens != nil {
@@ -196,6 +219,9 @@ func (c *config) tokenStore() (TokenStore, error) {
 		if err := c.store.Save(ctx, t); err != nil {
 			return nil, configErr("WithTokenStore", "saving the first tokens: %v", err)
 		}
+	}
+	if t.Access == "" && t.Refresh == "" && c.families != nil {
+		return c.store, nil // only families will be used, or SetTokens will come
 	}
 	return c.store, c.checkCredentials(t)
 }
@@ -266,10 +292,12 @@ func (e *Engine) Health() error {
 }
 
 // Subscribe calls fn with every event from now on (every type listed on Event: *TokenRefreshed,
-// *SessionExpired, *TokensReplaced, *SaveFailed, *RetryScheduled, *RetryBudgetExhausted), one at a time and in order, on a goroutine of the engine's. A slow fn delays only
-// its own events; a panic in fn is logged and does not stop later events. Call the returned function
+// *SessionExpired, *TokensReplaced, *SaveFailed, *RetryScheduled, *RetryBudgetExhausted), of the
+// default family and of every other family (their Family field names it; Family.Subscribe gets one
+// family's), one at a time and in order, on a goroutine of the engine's. A slow fn delays only its
+// own events; a panic in fn is logged and does not stop later events. Call the returned function
 // to unsubscribe (events already queued are still delivered). After Close, Subscribe does nothing.
-func (e *Engine) Subscribe(fn func(Event)) (unsubscribe func()) { return e.subs.add(fn) }
+func (e *Engine) Subscribe(fn func(Event)) (unsubscribe func()) { return e.subs.add(fn, nil) }
 
 // Close stops the engine. New requests fail with ErrClosed at once; requests parked for a token, in
 // flight, or streaming a body are cancelled and fail with ErrClosed; subscribers get the events
@@ -286,11 +314,10 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.closeOnce.Do(func() {
 		errs := []error{e.inflight.Close(ctx)}
 		if e.token != nil {
-			errs = append(errs, e.token.Stop(ctx))
+			errs = append(errs, e.token.Stop(ctx), e.fam.close(ctx))
 		}
 		errs = append(errs, e.sup.Stop(ctx))
 		errs = append(errs, e.subs.close(ctx))
-		e.system.Shutdown()
 		if e.transport != nil {
 			e.transport.CloseIdleConnections()
 		}

@@ -22,6 +22,7 @@ type Event interface {
 // TokenRefreshed: a refresh succeeded, the new pair is in force, every request that waited for it
 // was released, and its save has ended: saved, or a *SaveFailed event came first (see TokenStore).
 type TokenRefreshed struct {
+	Family     string        // the family's key (Engine.Family); "" for the engine's default family
 	Generation uint64        // the new token's generation; the first token is 1
 	Expiry     time.Time     // zero when unknown
 	Proactive  bool          // started ahead of expiry, not by a 401 or an expired token
@@ -32,12 +33,14 @@ type TokenRefreshed struct {
 // SessionExpired: the credentials could not be refreshed and were cleared. Requests fail with
 // ErrSessionExpired until SetTokens; sign the user in again. Published once per session end.
 type SessionExpired struct {
-	Err    error // wraps ErrSessionExpired and the cause; never contains a token
-	Failed int   // parked requests that failed with it
+	Family string // the family's key (Engine.Family); "" for the engine's default family
+	Err    error  // wraps ErrSessionExpired and the cause; never contains a token
+	Failed int    // parked requests that failed with it
 }
 
 // TokensReplaced: the application set new credentials with SetTokens.
 type TokensReplaced struct {
+	Family     string // the family's key (Engine.Family); "" for the engine's default family
 	Generation uint64
 }
 
@@ -49,6 +52,7 @@ var ErrSaveFailed = messages.ErrSaveFailed
 // SaveFailed: the TokenStore could not save generation Generation (a refresh's or SetTokens'
 // pair). The engine uses it from memory; Health returns Err until a later save succeeds.
 type SaveFailed struct {
+	Family     string // the family's key (Engine.Family); "" for the engine's default family
 	Generation uint64
 	Err        error // wraps ErrSaveFailed and the store's error
 }
@@ -78,22 +82,28 @@ func (*SessionExpired) event()       {}
 func (*TokensReplaced) event()       {}
 func (*SaveFailed) event()           {}
 
-// publisher turns what the actors report into events on the actor system's event stream, whose
-// handlers only drop them into the subscribers' mailboxes (so it never blocks an actor).
-type publisher struct{ stream *eventstream.EventStream }
+// publisher turns what the actors report into events on the engine's event stream, whose
+// handlers only drop them into the subscribers' mailboxes (so it never blocks an actor). A family's
+// token actor has a publisher naming its family.
+type publisher struct {
+	stream *eventstream.EventStream
+	family string // "" for the default family and the supervisor
+}
 
 func (p publisher) TokenRefreshed(gen uint64, expiry time.Time, proactive bool, released int, took time.Duration) {
-	p.stream.Publish(&TokenRefreshed{Generation: gen, Expiry: expiry, Proactive: proactive, Released: released, Took: took})
+	p.stream.Publish(&TokenRefreshed{Family: p.family, Generation: gen, Expiry: expiry, Proactive: proactive, Released: released, Took: took})
 }
 
 func (p publisher) SessionExpired(err error, failed int) {
-	p.stream.Publish(&SessionExpired{Err: err, Failed: failed})
+	p.stream.Publish(&SessionExpired{Family: p.family, Err: err, Failed: failed})
 }
 
-func (p publisher) TokensReplaced(gen uint64) { p.stream.Publish(&TokensReplaced{Generation: gen}) }
+func (p publisher) TokensReplaced(gen uint64) {
+	p.stream.Publish(&TokensReplaced{Family: p.family, Generation: gen})
+}
 
 func (p publisher) SaveFailed(gen uint64, err error) {
-	p.stream.Publish(&SaveFailed{Generation: gen, Err: err})
+	p.stream.Publish(&SaveFailed{Family: p.family, Generation: gen, Err: err})
 }
 
 func (p publisher) RetryScheduled(host, method string, attempt int, delay time.Duration, reason string) {
@@ -109,6 +119,8 @@ func (p publisher) RetryBudgetExhausted(host, method, reason string) {
 // delays nobody but itself.
 type subscribers struct {
 	system  *actor.ActorSystem
+	stream  *eventstream.EventStream // the engine's
+	name    string                   // prefix of the subscribers' actor names
 	onPanic func(error)
 
 	mu     sync.Mutex // guards closed and subs
@@ -116,20 +128,25 @@ type subscribers struct {
 	subs   map[*actor.PID]*eventstream.Subscription
 }
 
-func (s *subscribers) add(fn func(Event)) (unsubscribe func()) {
+// add subscribes fn to the events keep accepts (nil: all).
+func (s *subscribers) add(fn func(Event), keep func(Event) bool) (unsubscribe func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || fn == nil {
 		return func() {}
 	}
-	pid := s.system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+	pid, err := s.system.Root.SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
 		if ev, ok := c.Message().(Event); ok {
 			s.deliver(fn, ev)
 		}
-	}))
+	}), s.name+s.system.ProcessRegistry.NextId())
+	if err != nil { // a name protoactor made is unique: this does not happen
+		s.onPanic(fmt.Errorf("engine: starting a subscriber: %w", err))
+		return func() {}
+	}
 	root := s.system.Root
-	sub := s.system.EventStream.Subscribe(func(m any) {
-		if ev, ok := m.(Event); ok { // not the stream's own dead letters and supervision events
+	sub := s.stream.Subscribe(func(m any) {
+		if ev, ok := m.(Event); ok && (keep == nil || keep(ev)) {
 			root.Send(pid, ev)
 		}
 	})
@@ -144,7 +161,7 @@ func (s *subscribers) add(fn func(Event)) (unsubscribe func()) {
 			defer s.mu.Unlock()
 			if sub, ok := s.subs[pid]; ok {
 				delete(s.subs, pid)
-				s.system.EventStream.Unsubscribe(sub)
+				s.stream.Unsubscribe(sub)
 				s.system.Root.Poison(pid) // events already queued are still delivered
 			}
 		})
@@ -167,7 +184,7 @@ func (s *subscribers) close(ctx context.Context) error {
 	s.closed = true
 	var futures []*actor.Future
 	for pid, sub := range s.subs {
-		s.system.EventStream.Unsubscribe(sub)
+		s.stream.Unsubscribe(sub)
 		futures = append(futures, s.system.Root.PoisonFuture(pid))
 	}
 	clear(s.subs)

@@ -1,11 +1,17 @@
 package engine
 
-// ActorCount says how many actors the engine's system still has registered, beyond the two
-// protoactor keeps for itself (event stream and dead letters). goleak cannot see idle actors.
+import "strings"
+
+// ActorCount says how many of the engine's actors are still registered in the process's actor
+// system (their names start with the engine's id). goleak cannot see idle actors.
 func ActorCount(e *Engine) int {
 	n := 0
 	for _, b := range e.system.ProcessRegistry.LocalPIDs.LocalPIDs {
-		n += b.Count()
+		for id := range b.Items() {
+			if strings.HasPrefix(id, e.id+"/") {
+				n++
+			}
+		}
 	}
-	return n - 2
+	return n
 }

@@ -52,5 +52,5 @@ type familyStore struct {
 	key string
 }
 
-func (s familyStore) Load(ctx context.Context) (Tokens, error)  { return s.fs.Load(ctx, s.key) }
+func (s familyStore) Load(ctx context.Context) (Tokens, error) { return s.fs.Load(ctx, s.key) }
 func (s familyStore) Save(ctx context.Context, t Tokens) error { return s.fs.Save(ctx, s.key, t) }

@@ -22,29 +22,38 @@ var timeNow = time.Now
 // drainWait bounds how long a typed helper waits for the rest of a body it does not need.
 const drainWait = 50 * time.Millisecond
 
+// Target is what the typed helpers send through: an *Engine (its default family's credentials) or
+// a *Family (that family's).
+type Target interface {
+	target() (*Engine, *http.Client)
+}
+
+func (e *Engine) target() (*Engine, *http.Client) { return e, e.client }
+func (f *Family) target() (*Engine, *http.Client) { return f.e, f.client }
+
 // GetJSON sends GET path and decodes the JSON answer into a T.
-func GetJSON[T any](ctx context.Context, e *Engine, path string) (T, error) {
-	return DoJSON[T](ctx, e, http.MethodGet, path, nil)
+func GetJSON[T any](ctx context.Context, to Target, path string) (T, error) {
+	return DoJSON[T](ctx, to, http.MethodGet, path, nil)
 }
 
 // PostJSON sends body as JSON with POST path and decodes the JSON answer into a T.
-func PostJSON[T any](ctx context.Context, e *Engine, path string, body any) (T, error) {
-	return DoJSON[T](ctx, e, http.MethodPost, path, body)
+func PostJSON[T any](ctx context.Context, to Target, path string, body any) (T, error) {
+	return DoJSON[T](ctx, to, http.MethodPost, path, body)
 }
 
 // PutJSON sends body as JSON with PUT path and decodes the JSON answer into a T.
-func PutJSON[T any](ctx context.Context, e *Engine, path string, body any) (T, error) {
-	return DoJSON[T](ctx, e, http.MethodPut, path, body)
+func PutJSON[T any](ctx context.Context, to Target, path string, body any) (T, error) {
+	return DoJSON[T](ctx, to, http.MethodPut, path, body)
 }
 
 // PatchJSON sends body as JSON with PATCH path and decodes the JSON answer into a T.
-func PatchJSON[T any](ctx context.Context, e *Engine, path string, body any) (T, error) {
-	return DoJSON[T](ctx, e, http.MethodPatch, path, body)
+func PatchJSON[T any](ctx context.Context, to Target, path string, body any) (T, error) {
+	return DoJSON[T](ctx, to, http.MethodPatch, path, body)
 }
 
 // DeleteJSON sends DELETE path and decodes the JSON answer, if any, into a T.
-func DeleteJSON[T any](ctx context.Context, e *Engine, path string) (T, error) {
-	return DoJSON[T](ctx, e, http.MethodDelete, path, nil)
+func DeleteJSON[T any](ctx context.Context, to Target, path string) (T, error) {
+	return DoJSON[T](ctx, to, http.MethodDelete, path, nil)
 }
 
 // DoJSON is the typed helpers' common path. path is joined to the base URL's path ("/items/1" with
@@ -52,8 +61,12 @@ func DeleteJSON[T any](ctx context.Context, e *Engine, path string) (T, error) {
 // it is. A nil body sends none; any other is encoded as JSON (and can be replayed after a 401).
 // A 2xx answer is decoded into T (an empty answer or 204 gives T's zero value); any other status
 // gives an *APIError; transport failures and ctx errors come back wrapped, usable with errors.Is.
-func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any) (T, error) {
+func DoJSON[T any](ctx context.Context, to Target, method, path string, body any) (T, error) {
 	var zero T
+	if isNil(to) {
+		return zero, configErr("DoJSON", "nil Engine or Family")
+	}
+	e, client := to.target()
 	u, err := e.resolve(path)
 	if err != nil {
 		return zero, err
@@ -79,7 +92,7 @@ func DoJSON[T any](ctx context.Context, e *Engine, method, path string, body any
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := e.client.Do(req) // follows redirects; the token is re-decided on every hop
+	resp, err := client.Do(req) // follows redirects; the token is re-decided on every hop
 	if err != nil {
 		var ue *url.Error // its text carries the raw URL; ours is redacted
 		if errors.As(err, &ue) {

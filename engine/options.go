@@ -98,7 +98,10 @@ type config struct {
 	secrets        []actors.SecretHeader
 	cacheBytes     int64
 	tel            telemetry.Config
-	grant          grant // WithClientCredentials, WithTokenSource or WithOAuth2Config (grants.go); nil: none
+	grant          grant         // WithClientCredentials, WithTokenSource or WithOAuth2Config (grants.go); nil: none
+	families       FamilyStore   // WithFamilyStore; nil: a MemoryFamilyStore of the engine's
+	maxRefreshes   int           // WithMaxConcurrentRefreshes; < 0: no bound
+	familyIdle     time.Duration // WithFamilyIdleTimeout; < 0: never passivate
 }
 
 // defaults is the configuration of an engine given no option: the one place where each option's
@@ -111,6 +114,8 @@ func defaults() config {
 		maxErrorBytes:  DefaultMaxErrorBodyBytes,
 		cacheBytes:     DefaultCacheBytes,
 		logger:         slog.New(slog.DiscardHandler),
+		maxRefreshes:   DefaultMaxConcurrentRefreshes,
+		familyIdle:     DefaultFamilyIdleTimeout,
 	}
 }
 

@@ -135,6 +135,10 @@ type RefreshDue struct {
 	Gen uint64
 }
 
+// IdleCheck is sent by the token actor's own idle timer (see actors.TokenConfig.Idle): if no
+// refresh runs and every save has succeeded, the actor tells its owner it may be passivated.
+type IdleCheck struct{}
+
 // RefreshDone carries a successful refresh back to the token actor's mailbox. Seq names the refresh
 // it answers, so a late answer from an abandoned refresh is ignored.
 type RefreshDone struct {

@@ -1,0 +1,380 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/resilientclient/resilient/actors"
+)
+
+// Defaults of the families' options.
+const (
+	DefaultMaxConcurrentRefreshes = 64              // WithMaxConcurrentRefreshes
+	DefaultFamilyIdleTimeout      = 5 * time.Minute // WithFamilyIdleTimeout
+	MaxFamilyKeyBytes             = 1024            // the longest key Engine.Family accepts
+)
+
+// WithFamilyStore sets where the families' credentials are kept (see FamilyStore and Engine.Family).
+// Default: a MemoryFamilyStore of the engine's, which forgets them at exit. Without WithTokens or
+// WithTokenStore, the default family is the store's key "", and it may be empty: an engine may
+// serve only its families.
+func WithFamilyStore(s FamilyStore) Option {
+	return func(c *config) {
+		if isNil(s) {
+			c.reject("WithFamilyStore", "nil store")
+			return
+		}
+		c.families = s
+	}
+}
+
+// WithMaxConcurrentRefreshes bounds the refresh calls in flight at once across every family of the
+// engine (the default one included), so that a mass expiry of many families does not open as many
+// connections to the token endpoint: a refresh waits for a slot, within its refresh timeout.
+// Default DefaultMaxConcurrentRefreshes; a negative n: no bound; 0 is a *ConfigError.
+func WithMaxConcurrentRefreshes(n int) Option { return func(c *config) { c.maxRefreshes = n } }
+
+// WithFamilyIdleTimeout sets how long a family (Engine.Family) goes unused before its token actor is
+// passivated: stopped, its memory released, to be started again from the FamilyStore on its next
+// use, with the credentials (and the rotation) it saved. A family with a refresh under way, or
+// whose last save failed, is not passivated. Default DefaultFamilyIdleTimeout; a negative d: never
+// passivate; 0 is a *ConfigError. The default family is never passivated.
+func WithFamilyIdleTimeout(d time.Duration) Option { return func(c *config) { c.familyIdle = d } }
+
+// families are an engine's credential families other than its default one.
+type families struct {
+	store    FamilyStore
+	idle     time.Duration      // see WithFamilyIdleTimeout; < 0: never
+	template actors.TokenConfig // the default family's configuration, which every family copies
+
+	m           sync.Map       // key → *Family
+	seq         atomic.Uint64  // numbers the families' token actors, to name them apart
+	passivating sync.WaitGroup // passivations under way, waited for by close
+}
+
+// Family is one credential family of an engine: the tokens of one tenant, customer connection or
+// user, named by a key the application chooses. Its requests go through the engine's request path
+// (retries, cache, telemetry, hooks) with the family's own token actor, which refreshes its tokens
+// once per expiry however many of its requests need it, and never mixes them with another
+// family's. The token actor is started on first use, loaded from the FamilyStore, and passivated
+// after WithFamilyIdleTimeout without use. A Family is safe for concurrent use, and stays valid
+// across passivations until the engine is closed.
+type Family struct {
+	e      *Engine
+	key    string
+	rq     actors.Requester // the engine's request path, with this family's credentials
+	client *http.Client     // the typed helpers' client: through rq
+
+	mu     sync.Mutex // serialises activation, passivation and close
+	closed bool       // close ran: nothing is activated any more
+	live   atomic.Pointer[actors.TokenHandle]
+	// active counts the calls that may use live (requests, SetTokens); touched says a call came since
+	// the last idle check. Passivation needs both at rest (see passivate).
+	active  atomic.Int64
+	touched atomic.Bool
+}
+
+// Family returns the family named key, creating it on first use (its token actor starts when it is
+// first used). The same key gives the same *Family. Its credentials are what the FamilyStore holds
+// under key, until SetTokens gives new ones: a family with none fails its requests to the API with
+// ErrSessionExpired. key must be non-empty and at most MaxFamilyKeyBytes long; the default family
+// is the Engine itself. It fails on a public engine and after Close.
+func (e *Engine) Family(key string) (*Family, error) {
+	if e.token == nil {
+		return nil, configErr("Family", "a public engine holds no tokens")
+	}
+	if key == "" || len(key) > MaxFamilyKeyBytes {
+		return nil, configErr("Family", "a family key must have 1 to %d bytes, not %d (the default family is the Engine itself)", MaxFamilyKeyBytes, len(key))
+	}
+	if e.inflight.Closed() {
+		return nil, ErrClosed
+	}
+	if f, ok := e.fam.m.Load(key); ok {
+		return f.(*Family), nil
+	}
+	f := &Family{e: e, key: key, rq: *e.requester}
+	f.rq.Token = (*familyToken)(f)
+	f.client = &http.Client{Transport: f.Transport()}
+	got, _ := e.fam.m.LoadOrStore(key, f)
+	return got.(*Family), nil
+}
+
+// Key returns the family's key.
+func (f *Family) Key() string { return f.key }
+
+// Transport returns the family as an http.RoundTripper: requests to the API's origins carry this
+// family's token.
+func (f *Family) Transport() http.RoundTripper { return (*familyTransport)(f) }
+
+// Client returns a new *http.Client that sends through the family (see Engine.Client).
+func (f *Family) Client() *http.Client { return &http.Client{Transport: f.Transport()} }
+
+// SetTokens replaces the family's credentials, as Engine.SetTokens does for the default family:
+// typically once the customer connected (or connected again after SessionExpired). They are saved
+// to the FamilyStore under the family's key before SetTokens returns.
+func (f *Family) SetTokens(ctx context.Context, t Tokens) error {
+	if err := actors.CheckTokens(t); err != nil {
+		return configErr("SetTokens", "%s", err.Error()) // the text names no token
+	}
+	f.enter()
+	defer f.active.Add(-1)
+	h, err := f.handle(ctx)
+	if err != nil {
+		return err
+	}
+	return h.Set(ctx, t)
+}
+
+// Health reports, as Engine.Health does, whether the FamilyStore holds the family's credentials in
+// force. A passivated family is healthy: it is passivated only after its saves succeeded.
+func (f *Family) Health() error {
+	if h := f.live.Load(); h != nil {
+		return h.Health()
+	}
+	return nil
+}
+
+// Subscribe calls fn with this family's events (*TokenRefreshed, *SessionExpired, *TokensReplaced,
+// *SaveFailed whose Family is the key), as Engine.Subscribe does. The retry events are the engine's
+// and go to Engine.Subscribe only.
+func (f *Family) Subscribe(fn func(Event)) (unsubscribe func()) {
+	return f.e.subs.add(fn, func(ev Event) bool { return eventFamily(ev) == f.key })
+}
+
+// eventFamily is the family an event is about: its key, "" for the default family, or "\x00" for
+// the retry events, which are about no family.
+func eventFamily(ev Event) string {
+	switch ev := ev.(type) {
+	case *TokenRefreshed:
+		return ev.Family
+	case *SessionExpired:
+		return ev.Family
+	case *TokensReplaced:
+		return ev.Family
+	case *SaveFailed:
+		return ev.Family
+	}
+	return "\x00"
+}
+
+// enter counts a call that may use the token actor; the caller subtracts it when done.
+func (f *Family) enter() {
+	f.active.Add(1)
+	if !f.touched.Load() { // read first: most calls find it set and write nothing shared
+		f.touched.Store(true)
+	}
+}
+
+// handle returns the family's running token actor, starting it if it is not (on first use, or after
+// a passivation). The caller has entered.
+func (f *Family) handle(ctx context.Context) (*actors.TokenHandle, error) {
+	if h := f.live.Load(); h != nil {
+		return h, nil
+	}
+	return f.activate(ctx)
+}
+
+// activate starts the family's token actor, which loads the credentials from the FamilyStore. The
+// store is read here first, so that an outage fails the call with the store's error instead of
+// starting a family without credentials; the actor is handed that read.
+func (f *Family) activate(ctx context.Context) (*actors.TokenHandle, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if h := f.live.Load(); h != nil {
+		return h, nil
+	}
+	if f.closed || f.e.inflight.Closed() {
+		return nil, ErrClosed
+	}
+	fs := &f.e.fam
+	lctx, cancel := context.WithTimeout(ctx, fs.template.RefreshTimeout)
+	t, err := fs.store.Load(lctx, f.key)
+	cancel()
+	if err != nil {
+		return nil, &FamilyError{Key: f.key, Err: err}
+	}
+	tc := fs.template
+	tc.Store = &primedStore{familyStore: familyStore{fs: fs.store, key: f.key}, first: &t}
+	tc.Events = publisher{stream: f.e.events, family: f.key}
+	tc.Name = f.e.id + "/family" + strconv.FormatUint(fs.seq.Add(1), 10)
+	if refresh := tc.Refresh; refresh != nil {
+		key := f.key
+		tc.Refresh = func(ctx context.Context, t Tokens) (Tokens, error) {
+			return refresh(context.WithValue(ctx, familyKeyCtx{}, key), t)
+		}
+	}
+	if fs.idle > 0 {
+		tc.Idle, tc.OnIdle = fs.idle, f.idle
+	}
+	h, err := actors.SpawnToken(f.e.system, tc)
+	if err != nil {
+		return nil, &FamilyError{Key: f.key, Err: err}
+	}
+	f.live.Store(h)
+	return h, nil
+}
+
+// idle is the token actor's offer to be passivated (on its goroutine: it must not block). A family
+// used since the last offer, or in use now, is kept.
+func (f *Family) idle() {
+	if f.touched.Swap(false) || f.active.Load() != 0 {
+		return
+	}
+	f.e.fam.passivating.Add(1)
+	go func() {
+		defer f.e.fam.passivating.Done()
+		f.passivate()
+	}()
+}
+
+// passivate stops the family's token actor if no call uses it. A call enters (active) before it
+// reads live, and passivate clears live before it reads active: so either the call sees no actor
+// and starts a new one (after this one stopped: it waits for mu), or passivate sees the call and
+// puts the actor back. The actor stops as Close stops it: its saves end first, so the next
+// activation loads what it saved.
+func (f *Family) passivate() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h := f.live.Load()
+	if h == nil || f.closed || f.touched.Load() || f.active.Load() != 0 {
+		return
+	}
+	f.live.Store(nil)
+	if f.active.Load() != 0 {
+		f.live.Store(h)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.e.fam.template.RefreshTimeout)
+	defer cancel()
+	if err := h.Stop(ctx); err != nil {
+		f.e.logger.Warn("passivating a family's token actor", "error", err)
+	}
+}
+
+// close stops the family's token actor for good.
+func (f *Family) close(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	h := f.live.Swap(nil)
+	if h == nil {
+		return nil
+	}
+	return h.Stop(ctx)
+}
+
+// close stops every family's token actor, after the passivations under way.
+func (fs *families) close(ctx context.Context) error {
+	var errs []error
+	fs.m.Range(func(_, v any) bool {
+		errs = append(errs, v.(*Family).close(ctx))
+		return true
+	})
+	if !waitCtx(ctx, fs.passivating.Wait) {
+		errs = append(errs, context.Cause(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// waitCtx runs wait and reports whether it returned before ctx ended.
+func waitCtx(ctx context.Context, wait func()) bool {
+	done := make(chan struct{})
+	go func() {
+		wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// familyTransport is a Family seen as an http.RoundTripper.
+type familyTransport Family
+
+// RoundTrip sends req through the engine's request path with the family's credentials. The call
+// counts as active throughout, so the token actor it starts with is the one it ends with.
+func (t *familyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	f := (*Family)(t)
+	f.enter()
+	defer f.active.Add(-1)
+	return f.rq.RoundTrip(req)
+}
+
+// familyToken is a Family seen as the request path's actors.Credentials: it finds (or starts) the
+// family's token actor. The request is active (familyTransport), so the actor stays the same
+// between the calls of one request.
+type familyToken Family
+
+func (t *familyToken) AcquireAt(ctx context.Context, now time.Time) (actors.Grant, error) {
+	h, err := (*Family)(t).handle(ctx)
+	if err != nil {
+		return actors.Grant{}, err
+	}
+	return h.AcquireAt(ctx, now)
+}
+
+func (t *familyToken) Rejected(ctx context.Context, gen uint64) (actors.Grant, error) {
+	h, err := (*Family)(t).handle(ctx)
+	if err != nil {
+		return actors.Grant{}, err
+	}
+	return h.Rejected(ctx, gen)
+}
+
+func (t *familyToken) ReportRejected(gen uint64) {
+	if h := (*Family)(t).live.Load(); h != nil {
+		h.ReportRejected(gen)
+	}
+}
+
+// FamilyError is a failure to start a family's token actor: the FamilyStore could not be read (or
+// the actor could not be spawned). Requests of the family fail with it, SetTokens returns it; the
+// next call tries again.
+type FamilyError struct {
+	Key string // the family's key
+	Err error  // the store's error
+}
+
+func (e *FamilyError) Error() string {
+	return "engine: family " + strconv.Quote(e.Key) + ": loading its credentials: " + e.Err.Error()
+}
+
+// Unwrap returns the store's error.
+func (e *FamilyError) Unwrap() error { return e.Err }
+
+// familyKeyCtx is the context key under which a family's refresh calls carry its key.
+type familyKeyCtx struct{}
+
+// FamilyKey returns the key of the family whose refresh ctx belongs to, for a RefreshFunc (or
+// TokenSource) that serves several families: ok is false for the default family's refreshes.
+func FamilyKey(ctx context.Context) (key string, ok bool) {
+	key, ok = ctx.Value(familyKeyCtx{}).(string)
+	return key, ok
+}
+
+// primedStore is a family's store whose first Load returns what activate already read, so that a
+// family's activation reads the store once. Later loads (a restart of the actor) read the store.
+type primedStore struct {
+	familyStore
+	mu    sync.Mutex // guards first
+	first *Tokens
+}
+
+func (s *primedStore) Load(ctx context.Context) (Tokens, error) {
+	s.mu.Lock()
+	t := s.first
+	s.first = nil
+	s.mu.Unlock()
+	if t != nil {
+		return *t, nil
+	}
+	return s.familyStore.Load(ctx)
+}
