@@ -7,7 +7,8 @@
 //	for n in 5000 25000; do GODEBUG=asyncpreemptoff=1 GOMAXPROCS=1 valgrind --tool=callgrind \
 //	    --callgrind-out-file=/tmp/cg.$n /tmp/instructions -s engine -n $n 2>&1 | grep Collected; done
 //
-// Subjects: raw, oauth2, engine, engine-sdk (the OpenTelemetry SDK recording every span, batched to
+// Subjects: raw, oauth2, engine, engine-family (the same engine, through one of its families),
+// engine-sdk (the OpenTelemetry SDK recording every span, batched to
 // a discarding exporter) and otelhttp-sdk (raw net/http wrapped by otelhttp on the same SDK), and
 // engine-sdk-sampled and otelhttp-sdk-sampled (the same with a ParentBased(TraceIDRatioBased(0.1))
 // sampler: one request in ten recorded); -c gives every request a cancellable context instead of
@@ -60,7 +61,7 @@ func sdk(sampled bool) (*sdktrace.TracerProvider, *sdkmetric.MeterProvider) {
 }
 
 func main() {
-	subject := flag.String("s", "raw", "raw, oauth2, engine, engine-sdk, otelhttp-sdk, engine-sdk-sampled, otelhttp-sdk-sampled")
+	subject := flag.String("s", "raw", "raw, oauth2, engine, engine-family, engine-sdk, otelhttp-sdk, engine-sdk-sampled, otelhttp-sdk-sampled")
 	n := flag.Int("n", 20000, "requests")
 	cancellable := flag.Bool("c", false, "requests on a cancellable context")
 	flag.Parse()
@@ -84,7 +85,7 @@ func main() {
 		}
 		defer e.Close(context.Background())
 		c = e.Client()
-	case "engine":
+	case "engine", "engine-family":
 		e, err := engine.New(engine.WithBaseURL("http://api.test"), engine.WithTransport(memTransport{}),
 			engine.WithTokens(engine.Tokens{Access: "a", Refresh: "r", Expiry: time.Now().Add(time.Hour)}),
 			engine.WithRefreshFunc(func(context.Context, engine.Tokens) (engine.Tokens, error) { return engine.Tokens{}, nil }))
@@ -93,6 +94,16 @@ func main() {
 		}
 		defer e.Close(context.Background())
 		c = e.Client()
+		if *subject == "engine-family" { // the same engine, through one of its families
+			f, err := e.Family("tenant-1")
+			if err != nil {
+				panic(err)
+			}
+			if err := f.SetTokens(context.Background(), engine.Tokens{Access: "t", Refresh: "r", Expiry: time.Now().Add(time.Hour)}); err != nil {
+				panic(err)
+			}
+			c = f.Client()
+		}
 	default:
 		fmt.Fprintln(os.Stderr, "instructions: unknown subject", *subject)
 		os.Exit(2)
