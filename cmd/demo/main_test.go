@@ -148,6 +148,11 @@ func TestFlagErrors(t *testing.T) {
 		{"client auth with a refresh token", []string{"-base-url", "http://127.0.0.1:1", "-refresh-token", "r", "-token-url", "http://127.0.0.1:1/t", "-client-id", "c", "-client-secret", "s", "-client-auth", "post"}, "-client-auth is for client credentials"},
 		{"story flag with base-url", []string{"-base-url", "http://127.0.0.1:1", "-access-token", "a", "-quiet"}, "-quiet applies to the story"},
 		{"engine rejects the base URL", []string{"-base-url", "ftp://127.0.0.1:1", "-access-token", "a"}, "demo: -base-url: "},
+		{"family without tokens", []string{"-base-url", "http://127.0.0.1:1", "-family", "acme"}, "want KEY=ACCESS_TOKEN[,REFRESH_TOKEN]"},
+		{"family without a key", []string{"-base-url", "http://127.0.0.1:1", "-family", "=a,r"}, "want KEY=ACCESS_TOKEN[,REFRESH_TOKEN]"},
+		{"family refresh token without endpoint", []string{"-base-url", "http://127.0.0.1:1", "-family", "acme=a,r"}, "-family with a refresh token needs -token-url"},
+		{"family with client credentials", []string{"-base-url", "http://127.0.0.1:1", "-family", "acme=a", "-client-id", "c", "-client-secret", "s", "-token-url", "http://127.0.0.1:1/t"}, "-family holds a family's own tokens"},
+		{"family token that cannot be sent", []string{"-base-url", "http://127.0.0.1:1", "-family", "acme=a b"}, "demo: -family acme: -family: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
@@ -156,7 +161,7 @@ func TestFlagErrors(t *testing.T) {
 			assert.Contains(t, errOut.String(), tc.want)
 			assert.NotContains(t, errOut.String(), "engine: invalid configuration", "the flag is named, not the option")
 			assert.Empty(t, out.String(), "nothing ran")
-			if tc.name != "engine rejects the base URL" {
+			if tc.name != "engine rejects the base URL" && tc.name != "family token that cannot be sent" {
 				assert.Contains(t, errOut.String(), "The demo runs five short acts", "the usage follows the error")
 			}
 		})
@@ -188,6 +193,14 @@ func TestRealAPI(t *testing.T) {
 			srv.ExpireAccessTokens()
 			return []string{"-access-token", tok.Access, "-refresh-token", tok.Refresh, "-token-url", srv.OAuth2TokenURL()}
 		}, func(t *testing.T, srv *fakeapi.Server) { assert.Equal(t, int64(1), srv.Stats().RefreshCalls) }},
+		{"several families, each with its own tokens", func(srv *fakeapi.Server) []string {
+			a, b := srv.Login("acme"), srv.Login("globex")
+			srv.ExpireAccessTokens()
+			return []string{"-family", "acme=" + a.Access + "," + a.Refresh, "-family", "globex=" + b.Access + "," + b.Refresh, "-token-url", srv.OAuth2TokenURL()}
+		}, func(t *testing.T, srv *fakeapi.Server) {
+			assert.Equal(t, int64(2), srv.Stats().RefreshCalls, "one refresh per family")
+			assert.Zero(t, srv.Stats().ReuseDetected)
+		}},
 		{"client credentials with scopes, sent as form fields", func(srv *fakeapi.Server) []string {
 			srv.RegisterClient("svc", "s3cret", fakeapi.ClientSecretPost)
 			return []string{"-client-id", "svc", "-client-secret", "s3cret", "-client-auth", "post", "-scopes", "read,write", "-token-url", srv.OAuth2TokenURL()}

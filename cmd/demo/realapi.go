@@ -18,8 +18,8 @@ import (
 )
 
 // realFlags are the flags of real-API mode: where to send one GET, and every way the engine can get
-// its token (an access token alone; a refresh token and its endpoint; client credentials).
-// Several token pairs at once are not offered.
+// its token (an access token alone; a refresh token and its endpoint; client credentials), for the
+// engine's default family and for any number of named families (-family, repeated).
 type realFlags struct {
 	baseURL, path                  string
 	access, refresh                string
@@ -29,6 +29,21 @@ type realFlags struct {
 	bodyLines                      int
 	registered                     []string // names of these flags, for "needs -base-url"
 	clientCredentials, withRefresh bool     // the grant validate chose
+	families                       []familyFlag
+}
+
+// familyFlag is one -family: a family's key and its token pair.
+type familyFlag struct{ key, access, refresh string }
+
+// parseFamily reads -family KEY=ACCESS[,REFRESH]. A comma cannot occur in a token (RFC 6750
+// b64token), so it separates them; the key ends at the first "=".
+func parseFamily(v string) (familyFlag, error) {
+	key, pair, ok := strings.Cut(v, "=")
+	if !ok || key == "" || pair == "" {
+		return familyFlag{}, errors.New("want KEY=ACCESS_TOKEN[,REFRESH_TOKEN]")
+	}
+	access, refresh, _ := strings.Cut(pair, ",")
+	return familyFlag{key: key, access: access, refresh: refresh}, nil
 }
 
 func (f *realFlags) register(fs *flag.FlagSet) {
@@ -47,7 +62,14 @@ func (f *realFlags) register(fs *flag.FlagSet) {
 	str(&f.clientAuth, "client-auth", "basic", "how client credentials reach -token-url: basic (HTTP Basic) or post (form fields)")
 	str(&f.scopes, "scopes", "", "scopes to ask for with client credentials, separated by spaces or commas")
 	fs.IntVar(&f.bodyLines, "body-lines", 10, "how many lines of the answer's body to print (0 to 1000)")
-	f.registered = append(f.registered, "body-lines")
+	fs.Func("family", "a named credential family, KEY=ACCESS_TOKEN[,REFRESH_TOKEN] (repeat it for several): the GET is sent once per family, with its own tokens, renewed at -token-url", func(v string) error {
+		ff, err := parseFamily(v)
+		if err == nil {
+			f.families = append(f.families, ff)
+		}
+		return err
+	})
+	f.registered = append(f.registered, "body-lines", "family")
 }
 
 // validate checks the real-API flags together; set holds the names of the flags given. Every error
@@ -73,16 +95,20 @@ func (f *realFlags) validate(set map[string]bool) error {
 	switch {
 	case (f.clientID == "") != (f.clientSecret == ""):
 		return errors.New("-client-id and -client-secret go together")
-	case f.access == "" && f.refresh == "" && f.clientID == "":
-		return errors.New("-base-url needs credentials: -access-token, or -refresh-token with -token-url, or -client-id and -client-secret with -token-url")
+	case f.access == "" && f.refresh == "" && f.clientID == "" && len(f.families) == 0:
+		return errors.New("-base-url needs credentials: -access-token, or -refresh-token with -token-url, or -client-id and -client-secret with -token-url, or -family")
 	case f.refresh != "" && f.tokenURL == "":
 		return errors.New("-refresh-token needs -token-url, where it is renewed")
+	case f.familiesRefresh() && f.tokenURL == "":
+		return errors.New("-family with a refresh token needs -token-url, where it is renewed")
+	case len(f.families) > 0 && f.clientID != "" && f.refresh == "" && !f.familiesRefresh():
+		return errors.New("-family holds a family's own tokens; client credentials (-client-id without refresh tokens) serve one family only")
 	case f.clientID != "" && f.tokenURL == "":
 		return errors.New("-client-id needs -token-url")
-	case f.tokenURL != "" && f.refresh == "" && f.clientID == "":
-		return errors.New("-token-url needs -refresh-token or -client-id and -client-secret")
+	case f.tokenURL != "" && f.refresh == "" && f.clientID == "" && !f.familiesRefresh():
+		return errors.New("-token-url needs -refresh-token, a -family with a refresh token, or -client-id and -client-secret")
 	}
-	f.withRefresh = f.refresh != ""
+	f.withRefresh = f.refresh != "" || f.familiesRefresh()
 	f.clientCredentials = f.clientID != "" && !f.withRefresh
 	switch {
 	case set["format"] && !f.withRefresh:
@@ -95,11 +121,20 @@ func (f *realFlags) validate(set map[string]bool) error {
 	return nil
 }
 
-// options turns the flags into the engine's options.
+// familiesRefresh reports whether a -family carries a refresh token.
+func (f *realFlags) familiesRefresh() bool {
+	return slices.ContainsFunc(f.families, func(ff familyFlag) bool { return ff.refresh != "" })
+}
+
+// options turns the flags into the engine's options. The families' pairs are set once the engine
+// runs (realAPI): SetTokens checks them.
 func (f *realFlags) options() []engine.Option {
 	opts := []engine.Option{engine.WithBaseURL(f.baseURL)}
 	if f.access != "" || f.refresh != "" {
 		opts = append(opts, engine.WithTokens(engine.Tokens{Access: f.access, Refresh: f.refresh}))
+	}
+	if len(f.families) > 0 {
+		opts = append(opts, engine.WithFamilyStore(&engine.MemoryFamilyStore{}))
 	}
 	switch {
 	case f.withRefresh:
@@ -132,6 +167,8 @@ func (f *realFlags) options() []engine.Option {
 var optionFlags = map[string]string{
 	"WithBaseURL":           "-base-url",
 	"WithTokens":            "-access-token/-refresh-token",
+	"Family":                "-family",
+	"SetTokens":             "-family",
 	"WithTokenEndpoint":     "-token-url",
 	"WithClientAuth":        "-client-id/-client-secret",
 	"WithClientCredentials": "-client-id/-client-secret/-token-url/-scopes",
@@ -168,8 +205,8 @@ func flagErrors(err error) []string {
 var answerHeaders = []string{"Content-Type", "Content-Length", "Cache-Control", "ETag", "Last-Modified",
 	"Location", "Retry-After", "WWW-Authenticate", "X-Request-Id"}
 
-// realAPI sends one GET to a real API through the engine and prints the answer's status, the
-// headers that matter and the first lines of its body. It returns the exit code.
+// realAPI sends one GET to a real API through the engine, for the default family (if it was given
+// credentials) and for each -family, and prints each answer. It returns the worst exit code.
 func realAPI(f realFlags, stdout, stderr io.Writer) int {
 	e, err := engine.New(f.options()...)
 	if err != nil {
@@ -183,6 +220,30 @@ func realAPI(f realFlags, stdout, stderr io.Writer) int {
 	e.Subscribe(func(ev engine.Event) { fmt.Fprintf(stdout, "event: %T %+v\n", ev, ev) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	code := 0
+	if f.access != "" || f.refresh != "" || f.clientID != "" {
+		code = max(code, getOnce(ctx, f, e.Client(), stdout, stderr))
+	}
+	for _, ff := range f.families {
+		fam, err := e.Family(ff.key)
+		if err == nil {
+			err = fam.SetTokens(ctx, engine.Tokens{Access: ff.access, Refresh: ff.refresh})
+		}
+		if err != nil {
+			for _, line := range flagErrors(err) {
+				fmt.Fprintln(stderr, "demo: -family "+ff.key+":", line)
+			}
+			return 2
+		}
+		fmt.Fprintf(stdout, "family %q:\n", ff.key)
+		code = max(code, getOnce(ctx, f, fam.Client(), stdout, stderr))
+	}
+	return code
+}
+
+// getOnce sends the GET through client and prints the answer's status, the headers that matter and
+// the first lines of its body. It returns the exit code.
+func getOnce(ctx context.Context, f realFlags, client *http.Client, stdout, stderr io.Writer) int {
 	u := strings.TrimSuffix(f.baseURL, "/") + "/" + strings.TrimPrefix(f.path, "/")
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -190,7 +251,7 @@ func realAPI(f realFlags, stdout, stderr io.Writer) int {
 		return 2
 	}
 	t0 := time.Now()
-	resp, err := e.Client().Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		fmt.Fprintln(stderr, "demo: GET", f.path+":", err)
 		return 1
