@@ -321,3 +321,26 @@ func BenchmarkCachedGET(b *testing.B) {
 		get()
 	}
 }
+
+// Two families of one engine share its cache but never each other's entries: the server gives both
+// the same ETag, and each family still reads only its own body.
+func TestETagCacheNeverMixesFamilies(t *testing.T) {
+	api := startETagAPI(t, nil)
+	store := &engine.MemoryFamilyStore{}
+	require.NoError(t, store.Save(context.Background(), "a", engine.Tokens{Access: "alice"}))
+	require.NoError(t, store.Save(context.Background(), "b", engine.Tokens{Access: "bob"}))
+	e, err := engine.New(engine.WithBaseURL(api.URL), engine.WithFamilyStore(store))
+	require.NoError(t, err)
+	defer closeEngine(t, e)
+	var bodies []string
+	for _, key := range []string{"a", "b", "a", "b"} {
+		f, err := e.Family(key)
+		require.NoError(t, err)
+		doc, err := engine.GetJSON[map[string]string](context.Background(), f, "/doc/x")
+		require.NoError(t, err)
+		bodies = append(bodies, doc["owner"])
+	}
+	assert.Equal(t, []string{"alice", "bob", "alice", "bob"}, bodies)
+	inm, _ := api.seen()
+	assert.Equal(t, []string{"", "", `"v1"`, `"v1"`}, inm, "b's first GET must not use a's entry")
+}
