@@ -92,6 +92,9 @@ func (c *config) checkOrigins(public bool, v *validated) []error {
 // checkLimits rejects durations and sizes that cannot mean anything.
 func (c *config) checkLimits() []error {
 	var errs []error
+	if c.cluster != nil && (c.store != nil || c.families != nil) {
+		errs = append(errs, configErr("WithCluster", "the Coordinator keeps every family's credentials: give no WithTokenStore or WithFamilyStore with it"))
+	}
 	if c.maxRefreshes == 0 {
 		errs = append(errs, configErr("WithMaxConcurrentRefreshes", "0 would never refresh: give a positive bound, or a negative value for none"))
 	}
@@ -172,7 +175,7 @@ func (c *config) checkPublic() []error {
 	}{
 		{"WithTokens", c.tokens != nil}, {"WithTokenEndpoint", c.endpointGiven},
 		{"WithRefreshFunc", c.refreshFunc != nil}, {"WithTokenStore", c.store != nil},
-		{"WithFamilyStore", c.families != nil},
+		{"WithFamilyStore", c.families != nil}, {"WithCluster", c.cluster != nil},
 		{"WithOrigins", len(c.origins) > 0}, {"WithClientAuth", c.clientID != ""},
 	} {
 		if o.set {

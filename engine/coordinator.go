@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 )
 
 // Coordinator is the store through which the replicas of a service (engines in several processes,
@@ -43,3 +45,60 @@ type Coordinator interface {
 // ErrConflict is wrapped by a Coordinator's Commit when another writer committed since the version
 // given was read.
 var ErrConflict = errors.New("engine: the stored credentials changed since they were read")
+
+// MemoryCoordinator is a Coordinator in memory, for several engines in one process (tests, demos):
+// its lock is a plain mutex per family, so it has no lease to lose. Replicas in several processes
+// need a real store (sqlitestore, etcdstore). The zero value is ready; it is safe for concurrent use.
+type MemoryCoordinator struct {
+	mu    sync.Mutex // guards below
+	pairs map[string]versioned
+	locks map[string]chan struct{} // a one-slot channel per family: full while locked
+}
+
+type versioned struct {
+	t Tokens
+	v uint64
+}
+
+// Load returns the pair stored under family and its version (0: none).
+func (m *MemoryCoordinator) Load(_ context.Context, family string) (Tokens, uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.pairs[family]
+	return p.t, p.v, nil
+}
+
+// Commit stores t if family's version is still version.
+func (m *MemoryCoordinator) Commit(_ context.Context, family string, version uint64, t Tokens) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pairs[family].v != version {
+		return 0, fmt.Errorf("memory coordinator: family at version %d, not %d: %w", m.pairs[family].v, version, ErrConflict)
+	}
+	if m.pairs == nil {
+		m.pairs = map[string]versioned{}
+	}
+	m.pairs[family] = versioned{t: t, v: version + 1}
+	return version + 1, nil
+}
+
+// Lock takes family's lock, waiting until it is free or ctx ends.
+func (m *MemoryCoordinator) Lock(ctx context.Context, family string) (func(context.Context) error, error) {
+	m.mu.Lock()
+	if m.locks == nil {
+		m.locks = map[string]chan struct{}{}
+	}
+	l, ok := m.locks[family]
+	if !ok {
+		l = make(chan struct{}, 1)
+		m.locks[family] = l
+	}
+	m.mu.Unlock()
+	select {
+	case l <- struct{}{}:
+		var once sync.Once
+		return func(context.Context) error { once.Do(func() { <-l }); return nil }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("memory coordinator: waiting for the lock: %w", context.Cause(ctx))
+	}
+}

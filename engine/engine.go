@@ -152,13 +152,17 @@ func (e *Engine) startTokenActor(c *config, store TokenStore, tel *telemetry.T, 
 		tc.RefreshHost = strings.ToLower(u.Host)
 	}
 	c.tuneGrant(&tc)
+	raw := tc.Refresh // every family's refresh; in cluster mode, called under the family's lock
+	if cf, ok := store.(*clusterFamily); ok && raw != nil {
+		cf.refresh, tc.Refresh = raw, cf.refreshFunc
+	}
 	h, err := actors.SpawnToken(e.system, tc)
 	if err != nil {
 		_ = e.sup.Stop(context.Background())
 		return err
 	}
 	e.token, e.requester.Token = h, h
-	e.fam = families{store: c.families, idle: c.familyIdle, template: tc}
+	e.fam = families{store: c.families, idle: c.familyIdle, template: tc, refresh: raw, cluster: c.cluster}
 	if e.fam.store == nil {
 		e.fam.store = &MemoryFamilyStore{}
 	}
@@ -195,6 +199,9 @@ func defaultTransport() *http.Transport {
 // MemoryStore holding WithTokens. The options of New only ever seed a store: the token actor's
 // state, on every start, is what the store holds.
 func (c *config) tokenStore() (TokenStore, error) {
+	if c.cluster != nil {
+		return c.clusterStore()
+	}
 	if c.store == nil && c.families != nil {
 		c.store = familyStore{fs: c.families, key: ""}
 	}
@@ -224,6 +231,31 @@ func (c *config) tokenStore() (TokenStore, error) {
 		return c.store, nil // only families will be used, or SetTokens will come
 	}
 	return c.store, c.checkCredentials(t)
+}
+
+// clusterStore is the default family's store in cluster mode: the Coordinator's key "", seeded with
+// WithTokens if it holds nothing. It may stay empty (families only, or SetTokens to come).
+func (c *config) clusterStore() (TokenStore, error) {
+	cf := newClusterFamily(c.cluster, "", nil) // its refresh is set once the refresher is built
+	ctx, cancel := context.WithTimeout(context.Background(), c.refreshTimeout)
+	defer cancel()
+	var t Tokens
+	var err error
+	if c.tokens != nil {
+		if err = c.checkCredentials(*c.tokens); err != nil {
+			return nil, err
+		}
+		t, err = cf.seed(ctx, *c.tokens)
+	} else {
+		t, err = cf.Load(ctx)
+	}
+	if err != nil {
+		return nil, configErr("WithCluster", "reading the default family: %v", err)
+	}
+	if t.Access == "" && t.Refresh == "" {
+		return cf, nil
+	}
+	return cf, c.checkCredentials(t)
 }
 
 // refresher builds the refresh function: the user's, or the built-in format over the base transport.

@@ -51,6 +51,8 @@ type families struct {
 	store    FamilyStore
 	idle     time.Duration      // see WithFamilyIdleTimeout; < 0: never
 	template actors.TokenConfig // the default family's configuration, which every family copies
+	refresh  actors.RefreshFunc // the refresh function, before any family's wrapping
+	cluster  Coordinator        // WithCluster's; nil: store holds the families
 
 	m           sync.Map       // key → *Family
 	seq         atomic.Uint64  // numbers the families' token actors, to name them apart
@@ -192,22 +194,31 @@ func (f *Family) activate(ctx context.Context) (*actors.TokenHandle, error) {
 		return nil, ErrClosed
 	}
 	fs := &f.e.fam
-	lctx, cancel := context.WithTimeout(ctx, fs.template.RefreshTimeout)
-	t, err := fs.store.Load(lctx, f.key)
-	cancel()
-	if err != nil {
-		return nil, &FamilyError{Key: f.key, Err: err}
-	}
 	tc := fs.template
-	tc.Store = &primedStore{familyStore: familyStore{fs: fs.store, key: f.key}, first: &t}
-	tc.Events = publisher{stream: f.e.events, family: f.key}
-	tc.Name = f.e.id + "/family" + strconv.FormatUint(fs.seq.Add(1), 10)
-	if refresh := tc.Refresh; refresh != nil {
-		key := f.key
+	tc.Refresh = fs.refresh
+	if tc.Refresh != nil {
+		key, refresh := f.key, fs.refresh
 		tc.Refresh = func(ctx context.Context, t Tokens) (Tokens, error) {
 			return refresh(context.WithValue(ctx, familyKeyCtx{}, key), t)
 		}
 	}
+	var store TokenStore = familyStore{fs: fs.store, key: f.key}
+	if fs.cluster != nil {
+		cf := newClusterFamily(fs.cluster, f.key, tc.Refresh)
+		store = cf
+		if tc.Refresh != nil {
+			tc.Refresh = cf.refreshFunc
+		}
+	}
+	lctx, cancel := context.WithTimeout(ctx, fs.template.RefreshTimeout)
+	t, err := store.Load(lctx)
+	cancel()
+	if err != nil {
+		return nil, &FamilyError{Key: f.key, Err: err}
+	}
+	tc.Store = &primedStore{TokenStore: store, first: &t}
+	tc.Events = publisher{stream: f.e.events, family: f.key}
+	tc.Name = f.e.id + "/family" + strconv.FormatUint(fs.seq.Add(1), 10)
 	if fs.idle > 0 {
 		tc.Idle, tc.OnIdle = fs.idle, f.idle
 	}
@@ -363,7 +374,7 @@ func FamilyKey(ctx context.Context) (key string, ok bool) {
 // primedStore is a family's store whose first Load returns what activate already read, so that a
 // family's activation reads the store once. Later loads (a restart of the actor) read the store.
 type primedStore struct {
-	familyStore
+	TokenStore
 	mu    sync.Mutex // guards first
 	first *Tokens
 }
@@ -376,5 +387,5 @@ func (s *primedStore) Load(ctx context.Context) (Tokens, error) {
 	if t != nil {
 		return *t, nil
 	}
-	return s.familyStore.Load(ctx)
+	return s.TokenStore.Load(ctx)
 }

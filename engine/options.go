@@ -102,6 +102,7 @@ type config struct {
 	families       FamilyStore   // WithFamilyStore; nil: a MemoryFamilyStore of the engine's
 	maxRefreshes   int           // WithMaxConcurrentRefreshes; < 0: no bound
 	familyIdle     time.Duration // WithFamilyIdleTimeout; < 0: never passivate
+	cluster        Coordinator   // WithCluster; nil: this engine alone holds its families
 }
 
 // defaults is the configuration of an engine given no option: the one place where each option's
