@@ -1,0 +1,178 @@
+// Package clustertest runs replicas of the engine as separate OS processes, for the tests and
+// benchmarks of cluster mode (engine.WithCluster) with real coordinators: each store's module has a
+// small member program that calls Member with its coordinator, and its tests drive several of them
+// with Start.
+//
+// A member is one engine on the fake API (whose address it gets in its environment), in cluster
+// mode on the coordinator its program opens. It reads one command per line on stdin and answers
+// each with one JSON line on stdout (Reply):
+//
+//	get N MS     N concurrent GET /me, each with a deadline of MS milliseconds
+//	family KEY   the next get goes through the family KEY ("" for the default family)
+//	close        Close the engine, then check that no goroutine of it is left; the process exits
+//
+// Members print nothing else on stdout. They are built without -race (see Build).
+package clustertest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/resilientclient/resilient/engine"
+)
+
+// Environment of a member.
+const (
+	EnvAPI      = "CLUSTERTEST_API"       // the fake API's base URL
+	EnvTokenURL = "CLUSTERTEST_TOKEN_URL" // its RFC 6749 token endpoint
+	EnvTTL      = "CLUSTERTEST_TTL"       // the coordinator's lease time to live, for the store to use (a Go duration)
+	EnvStore    = "CLUSTERTEST_STORE"     // where the store is (a file, endpoints): the member program's to read
+)
+
+// Reply is a member's answer to one command.
+type Reply struct {
+	Ready  bool           `json:"ready,omitempty"`  // the engine started
+	OK     int            `json:"ok,omitempty"`     // get: requests answered 200 with the family's user
+	Failed map[string]int `json:"failed,omitempty"` // get: failures by kind (see Kind)
+	Users  map[string]int `json:"users,omitempty"`  // get: the users the API saw, by count
+	Last   int64          `json:"last,omitempty"`   // get: when the last request returned (Unix nanoseconds)
+	Closed bool           `json:"closed,omitempty"` // close: Close returned
+	Leaks  string         `json:"leaks,omitempty"`  // close: goroutines left after Close, if any
+	Err    string         `json:"err,omitempty"`    // the command failed
+}
+
+// Kind names the kind of a request's error, by the engine's sentinels.
+func Kind(err error) string {
+	switch {
+	case errors.Is(err, engine.ErrClusterUnavailable):
+		return "cluster_unavailable"
+	case errors.Is(err, engine.ErrSessionExpired):
+		return "session_expired"
+	case errors.Is(err, engine.ErrRefreshFailed):
+		return "refresh_failed"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "deadline"
+	}
+	var ae *engine.APIError
+	if errors.As(err, &ae) {
+		return "status_" + strconv.Itoa(ae.Status)
+	}
+	return "other"
+}
+
+// Member runs a member process: open makes the coordinator (and the function that closes it),
+// given the lease time to live from the environment. It returns the process's exit code.
+func Member(open func(ttl time.Duration) (engine.Coordinator, func() error, error)) int {
+	out := json.NewEncoder(os.Stdout)
+	fail := func(err error) int {
+		_ = out.Encode(Reply{Err: err.Error()})
+		return 1
+	}
+	ttl, err := time.ParseDuration(os.Getenv(EnvTTL))
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", EnvTTL, err))
+	}
+	coord, closeCoord, err := open(ttl)
+	if err != nil {
+		return fail(err)
+	}
+	e, err := engine.New(engine.WithBaseURL(os.Getenv(EnvAPI)),
+		engine.WithTokenEndpoint(os.Getenv(EnvTokenURL), engine.OAuth2Refresh), engine.WithCluster(coord))
+	if err != nil {
+		return fail(err)
+	}
+	_ = out.Encode(Reply{Ready: true})
+	var target engine.Target = e
+	want := "" // the user the API should see: the family's key, or any for the default family
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		f := strings.Fields(in.Text())
+		switch {
+		case len(f) == 3 && f[0] == "get":
+			n, err1 := strconv.Atoi(f[1])
+			ms, err2 := strconv.Atoi(f[2])
+			if err := errors.Join(err1, err2); err != nil {
+				_ = out.Encode(Reply{Err: err.Error()})
+				continue
+			}
+			_ = out.Encode(get(target, n, time.Duration(ms)*time.Millisecond, want))
+		case len(f) >= 1 && f[0] == "family":
+			key := strings.TrimSpace(strings.TrimPrefix(in.Text(), "family"))
+			if key == "" {
+				target, want = e, ""
+				_ = out.Encode(Reply{Ready: true})
+				continue
+			}
+			fam, err := e.Family(key)
+			if err != nil {
+				_ = out.Encode(Reply{Err: err.Error()})
+				continue
+			}
+			target, want = fam, key
+			_ = out.Encode(Reply{Ready: true})
+		case len(f) == 1 && f[0] == "close":
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := e.Close(ctx)
+			cancel()
+			if cerr := closeCoord(); err == nil {
+				err = cerr
+			}
+			r := Reply{Closed: err == nil}
+			if err != nil {
+				r.Err = err.Error()
+			}
+			if leak := goleak.Find(goleak.IgnoreCurrent()); leak != nil {
+				r.Leaks = leak.Error()
+			}
+			_ = out.Encode(r)
+			return 0
+		default:
+			_ = out.Encode(Reply{Err: "unknown command " + strconv.Quote(in.Text())})
+		}
+	}
+	return 0
+}
+
+// get sends n concurrent GET /me through target, each with deadline d.
+func get(target engine.Target, n int, d time.Duration, want string) Reply {
+	var mu sync.Mutex
+	r := Reply{Failed: map[string]int{}, Users: map[string]int{}}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			defer cancel()
+			got, err := engine.GetJSON[map[string]string](ctx, target, "/me")
+			now := time.Now().UnixNano()
+			mu.Lock()
+			defer mu.Unlock()
+			r.Last = max(r.Last, now)
+			switch {
+			case err != nil:
+				r.Failed[Kind(err)]++
+			case want != "" && got["user"] != want:
+				r.Failed["wrong_user"]++
+			default:
+				r.OK++
+				r.Users[got["user"]]++
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return r
+}
