@@ -9,6 +9,9 @@
 //
 //	get N MS     N concurrent GET /me, each with a deadline of MS milliseconds
 //	family KEY   the next get goes through the family KEY ("" for the default family)
+//	cut          cut the member off from its coordinator: every call blocks until its context ends,
+//	             as behind a network partition that drops packets
+//	heal         end the cut
 //	close        Close the engine, then check that no goroutine of it is left; the process exits
 //
 // Members print nothing else on stdout. They are built without -race (see Build).
@@ -24,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/goleak"
@@ -37,6 +41,7 @@ const (
 	EnvTokenURL = "CLUSTERTEST_TOKEN_URL" // its RFC 6749 token endpoint
 	EnvTTL      = "CLUSTERTEST_TTL"       // the coordinator's lease time to live, for the store to use (a Go duration)
 	EnvStore    = "CLUSTERTEST_STORE"     // where the store is (a file, endpoints): the member program's to read
+	EnvRefresh  = "CLUSTERTEST_REFRESH"   // the engine's refresh timeout (a Go duration); "": the default
 )
 
 // Reply is a member's answer to one command.
@@ -82,12 +87,21 @@ func Member(open func(ttl time.Duration) (engine.Coordinator, func() error, erro
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", EnvTTL, err))
 	}
-	coord, closeCoord, err := open(ttl)
+	real, closeCoord, err := open(ttl)
 	if err != nil {
 		return fail(err)
 	}
-	e, err := engine.New(engine.WithBaseURL(os.Getenv(EnvAPI)),
-		engine.WithTokenEndpoint(os.Getenv(EnvTokenURL), engine.OAuth2Refresh), engine.WithCluster(coord))
+	coord := &partition{Coordinator: real}
+	opts := []engine.Option{engine.WithBaseURL(os.Getenv(EnvAPI)),
+		engine.WithTokenEndpoint(os.Getenv(EnvTokenURL), engine.OAuth2Refresh), engine.WithCluster(coord)}
+	if v := os.Getenv(EnvRefresh); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", EnvRefresh, err))
+		}
+		opts = append(opts, engine.WithRefreshTimeout(d))
+	}
+	e, err := engine.New(opts...)
 	if err != nil {
 		return fail(err)
 	}
@@ -119,6 +133,9 @@ func Member(open func(ttl time.Duration) (engine.Coordinator, func() error, erro
 				continue
 			}
 			target, want = fam, key
+			_ = out.Encode(Reply{Ready: true})
+		case len(f) == 1 && (f[0] == "cut" || f[0] == "heal"):
+			coord.cut.Store(f[0] == "cut")
 			_ = out.Encode(Reply{Ready: true})
 		case len(f) == 1 && f[0] == "close":
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -175,4 +192,40 @@ func get(target engine.Target, n int, d time.Duration, want string) Reply {
 	close(start)
 	wg.Wait()
 	return r
+}
+
+// partition is the member's coordinator, which the cut command cuts off: its calls then block until
+// their context ends, and fail.
+type partition struct {
+	engine.Coordinator
+	cut atomic.Bool
+}
+
+func (p *partition) blocked(ctx context.Context) error {
+	if !p.cut.Load() {
+		return nil
+	}
+	<-ctx.Done()
+	return fmt.Errorf("partitioned from the coordinator: %w", context.Cause(ctx))
+}
+
+func (p *partition) Load(ctx context.Context, family string) (engine.Tokens, uint64, error) {
+	if err := p.blocked(ctx); err != nil {
+		return engine.Tokens{}, 0, err
+	}
+	return p.Coordinator.Load(ctx, family)
+}
+
+func (p *partition) Commit(ctx context.Context, family string, version uint64, t engine.Tokens) (uint64, error) {
+	if err := p.blocked(ctx); err != nil {
+		return 0, err
+	}
+	return p.Coordinator.Commit(ctx, family, version, t)
+}
+
+func (p *partition) Lock(ctx context.Context, family string) (func(context.Context) error, error) {
+	if err := p.blocked(ctx); err != nil {
+		return nil, err
+	}
+	return p.Coordinator.Lock(ctx, family)
 }

@@ -19,6 +19,7 @@ type tokenKnobs struct {
 	hang      bool
 	garbage   int64         // bytes of unterminated JSON to stream with a 200
 	hold      chan struct{} // non-nil: calls wait until it is closed (HoldTokenCalls)
+	lateBy    time.Duration // a successful refresh rotates, then waits this long to answer (SetTokenAnswerDelay)
 }
 
 // apiFailure makes API endpoints answer a status before doing anything; see SetAPIFailure.
@@ -84,6 +85,16 @@ func (s *Server) HoldTokenCalls() (release func()) {
 			close(hold)
 		})
 	}
+}
+
+// SetTokenAnswerDelay makes a successful refresh rotate the refresh token at once and answer d
+// later: a client that dies (or gives up) meanwhile has spent its refresh token without learning
+// the new pair, as a replica killed after the token endpoint answered but before it stored the
+// answer. 0 ends it.
+func (s *Server) SetTokenAnswerDelay(d time.Duration) {
+	s.mu.Lock()
+	s.knobs.lateBy = d
+	s.mu.Unlock()
 }
 
 // SetAPIDelay makes every API (non-token) call wait d before answering; the wait ends early if the

@@ -1,6 +1,7 @@
 package fakeapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -185,9 +186,15 @@ func (s *Server) SetTokenAnswerLoss(n int) {
 	s.mu.Unlock()
 }
 
-// loseAnswer reports whether this refresh's answer is to be lost (counting it), and if so closes
-// the connection under w.
+// loseAnswer first waits SetTokenAnswerDelay's delay (the pair is rotated already), then reports
+// whether this refresh's answer is to be lost (counting it), and if so closes the connection under w.
 func (s *Server) loseAnswer(w http.ResponseWriter) bool {
+	s.mu.Lock()
+	late := s.knobs.lateBy
+	s.mu.Unlock()
+	if late > 0 {
+		s.sleep(context.Background(), late) // rotated already; the client may be gone when it ends
+	}
 	s.mu.Lock()
 	lose := s.loseRefs > 0
 	if lose {
