@@ -295,4 +295,3 @@ func stormAlone(b *testing.B, parked int) time.Duration {
 	require.Equal(b, parked, r.OK, "%v", r.Failed)
 	return time.Unix(0, r.Last).Sub(released)
 }
-
