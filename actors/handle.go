@@ -79,7 +79,10 @@ type TokenHandle struct {
 	abort context.CancelFunc // ends life
 
 	background sync.WaitGroup // refresh and save goroutines, waited for by Stop
-	stopOnce   sync.Once
+	stopMu     sync.Mutex     // serialises stop; guards stopped and stopErr
+	stopped    bool
+	stopErr    error
+	gen        atomic.Uint64 // kept.gen, for Generation
 	goneOnce   sync.Once
 	gone       chan struct{} // closed once the actor is stopped: nothing is answered after
 }
@@ -111,6 +114,8 @@ func newTokenHandle(system *actor.ActorSystem, cfg TokenConfig) (*TokenHandle, T
 	}
 	h := &TokenHandle{root: system.Root, gone: make(chan struct{}), tel: cfg.Telemetry,
 		store: newPersister(cfg.Store, cfg.RefreshTimeout)}
+	h.kept.gen = cfg.FirstGen
+	h.gen.Store(cfg.FirstGen)
 	h.life, h.abort = context.WithCancel(context.Background())
 	return h, cfg, nil
 }
@@ -292,8 +297,37 @@ func (h *TokenHandle) Set(ctx context.Context, t messages.Tokens) error {
 // call already running keeps its own bounded context; background retries of a failed save stop. Stop returns by ctx's deadline whatever
 // protoactor's own stop waits do. It is safe to call more than once.
 func (h *TokenHandle) Stop(ctx context.Context) error {
+	_, err := h.stop(ctx, false)
+	return err
+}
+
+// Passivate stops the actor as Stop does, but only if it is at rest: no refresh under way and no
+// failed save (the store holds what is in force). The actor decides in its mailbox, so that nothing
+// starts between the check and the stop. It reports whether the actor stopped (true also if it was
+// stopped already). Its generation stays readable (Generation) for the next incarnation to go on from.
+func (h *TokenHandle) Passivate(ctx context.Context) (bool, error) { return h.stop(ctx, true) }
+
+// stop is Stop, or Passivate when ifIdle is set.
+func (h *TokenHandle) stop(ctx context.Context, ifIdle bool) (bool, error) {
+	h.stopMu.Lock()
+	defer h.stopMu.Unlock()
+	if h.stopped {
+		return true, h.stopErr
+	}
 	var err error
-	h.stopOnce.Do(func() {
+	if ifIdle {
+		// No deadline on this wait: the actor answers at once (or is gone), and giving up early
+		// would leave it free to stop after the caller decided it lives on.
+		r := make(chan bool, 1)
+		h.root.Send(h.pid, messages.Passivate{Reply: r})
+		select {
+		case ok := <-r:
+			if !ok {
+				return false, nil
+			}
+		case <-h.gone:
+		}
+	} else {
 		done := make(chan struct{})
 		h.root.Send(h.pid, messages.Shutdown{Done: done})
 		select {
@@ -302,17 +336,22 @@ func (h *TokenHandle) Stop(ctx context.Context) error {
 		case <-ctx.Done():
 			err = context.Cause(ctx)
 		}
-		if !waitFor(ctx, h.background.Wait) {
-			err = errors.Join(err, context.Cause(ctx))
-		}
-		if perr := h.store.close(ctx); perr != nil && err == nil {
-			err = perr
-		}
-		h.abort()
-		h.closeGone()
-		if serr := stopActor(ctx, h.root, h.pid, &h.background); serr != nil && err == nil {
-			err = serr
-		}
-	})
-	return err
+	}
+	h.stopped = true
+	if !waitFor(ctx, h.background.Wait) {
+		err = errors.Join(err, context.Cause(ctx))
+	}
+	if perr := h.store.close(ctx); perr != nil && err == nil {
+		err = perr
+	}
+	h.abort()
+	h.closeGone()
+	if serr := stopActor(ctx, h.root, h.pid, &h.background); serr != nil && err == nil {
+		err = serr
+	}
+	h.stopErr = err
+	return true, err
 }
+
+// Generation is the generation of the credentials last put in force (0 before any).
+func (h *TokenHandle) Generation() uint64 { return h.gen.Load() }

@@ -14,9 +14,12 @@ import (
 // every engine spawns its actors in it (and stops them in Close). protoactor's idiom is one system
 // per process, and building one is the expensive part (its process registry): an engine per
 // tenant, or a test that makes hundreds of engines, would otherwise pay it each time. An idle
-// system holds no goroutine. protoactor's own records (Warn and up) go to slog.Default(); the
-// engines' records go to their own loggers.
-var System = sync.OnceValue(func() *actor.ActorSystem { return newSystem(slog.New(defaultHandler{})) })
+// system holds no goroutine. protoactor's own records are discarded: they would name no engine, and
+// a library must not write to the application's default logger; what matters of them (a panic in
+// an actor) the engines log to their own loggers.
+func System() *actor.ActorSystem { return system() }
+
+var system = sync.OnceValue(func() *actor.ActorSystem { return newSystem(nil) })
 
 // newSystem starts a protoactor actor system configured for a library: its records go to logger
 // from Warn up (protoactor logs every actor start and stop at Info), and its dead-letter throttle
@@ -53,26 +56,6 @@ func smallRegistry(system *actor.ActorSystem) {
 		}
 	}
 	system.ProcessRegistry.LocalPIDs = small
-}
-
-// defaultHandler hands records to whatever slog.Default() is when they are written, so that a
-// program that sets its default logger after the first engine started still gets them.
-type defaultHandler struct{}
-
-func (defaultHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return slog.Default().Handler().Enabled(ctx, l)
-}
-
-func (defaultHandler) Handle(ctx context.Context, r slog.Record) error {
-	return slog.Default().Handler().Handle(ctx, r)
-}
-
-func (h defaultHandler) WithAttrs(a []slog.Attr) slog.Handler {
-	return slog.Default().Handler().WithAttrs(a)
-}
-
-func (h defaultHandler) WithGroup(name string) slog.Handler {
-	return slog.Default().Handler().WithGroup(name)
 }
 
 // minLevel drops records below min.

@@ -74,6 +74,10 @@ type TokenConfig struct {
 	// the actor's goroutine and must not block. Idle ≤ 0 or a nil OnIdle: never.
 	Idle   time.Duration
 	OnIdle func()
+
+	// FirstGen is the generation the actor counts on from: the last of an earlier incarnation of the
+	// same credentials (a passivated family), so generations never repeat. 0 for a new one.
+	FirstGen uint64
 }
 
 // tokenActor is the only writer of credentials. Its behaviour is one of four states, switched with
@@ -148,6 +152,9 @@ func (a *tokenActor) Receive(c actor.Context) {
 		return
 	case messages.IdleCheck:
 		a.idleCheck(c)
+		return
+	case messages.Passivate:
+		m.Reply <- a.passivate()
 		return
 	case *actor.Stopping:
 		a.shutdown()
@@ -323,6 +330,7 @@ func (a *tokenActor) install(c actor.Context, t messages.Tokens, expiry time.Tim
 	a.k.stopTimer()
 	a.creds, a.expiry = t, expiry
 	a.k.gen++
+	a.h.gen.Store(a.k.gen)
 	a.rejected = false
 	a.auth = nil
 	if t.Access == "" {
@@ -402,6 +410,18 @@ func (a *tokenActor) idleCheck(c actor.Context) {
 		safely(a.cfg.OnIdle)
 	}
 	a.armIdle(c)
+}
+
+// passivate shuts the actor down if it is at rest (see TokenHandle.Passivate), and says whether it did.
+func (a *tokenActor) passivate() bool {
+	if a.k.closed {
+		return true
+	}
+	if a.k.run != nil || a.h.Health() != nil {
+		return false
+	}
+	a.shutdown()
+	return true
 }
 
 func (a *tokenActor) shutdown() {

@@ -120,7 +120,9 @@ func (e *Engine) startRequestPath(c *config, v validated, tel *telemetry.T, base
 		return err
 	}
 	e.requester = &actors.Requester{Base: base, Origins: v.origins, Inflight: e.inflight, Supervisor: e.sup, Secrets: c.secrets, Tel: tel}
-	e.requester.Finished = e.finished
+	e.requester.Finished = func(req *http.Request, resp *http.Response, err error, o actors.Outcome) (*http.Response, error) {
+		return e.finished(nil, req, resp, err, o)
+	}
 	if c.cacheBytes > 0 {
 		e.requester.Cache = actors.NewCaching(c.cacheBytes, c.secrets)
 	}
@@ -163,6 +165,13 @@ func (e *Engine) startTokenActor(c *config, store TokenStore, tel *telemetry.T, 
 	}
 	e.token, e.requester.Token = h, h
 	e.fam = families{store: c.families, idle: c.familyIdle, template: tc, refresh: raw, cluster: c.cluster}
+	e.fam.life, e.fam.endLife = context.WithCancel(context.Background())
+	switch c.grant.(type) {
+	case clientCredsGrant:
+		e.fam.oneOnly = "WithClientCredentials"
+	case tokenSourceGrant:
+		e.fam.oneOnly = "WithTokenSource"
+	}
 	if e.fam.store == nil {
 		e.fam.store = &MemoryFamilyStore{}
 	}
@@ -214,7 +223,7 @@ func (c *config) tokenStore() (TokenStore, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.refreshTimeout)
 	defer cancel()
-	t, err := c.store.Load(ctx)
+	t, err := boundedLoad(ctx, c.store, c.refreshTimeout) // a store that ignores ctx must not hold New
 	if err != nil {
 		return nil, configErr("WithTokenStore", "loading tokens: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/resilientclient/resilient/actors"
@@ -13,6 +14,7 @@ import (
 // Failure describes one failed logical request, for the error handler: the request got an error,
 // or its final answer (after retries and the resend after a 401) had a status of 400 or more.
 type Failure struct {
+	Family   string // the key of the family that sent the request (Engine.Family); "" for the default family
 	Method   string
 	URL      string // without user info; query values replaced by "redacted"
 	Status   int    // the final answer's status; 0 when there was none
@@ -37,16 +39,17 @@ func WithErrorHandler(h func(ctx context.Context, f *Failure)) Option {
 	return func(c *config) { c.onError = h }
 }
 
-// finished is the request path's Finished hook: it builds the typed error of a failed request once,
-// and reports it, unless a typed helper is waiting to report it itself (with its own errors).
-func (e *Engine) finished(req *http.Request, resp *http.Response, err error, o actors.Outcome) (*http.Response, error) {
+// finished is the request path's Finished hook for the default family (f nil) and for family f: it
+// builds the typed error of a failed request once, and reports it, unless a typed helper is waiting
+// to report it itself (with its own errors).
+func (e *Engine) finished(f *Family, req *http.Request, resp *http.Response, err error, o actors.Outcome) (*http.Response, error) {
 	rep := actors.ReportFrom(req.Context())
 	if rep == nil && e.onError == nil {
 		return resp, err
 	}
 	status, ferr := 0, err
 	if err == nil {
-		ae := e.readAPIError(req.Context(), resp, o.Secrets)
+		ae := e.readAPIError(req.Context(), resp, slices.Concat(o.Secrets, familySecrets(f)))
 		if o.BudgetExhausted {
 			ae.cause = ErrRetryBudgetExhausted
 		}
@@ -56,7 +59,7 @@ func (e *Engine) finished(req *http.Request, resp *http.Response, err error, o a
 		rep.Failure = ferr
 		return resp, err
 	}
-	e.fail(req.Context(), &Failure{Method: req.Method, URL: redact.URL(req.URL), Status: status, Attempts: o.Sends, Err: ferr})
+	e.fail(req.Context(), &Failure{Family: familyKey(f), Method: req.Method, URL: redact.URL(req.URL), Status: status, Attempts: o.Sends, Err: ferr})
 	return resp, err
 }
 
@@ -81,6 +84,26 @@ func (e *Engine) readAPIError(ctx context.Context, resp *http.Response, sent []s
 	body, rest := readErrorBody(ctx, resp.Body, e.maxErrors)
 	resp.Body = rest
 	return parseAPIError(resp, body, append(e.knownSecrets(), sent...)...)
+}
+
+// familyKey is f's key, "" for the default family (nil).
+func familyKey(f *Family) string {
+	if f == nil {
+		return ""
+	}
+	return f.key
+}
+
+// familySecrets are the values of f's current token an API may echo (none for the default family,
+// whose token knownSecrets has).
+func familySecrets(f *Family) []string {
+	if f == nil {
+		return nil
+	}
+	if h := f.header(); h != "" {
+		return []string{h, strings.TrimPrefix(h, "Bearer ")}
+	}
+	return nil
 }
 
 // knownSecrets are the values an API may echo that must not reach an error: the Authorization

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
@@ -54,9 +55,14 @@ type families struct {
 	refresh  actors.RefreshFunc // the refresh function, before any family's wrapping
 	cluster  Coordinator        // WithCluster's; nil: store holds the families
 
-	m           sync.Map       // key → *Family
-	seq         atomic.Uint64  // numbers the families' token actors, to name them apart
-	passivating sync.WaitGroup // passivations under way, waited for by close
+	oneOnly     string             // the option whose tokens serve one family only; "": families work
+	life        context.Context    // ends when the engine closes: bounds passivations
+	endLife     context.CancelFunc // ends life
+	m           sync.Map           // key → *Family
+	seq         atomic.Uint64      // numbers the families' token actors, to name them apart
+	mu          sync.Mutex         // guards closed, and passivating's Add against close's Wait
+	closed      bool               // close began: no new passivation starts
+	passivating sync.WaitGroup     // passivations under way, waited for by close
 }
 
 // Family is one credential family of an engine: the tokens of one tenant, customer connection or
@@ -72,23 +78,32 @@ type Family struct {
 	rq     actors.Requester // the engine's request path, with this family's credentials
 	client *http.Client     // the typed helpers' client: through rq
 
-	mu     sync.Mutex // serialises activation, passivation and close
-	closed bool       // close ran: nothing is activated any more
-	live   atomic.Pointer[actors.TokenHandle]
-	// active counts the calls that may use live (requests, SetTokens); touched says a call came since
-	// the last idle check. Passivation needs both at rest (see passivate).
+	// lock serialises activation, passivation and close: a one-slot channel, so that a request
+	// waiting for another's activation still gives up when its context ends.
+	lock    chan struct{}
+	closed  bool   // under lock: close ran, nothing is activated any more
+	lastGen uint64 // under lock: the generation the last passivated token actor ended at
+	live    atomic.Pointer[actors.TokenHandle]
+	// active counts the calls that may use live (requests, SetTokens); touched says a call began or
+	// ended since the last idle check. Passivation needs both at rest (see passivate).
 	active  atomic.Int64
 	touched atomic.Bool
 }
 
 // Family returns the family named key, creating it on first use (its token actor starts when it is
 // first used). The same key gives the same *Family. Its credentials are what the FamilyStore holds
-// under key, until SetTokens gives new ones: a family with none fails its requests to the API with
-// ErrSessionExpired. key must be non-empty and at most MaxFamilyKeyBytes long; the default family
-// is the Engine itself. It fails on a public engine and after Close.
+// under key, until SetTokens gives new ones. A family with none fails its requests to the API with
+// ErrSessionExpired, except with WithRefreshFunc, which is then called with zero Tokens (and
+// FamilyKey in its context) to get the family's first pair. key must be non-empty and at most
+// MaxFamilyKeyBytes long; the default family is the Engine itself. It fails on a public engine,
+// after Close, and with WithClientCredentials or WithTokenSource, whose one token serves the
+// default family only (a *ConfigError).
 func (e *Engine) Family(key string) (*Family, error) {
 	if e.token == nil {
 		return nil, configErr("Family", "a public engine holds no tokens")
+	}
+	if e.fam.oneOnly != "" {
+		return nil, configErr("Family", "%s gives one token, for the default family only: families need tokens of their own (a token endpoint with refresh tokens, WithOAuth2Config, or WithRefreshFunc)", e.fam.oneOnly)
 	}
 	if key == "" || len(key) > MaxFamilyKeyBytes {
 		return nil, configErr("Family", "a family key must have 1 to %d bytes, not %d (the default family is the Engine itself)", MaxFamilyKeyBytes, len(key))
@@ -99,8 +114,11 @@ func (e *Engine) Family(key string) (*Family, error) {
 	if f, ok := e.fam.m.Load(key); ok {
 		return f.(*Family), nil
 	}
-	f := &Family{e: e, key: key, rq: *e.requester}
+	f := &Family{e: e, key: key, rq: *e.requester, lock: make(chan struct{}, 1)}
 	f.rq.Token = (*familyToken)(f)
+	f.rq.Finished = func(req *http.Request, resp *http.Response, err error, o actors.Outcome) (*http.Response, error) {
+		return e.finished(f, req, resp, err, o)
+	}
 	f.client = &http.Client{Transport: f.Transport()}
 	got, _ := e.fam.m.LoadOrStore(key, f)
 	return got.(*Family), nil
@@ -124,7 +142,7 @@ func (f *Family) SetTokens(ctx context.Context, t Tokens) error {
 		return configErr("SetTokens", "%s", err.Error()) // the text names no token
 	}
 	f.enter()
-	defer f.active.Add(-1)
+	defer f.leave()
 	h, err := f.handle(ctx)
 	if err != nil {
 		return err
@@ -145,28 +163,50 @@ func (f *Family) Health() error {
 // *SaveFailed whose Family is the key), as Engine.Subscribe does. The retry events are the engine's
 // and go to Engine.Subscribe only.
 func (f *Family) Subscribe(fn func(Event)) (unsubscribe func()) {
-	return f.e.subs.add(fn, func(ev Event) bool { return eventFamily(ev) == f.key })
+	return f.e.subs.add(fn, func(ev Event) bool {
+		key, ok := eventFamily(ev)
+		return ok && key == f.key
+	})
 }
 
-// eventFamily is the family an event is about: its key, "" for the default family, or "\x00" for
+// eventFamily is the family an event is about: its key ("" for the default family), and false for
 // the retry events, which are about no family.
-func eventFamily(ev Event) string {
+func eventFamily(ev Event) (string, bool) {
 	switch ev := ev.(type) {
 	case *TokenRefreshed:
-		return ev.Family
+		return ev.Family, true
 	case *SessionExpired:
-		return ev.Family
+		return ev.Family, true
 	case *TokensReplaced:
-		return ev.Family
+		return ev.Family, true
 	case *SaveFailed:
-		return ev.Family
+		return ev.Family, true
 	}
-	return "\x00"
+	return "", false
 }
 
-// enter counts a call that may use the token actor; the caller subtracts it when done.
+// header is the Authorization value the family's current token is sent with ("" when its token
+// actor is passivated or holds none), to scrub from error texts.
+func (f *Family) header() string {
+	if h := f.live.Load(); h != nil {
+		return h.Header()
+	}
+	return ""
+}
+
+// enter counts a call that may use the token actor; leave ends it. Both mark the family as used, so
+// that an idle period counts from the end of the last call.
 func (f *Family) enter() {
 	f.active.Add(1)
+	f.touch()
+}
+
+func (f *Family) leave() {
+	f.touch()
+	f.active.Add(-1)
+}
+
+func (f *Family) touch() {
 	if !f.touched.Load() { // read first: most calls find it set and write nothing shared
 		f.touched.Store(true)
 	}
@@ -181,12 +221,19 @@ func (f *Family) handle(ctx context.Context) (*actors.TokenHandle, error) {
 	return f.activate(ctx)
 }
 
-// activate starts the family's token actor, which loads the credentials from the FamilyStore. The
-// store is read here first, so that an outage fails the call with the store's error instead of
-// starting a family without credentials; the actor is handed that read.
+// activate starts the family's token actor, which loads the credentials from the store. The store
+// is read here first (bounded by ctx and the refresh timeout), so that an outage fails the call with
+// the store's error instead of starting a family without credentials; the actor is handed that read.
 func (f *Family) activate(ctx context.Context) (*actors.TokenHandle, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	select {
+	case f.lock <- struct{}{}:
+	case <-ctx.Done():
+		if errors.Is(context.Cause(ctx), ErrClosed) {
+			return nil, ErrClosed
+		}
+		return nil, ctx.Err()
+	}
+	defer func() { <-f.lock }()
 	if h := f.live.Load(); h != nil {
 		return h, nil
 	}
@@ -210,15 +257,14 @@ func (f *Family) activate(ctx context.Context) (*actors.TokenHandle, error) {
 			tc.Refresh = cf.refreshFunc
 		}
 	}
-	lctx, cancel := context.WithTimeout(ctx, fs.template.RefreshTimeout)
-	t, err := store.Load(lctx)
-	cancel()
+	t, err := boundedLoad(ctx, store, fs.template.RefreshTimeout)
 	if err != nil {
 		return nil, &FamilyError{Key: f.key, Err: err}
 	}
 	tc.Store = &primedStore{TokenStore: store, first: &t}
 	tc.Events = publisher{stream: f.e.events, family: f.key}
 	tc.Name = f.e.id + "/family" + strconv.FormatUint(fs.seq.Add(1), 10)
+	tc.FirstGen = f.lastGen
 	if fs.idle > 0 {
 		tc.Idle, tc.OnIdle = fs.idle, f.idle
 	}
@@ -230,27 +276,67 @@ func (f *Family) activate(ctx context.Context) (*actors.TokenHandle, error) {
 	return h, nil
 }
 
+// boundedLoad reads store on a goroutine of its own, waiting at most timeout and until ctx ends: a
+// store that ignores its context holds neither the caller nor the family's lock.
+func boundedLoad(ctx context.Context, store TokenStore, timeout time.Duration) (Tokens, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type result struct {
+		t   Tokens
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		defer func() {
+			if p := recover(); p != nil {
+				r.err = fmt.Errorf("the store panicked: %v", p)
+			}
+			done <- r
+		}()
+		r.t, r.err = store.Load(ctx)
+	}()
+	select {
+	case r := <-done:
+		return r.t, r.err
+	case <-ctx.Done():
+		return Tokens{}, fmt.Errorf("the store did not answer: %w", context.Cause(ctx))
+	}
+}
+
 // idle is the token actor's offer to be passivated (on its goroutine: it must not block). A family
 // used since the last offer, or in use now, is kept.
 func (f *Family) idle() {
 	if f.touched.Swap(false) || f.active.Load() != 0 {
 		return
 	}
-	f.e.fam.passivating.Add(1)
+	fs := &f.e.fam
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.closed {
+		return
+	}
+	fs.passivating.Add(1)
 	go func() {
-		defer f.e.fam.passivating.Done()
+		defer fs.passivating.Done()
 		f.passivate()
 	}()
 }
 
-// passivate stops the family's token actor if no call uses it. A call enters (active) before it
-// reads live, and passivate clears live before it reads active: so either the call sees no actor
-// and starts a new one (after this one stopped: it waits for mu), or passivate sees the call and
-// puts the actor back. The actor stops as Close stops it: its saves end first, so the next
-// activation loads what it saved.
+// passivate stops the family's token actor if no call uses it and the actor is at rest. A call
+// enters (active) before it reads live, and passivate clears live before it reads active: so either
+// the call sees no actor and starts a new one (after this one stopped: it waits for the lock), or
+// passivate sees the call and puts the actor back. The actor itself refuses if a refresh runs or a
+// save failed (TokenHandle.Passivate); its saves are over when it stops, so the next activation
+// loads what it saved, and counts generations on from where it ended.
 func (f *Family) passivate() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	life := f.e.fam.life
+	select {
+	case f.lock <- struct{}{}:
+	case <-life.Done():
+		return
+	}
+	defer func() { <-f.lock }()
 	h := f.live.Load()
 	if h == nil || f.closed || f.touched.Load() || f.active.Load() != 0 {
 		return
@@ -260,17 +346,31 @@ func (f *Family) passivate() {
 		f.live.Store(h)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), f.e.fam.template.RefreshTimeout)
+	ctx, cancel := context.WithTimeout(life, f.e.fam.template.RefreshTimeout)
 	defer cancel()
-	if err := h.Stop(ctx); err != nil {
+	stopped, err := h.Passivate(ctx)
+	if !stopped {
+		f.live.Store(h) // busy after all: it stays
+		return
+	}
+	f.lastGen = h.Generation()
+	if err != nil {
 		f.e.logger.Warn("passivating a family's token actor", "error", err)
 	}
 }
 
 // close stops the family's token actor for good.
 func (f *Family) close(ctx context.Context) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	select {
+	case f.lock <- struct{}{}:
+	case <-ctx.Done():
+		// A passivation or activation holds the lock past Close's deadline: stop what runs anyway.
+		if h := f.live.Swap(nil); h != nil {
+			return h.Stop(ctx)
+		}
+		return nil
+	}
+	defer func() { <-f.lock }()
 	f.closed = true
 	h := f.live.Swap(nil)
 	if h == nil {
@@ -279,32 +379,38 @@ func (f *Family) close(ctx context.Context) error {
 	return h.Stop(ctx)
 }
 
-// close stops every family's token actor, after the passivations under way.
+// close stops every family's token actor, several at once (a refresh finishing in one family does
+// not eat the others' time), after ending the passivations under way.
 func (fs *families) close(ctx context.Context) error {
+	fs.mu.Lock()
+	fs.closed = true
+	fs.mu.Unlock()
+	if fs.endLife != nil {
+		fs.endLife()
+	}
+	var mu sync.Mutex
 	var errs []error
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
 	fs.m.Range(func(_, v any) bool {
-		errs = append(errs, v.(*Family).close(ctx))
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := v.(*Family).close(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
 		return true
 	})
-	if !waitCtx(ctx, fs.passivating.Wait) {
-		errs = append(errs, context.Cause(ctx))
+	wg.Wait()
+	fs.passivating.Wait() // they end at once: life ended, and their lock waits watch it
+	if len(errs) > 0 && ctx.Err() != nil {
+		return context.Cause(ctx) // one deadline, not one per family
 	}
 	return errors.Join(errs...)
-}
-
-// waitCtx runs wait and reports whether it returned before ctx ended.
-func waitCtx(ctx context.Context, wait func()) bool {
-	done := make(chan struct{})
-	go func() {
-		wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // familyTransport is a Family seen as an http.RoundTripper.
@@ -315,7 +421,7 @@ type familyTransport Family
 func (t *familyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	f := (*Family)(t)
 	f.enter()
-	defer f.active.Add(-1)
+	defer f.leave()
 	return f.rq.RoundTrip(req)
 }
 
@@ -348,14 +454,14 @@ func (t *familyToken) ReportRejected(gen uint64) {
 
 // FamilyError is a failure to start a family's token actor: the FamilyStore could not be read (or
 // the actor could not be spawned). Requests of the family fail with it, SetTokens returns it; the
-// next call tries again.
+// next call tries again. Its text does not name the family (a key may be personal data): Key does.
 type FamilyError struct {
 	Key string // the family's key
 	Err error  // the store's error
 }
 
 func (e *FamilyError) Error() string {
-	return "engine: family " + strconv.Quote(e.Key) + ": loading its credentials: " + e.Err.Error()
+	return "engine: starting a family: " + e.Err.Error()
 }
 
 // Unwrap returns the store's error.
@@ -364,8 +470,8 @@ func (e *FamilyError) Unwrap() error { return e.Err }
 // familyKeyCtx is the context key under which a family's refresh calls carry its key.
 type familyKeyCtx struct{}
 
-// FamilyKey returns the key of the family whose refresh ctx belongs to, for a RefreshFunc (or
-// TokenSource) that serves several families: ok is false for the default family's refreshes.
+// FamilyKey returns the key of the family whose refresh ctx belongs to, for a RefreshFunc that
+// serves several families: ok is false for the default family's refreshes.
 func FamilyKey(ctx context.Context) (key string, ok bool) {
 	key, ok = ctx.Value(familyKeyCtx{}).(string)
 	return key, ok

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -347,4 +348,104 @@ func TestCloseStopsEveryFamily(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	closeEngine(t, e)
 	wg.Wait()
+}
+
+// A family's generations go on counting across passivations: subscribers that order events by
+// (Family, Generation) never see one twice.
+func TestFamilyGenerationsSurvivePassivation(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{})
+	e := newFamilyEngine(t, srv, &engine.MemoryFamilyStore{}, engine.WithFamilyIdleTimeout(10*time.Millisecond))
+	f, err := e.Family("acme")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var gens []uint64
+	f.Subscribe(func(ev engine.Event) {
+		if r, ok := ev.(*engine.TokensReplaced); ok {
+			mu.Lock()
+			gens = append(gens, r.Generation)
+			mu.Unlock()
+		}
+	})
+	for range 3 {
+		require.NoError(t, f.SetTokens(context.Background(), srv.Login("acme")))
+		// Left: the supervisor, the default family's token actor and the subscriber.
+		require.Eventually(t, func() bool { return engine.ActorCount(e) == 3 }, 5*time.Second, 5*time.Millisecond, "passivated")
+	}
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(gens) == 3 }, 5*time.Second, 5*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Less(t, gens[0], gens[1])
+	assert.Less(t, gens[1], gens[2])
+}
+
+// Grants whose one token serves the default family only refuse families; a family's failure names
+// it to the error handler; a family keyed "\x00" hears only its own events.
+func TestFamilyEdges(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{})
+	var ce *engine.ConfigError
+	cc, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithClientCredentials(engine.ClientCredentials{TokenURL: srv.OAuth2TokenURL(), ClientID: "c", ClientSecret: "s"}))
+	require.NoError(t, err)
+	_, err = cc.Family("tenant")
+	assert.ErrorAs(t, err, &ce, "client credentials serve one family")
+	closeEngine(t, cc)
+
+	var failed sync.Map
+	e := newFamilyEngine(t, srv, &engine.MemoryFamilyStore{}, engine.WithErrorHandler(func(_ context.Context, f *engine.Failure) {
+		failed.Store(f.Family, f.Err)
+	}))
+	f, err := e.Family("acme")
+	require.NoError(t, err)
+	_, err = engine.GetJSON[whoami](context.Background(), f, "/me")
+	require.ErrorIs(t, err, engine.ErrSessionExpired)
+	got, ok := failed.Load("acme")
+	require.True(t, ok, "the handler is told which family failed")
+	assert.ErrorIs(t, got.(error), engine.ErrSessionExpired)
+
+	odd, err := e.Family("\x00")
+	require.NoError(t, err)
+	var heard atomic.Int64
+	odd.Subscribe(func(engine.Event) { heard.Add(1) })
+	srv.SetAPIFailure(http.StatusServiceUnavailable, "", 1)
+	require.NoError(t, f.SetTokens(context.Background(), srv.Login("acme")))
+	_, err = engine.GetJSON[whoami](context.Background(), f, "/me") // a retry: a RetryScheduled event
+	require.NoError(t, err)
+	time.Sleep(50 * time.Millisecond)
+	assert.Zero(t, heard.Load(), "another family's events and the retry events are not the \\x00 family's")
+}
+
+// blockingStore's Load waits until release is closed, ignoring its context.
+type blockingStore struct {
+	engine.MemoryFamilyStore
+	release chan struct{}
+}
+
+func (s *blockingStore) Load(ctx context.Context, key string) (engine.Tokens, error) {
+	if key != "" {
+		<-s.release
+	}
+	return s.MemoryFamilyStore.Load(ctx, key)
+}
+
+// A store that hangs when a family starts holds no request past its deadline, and not Close past
+// its own.
+func TestHangingStoreAtActivationHoldsNobody(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{})
+	store := &blockingStore{release: make(chan struct{})}
+	e, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithTokenEndpoint(srv.OAuth2TokenURL(), engine.OAuth2Refresh),
+		engine.WithFamilyStore(store), engine.WithRefreshTimeout(30*time.Second))
+	require.NoError(t, err)
+	f, err := e.Family("acme")
+	require.NoError(t, err)
+	fanOut(2, func(int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_, err := engine.GetJSON[whoami](ctx, f, "/me")
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_ = e.Close(ctx)
+	assert.NoError(t, ctx.Err(), "Close returned by its deadline")
+	close(store.release) // only now: everything above returned while the store hung
+	require.Eventually(t, func() bool { return engine.ActorCount(e) == 0 }, 5*time.Second, 5*time.Millisecond)
 }

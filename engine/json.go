@@ -25,11 +25,11 @@ const drainWait = 50 * time.Millisecond
 // Target is what the typed helpers send through: an *Engine (its default family's credentials) or
 // a *Family (that family's).
 type Target interface {
-	target() (*Engine, *http.Client)
+	target() (*Engine, *Family, *http.Client)
 }
 
-func (e *Engine) target() (*Engine, *http.Client) { return e, e.client }
-func (f *Family) target() (*Engine, *http.Client) { return f.e, f.client }
+func (e *Engine) target() (*Engine, *Family, *http.Client) { return e, nil, e.client }
+func (f *Family) target() (*Engine, *Family, *http.Client) { return f.e, f, f.client }
 
 // GetJSON sends GET path and decodes the JSON answer into a T.
 func GetJSON[T any](ctx context.Context, to Target, path string) (T, error) {
@@ -66,7 +66,7 @@ func DoJSON[T any](ctx context.Context, to Target, method, path string, body any
 	if isNil(to) {
 		return zero, configErr("DoJSON", "nil Engine or Family")
 	}
-	e, client := to.target()
+	e, fam, client := to.target()
 	u, err := e.resolve(path)
 	if err != nil {
 		return zero, err
@@ -99,7 +99,7 @@ func DoJSON[T any](ctx context.Context, to Target, method, path string, body any
 			err = ue.Err
 		}
 		err = fmt.Errorf("engine: %s %s: %w", method, redact.URL(u), err)
-		e.fail(ctx, &Failure{Method: method, URL: redact.URL(u), Attempts: attempts(&rep), Err: err})
+		e.fail(ctx, &Failure{Family: familyKey(fam), Method: method, URL: redact.URL(u), Attempts: attempts(&rep), Err: err})
 		return zero, err
 	}
 	defer func() {
@@ -114,9 +114,9 @@ func DoJSON[T any](ctx context.Context, to Target, method, path string, body any
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		ae, ok := rep.Failure.(*APIError)
 		if !ok { // a 1xx or 3xx that was not followed: no failure was recorded on the way
-			ae = e.readAPIError(ctx, resp, nil)
+			ae = e.readAPIError(ctx, resp, familySecrets(fam))
 		}
-		e.fail(ctx, &Failure{Method: method, URL: ae.URL, Status: ae.Status, Attempts: attempts(&rep), Err: ae})
+		e.fail(ctx, &Failure{Family: familyKey(fam), Method: method, URL: ae.URL, Status: ae.Status, Attempts: attempts(&rep), Err: ae})
 		return zero, ae
 	}
 	if resp.StatusCode == http.StatusNoContent {
@@ -128,7 +128,7 @@ func DoJSON[T any](ctx context.Context, to Target, method, path string, body any
 			return zero, nil
 		}
 		err = fmt.Errorf("engine: decoding the %s %s answer: %w", method, redact.URL(u), err)
-		e.fail(ctx, &Failure{Method: method, URL: redact.URL(u), Status: resp.StatusCode, Attempts: attempts(&rep), Err: err})
+		e.fail(ctx, &Failure{Family: familyKey(fam), Method: method, URL: redact.URL(u), Status: resp.StatusCode, Attempts: attempts(&rep), Err: err})
 		return zero, err
 	}
 	return out, nil

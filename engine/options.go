@@ -258,8 +258,8 @@ func WithSecretHeader(name, value string) Option {
 
 // WithLogger sets where the engine logs (refresh failures, session expiry, panics in subscribers).
 // Records never contain a token; records about a request or a refresh carry its trace_id and
-// span_id. The actor system's own records go there too, from Warn up. A nil l discards, as the
-// default does. Default: logs are discarded.
+// span_id. (protoactor's own records are discarded: the actor system is shared by every engine of
+// the process.) A nil l discards, as the default does. Default: logs are discarded.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) {
 		if l == nil {

@@ -139,6 +139,12 @@ type RefreshDue struct {
 // refresh runs and every save has succeeded, the actor tells its owner it may be passivated.
 type IdleCheck struct{}
 
+// Passivate asks the token actor to stop if it is at rest (no refresh under way, every save done):
+// it answers on Reply (buffered) whether it did.
+type Passivate struct {
+	Reply chan<- bool
+}
+
 // RefreshDone carries a successful refresh back to the token actor's mailbox. Seq names the refresh
 // it answers, so a late answer from an abandoned refresh is ignored.
 type RefreshDone struct {
