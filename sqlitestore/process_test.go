@@ -36,6 +36,9 @@ const (
 
 	familiesPerChild   = 200
 	incrementsPerChild = 50
+	// maxConflictsPerChild stops a counter child whose saves always conflict (a broken store)
+	// long before its timeout; a working store meets a few dozen.
+	maxConflictsPerChild = 50 * incrementsPerChild
 
 	casFamily     = "cas"
 	counterFamily = "counter"
@@ -169,6 +172,9 @@ func childCounter(ctx context.Context, s *Store, id int, in *bufio.Scanner, out 
 	}
 	conflicts := 0
 	for done := 0; done < incrementsPerChild; {
+		if conflicts > maxConflictsPerChild {
+			return fmt.Errorf("%d conflicts for %d increments: the saves cannot get through", conflicts, done)
+		}
 		t, err := s.Load(ctx, counterFamily)
 		if err != nil {
 			return err
