@@ -10,7 +10,8 @@
 // What it guarantees:
 //
 //   - Durable before used. The file is in WAL mode with synchronous=FULL: when Save returns nil
-//     the pair is on disk, through a power cut as well as a crash. The engine uses a rotated pair
+//     the pair is on disk, through a power cut as well as a crash (as far as the disk keeps what
+//     fsync says it wrote). The engine uses a rotated pair
 //     only after its Save returned, and the refresh token it replaced is spent at the server, so a
 //     Save that a power cut could undo (synchronous=NORMAL in WAL mode) could leave the file with
 //     a refresh token that no longer works. Saves come once per refresh per family, so the cost
@@ -29,6 +30,14 @@
 //     a writer waits up to the busy timeout (WithBusyTimeout, 5 s by default) for another's write
 //     to end. It is not for a network file system (NFS, SMB): SQLite's locks and WAL's shared
 //     memory are not reliable there. Processes on several hosts need a database server.
+//
+// What it does not do: make processes take turns at refreshing one family. Each engine refreshes
+// from the pair in its own memory, so when two processes use the same family, the second to
+// refresh sends a refresh token the first has already rotated away; the store then keeps the
+// first one's pair (the second gets ErrConflict), but the server may have refused, or with reuse
+// detection revoked, the second refresh. Give each family that has a rotating refresh token one
+// process at a time, and share the file for the rest: many families, restarts, handing a family
+// from one process to another.
 //
 // Why SQLite rather than bbolt, the other embedded store Go programs reach for: bbolt takes an
 // exclusive lock on its file for as long as it is open, so a second process cannot even open it;

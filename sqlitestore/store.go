@@ -36,7 +36,8 @@ const schema = `CREATE TABLE IF NOT EXISTS resilient_tokens (
 ) STRICT`
 
 // Store is a FamilyStore in a SQLite file (see the package doc for what it guarantees). It is
-// safe for concurrent use. Close it when done.
+// safe for concurrent use. It keeps in memory one version number for each family it has loaded or
+// saved. Close it when done.
 type Store struct {
 	db *sql.DB
 
@@ -124,7 +125,7 @@ func setUp(db *sql.DB) error {
 	return nil
 }
 
-// Close closes the file. Calls after Close fail.
+// Close closes the file and ends the goroutines of database/sql. Calls after Close fail.
 func (s *Store) Close() error {
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("sqlitestore: close: %w", err)
