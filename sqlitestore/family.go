@@ -17,6 +17,21 @@ import (
 // to get it.
 var ErrConflict = errors.New("sqlitestore: the stored pair changed since this store last loaded or saved it")
 
+// familyState is what a Store knows of one family's row.
+type familyState struct {
+	version int64 // the row version this Store last loaded or saved; 0: no row expected
+	// unsure, if not nil, is a save that failed in a way that leaves open whether it was committed:
+	// the driver reports a context that ends during a commit as the write's error, though the
+	// row was written. The next Save looks whether the row is that save's.
+	unsure *written
+}
+
+// written is one save's row: its version and the values it wrote.
+type written struct {
+	version, expiry, updated int64
+	tok                      engine.Tokens
+}
+
 // Load returns the pair stored under family, or zero Tokens and a nil error when there is none,
 // and remembers the row's version for the next Save of family.
 func (s *Store) Load(ctx context.Context, family string) (engine.Tokens, error) {
@@ -38,7 +53,7 @@ func (s *Store) Load(ctx context.Context, family string) (engine.Tokens, error) 
 			t.Expiry = time.Unix(0, expiry)
 		}
 	}
-	s.remember(family, version)
+	s.setState(family, familyState{version: version})
 	return t, nil
 }
 
@@ -52,45 +67,74 @@ func (s *Store) Save(ctx context.Context, family string, t engine.Tokens) error 
 	if err != nil {
 		return fmt.Errorf("sqlitestore: save family %q: %w", family, err)
 	}
-	s.mu.Lock()
-	version := s.versions[family]
-	s.mu.Unlock()
+	st := s.state(family)
+	if st.unsure != nil {
+		if st, err = s.settle(ctx, family, st); err != nil {
+			return fmt.Errorf("sqlitestore: save family %q: %w", family, err)
+		}
+	}
 
-	now := time.Now().UnixNano()
+	w := written{version: st.version + 1, expiry: expiry, updated: time.Now().UnixNano(), tok: t}
 	var res sql.Result
-	if version == 0 {
+	if st.version == 0 {
 		res, err = s.db.ExecContext(ctx,
 			`INSERT INTO resilient_tokens (family, access, refresh, expiry_unix_nano, type, version, updated_unix_nano)
 			 VALUES (?, ?, ?, ?, ?, 1, ?) ON CONFLICT (family) DO NOTHING`,
-			family, t.Access, t.Refresh, expiry, t.Type, now)
+			family, t.Access, t.Refresh, expiry, t.Type, w.updated)
 	} else {
 		res, err = s.db.ExecContext(ctx,
 			`UPDATE resilient_tokens
 			 SET access = ?, refresh = ?, expiry_unix_nano = ?, type = ?, version = version + 1, updated_unix_nano = ?
 			 WHERE family = ? AND version = ?`,
-			t.Access, t.Refresh, expiry, t.Type, now, family, version)
+			t.Access, t.Refresh, expiry, t.Type, w.updated, family, st.version)
+	}
+	var n int64
+	if err == nil {
+		n, err = res.RowsAffected()
 	}
 	if err != nil {
-		return fmt.Errorf("sqlitestore: save family %q: %w", family, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
+		s.setState(family, familyState{version: st.version, unsure: &w})
 		return fmt.Errorf("sqlitestore: save family %q: %w", family, err)
 	}
 	if n == 0 {
-		return fmt.Errorf("sqlitestore: save family %q over version %d: %w", family, version, ErrConflict)
+		return fmt.Errorf("sqlitestore: save family %q over version %d: %w", family, st.version, ErrConflict)
 	}
-	s.remember(family, version+1)
+	s.setState(family, familyState{version: w.version})
 	return nil
 }
 
-// remember records the row version of family that this Store last loaded or saved. The database's
-// compare-and-swap is what keeps an older pair from overwriting a newer one; this only chooses the
-// version a Save expects.
-func (s *Store) remember(family string, version int64) {
+// settle finds out whether st's unsure save was committed: if the row is still that save's (its
+// version, time and values), it is this Store's own write, and the next save goes over it. If
+// not, the save was not committed, or another writer has changed the row since, and the next
+// save expects the version before it (and so meets ErrConflict in the second case).
+func (s *Store) settle(ctx context.Context, family string, st familyState) (familyState, error) {
+	w := st.unsure
+	var mine bool
+	err := s.db.QueryRowContext(ctx,
+		`SELECT EXISTS (SELECT 1 FROM resilient_tokens WHERE family = ? AND version = ? AND updated_unix_nano = ?
+		 AND access = ? AND refresh = ? AND expiry_unix_nano = ? AND type = ?)`,
+		family, w.version, w.updated, w.tok.Access, w.tok.Refresh, w.expiry, w.tok.Type).Scan(&mine)
+	if err != nil {
+		return st, err
+	}
+	if mine {
+		return familyState{version: w.version}, nil
+	}
+	return familyState{version: st.version}, nil
+}
+
+func (s *Store) state(family string) familyState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.versions[family] = version
+	return s.families[family]
+}
+
+// setState records what this Store knows of family's row. The database's compare-and-swap is what
+// keeps an older pair from overwriting a newer one; this only chooses the version a Save expects.
+func (s *Store) setState(family string, st familyState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.families[family] = st
 }
 
 // unixNano is t in Unix nanoseconds, 0 for the zero time, or an error when t is outside what an

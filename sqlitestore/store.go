@@ -36,13 +36,13 @@ const schema = `CREATE TABLE IF NOT EXISTS resilient_tokens (
 ) STRICT`
 
 // Store is a FamilyStore in a SQLite file (see the package doc for what it guarantees). It is
-// safe for concurrent use. It keeps in memory one version number for each family it has loaded or
+// safe for concurrent use. It keeps in memory a version number for each family it has loaded or
 // saved. Close it when done.
 type Store struct {
 	db *sql.DB
 
-	mu       sync.Mutex       // guards versions
-	versions map[string]int64 // per family, the row version this Store last loaded or saved
+	mu       sync.Mutex             // guards families
+	families map[string]familyState // what this Store knows of each family's row
 }
 
 var _ engine.FamilyStore = (*Store)(nil)
@@ -90,7 +90,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
-	return &Store{db: db, versions: map[string]int64{}}, nil
+	return &Store{db: db, families: map[string]familyState{}}, nil
 }
 
 // dsn is the driver's name for the file at the absolute path abs: a SQLite URI, so that a path
