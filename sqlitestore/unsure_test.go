@@ -78,19 +78,38 @@ func TestACommittedSaveReportedFailedIsOwn(t *testing.T) {
 	}
 }
 
-// But if another writer changed the row after that save, the next save is a conflict like any
-// other: the other writer's pair is newer.
-func TestACommittedSaveReportedFailedThenAnotherWriter(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "tokens.db")
-	s, other := openStore(t, path), openStore(t, path)
-	ctx := testContext(t)
-	committedButFailed(t, s, "f", engine.Tokens{Access: "a1", Refresh: "r1"})
-	_, err := other.Load(ctx, "f")
-	require.NoError(t, err)
-	theirs := engine.Tokens{Access: "theirs", Refresh: "theirs"}
-	require.NoError(t, other.Save(ctx, "f", theirs))
+// But if another writer changed the row after a failed save, committed or not, the next save is a
+// conflict like any other: the other writer's pair is newer. (Their row has the version the failed
+// save would have had, so only its values tell it from the failed save's.)
+func TestAFailedSaveThenAnotherWriter(t *testing.T) {
+	tests := []struct {
+		name string
+		fail func(t *testing.T, s *Store)
+	}{
+		{"committed", func(t *testing.T, s *Store) {
+			committedButFailed(t, s, "f", engine.Tokens{Access: "a1", Refresh: "r1"})
+		}},
+		{"not committed", func(t *testing.T, s *Store) {
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			require.ErrorIs(t, s.Save(ctx, "f", engine.Tokens{Access: "a1", Refresh: "r1"}), context.Canceled)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "tokens.db")
+			s, other := openStore(t, path), openStore(t, path)
+			ctx := testContext(t)
+			require.NoError(t, s.Save(ctx, "f", engine.Tokens{Access: "a0", Refresh: "r0"}))
+			tt.fail(t, s)
+			_, err := other.Load(ctx, "f")
+			require.NoError(t, err)
+			theirs := engine.Tokens{Access: "theirs", Refresh: "theirs"}
+			require.NoError(t, other.Save(ctx, "f", theirs))
 
-	require.ErrorIs(t, s.Save(ctx, "f", engine.Tokens{Access: "a2", Refresh: "r2"}), ErrConflict)
-	got, _, _ := row(t, s, "f")
-	assert.Equal(t, theirs, got)
+			require.ErrorIs(t, s.Save(ctx, "f", engine.Tokens{Access: "a2", Refresh: "r2"}), ErrConflict)
+			got, _, _ := row(t, s, "f")
+			assert.Equal(t, theirs, got)
+		})
+	}
 }
