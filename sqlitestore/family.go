@@ -62,6 +62,11 @@ func (s *Store) Load(ctx context.Context, family string) (engine.Tokens, error) 
 // and returns an error wrapping ErrConflict. An Expiry outside the years 1678 to 2262 (what Unix
 // nanoseconds hold) is refused; the zero Expiry is stored as 0, and so is exactly the Unix epoch,
 // which then loads as the zero time.
+//
+// A Save that returns an error other than ErrConflict may still have been written (the driver
+// reports a context that ends during the commit as a failure). The Store keeps that pair in memory
+// until the next Save of the family, which first looks whether the row is exactly that write: if
+// so it goes on from it, as its writer.
 func (s *Store) Save(ctx context.Context, family string, t engine.Tokens) error {
 	expiry, err := unixNano(t.Expiry)
 	if err != nil {
