@@ -18,6 +18,7 @@
 //	go run ./cmd/demo -quiet          # verdict lines only (CI)
 //	go run ./cmd/demo -json           # every act's verdict and figures as one JSON document
 //	go run ./cmd/demo -otlp-endpoint localhost:4318  # also send every span and metric to a collector
+//	go run ./cmd/demo -cluster        # 3 replica processes share a family: one refresh for all
 //
 // With -base-url it sends one GET to a real API instead, with the credentials its flags give
 // (see -h): an access token, a refresh token and its endpoint, or client credentials.
@@ -42,7 +43,8 @@ a chart) and orders whose answers are lost yet created once, and one request's O
 It takes about ten seconds and exits 0 when every act went as it should.
 
 With -base-url it sends one GET to a real API instead, and prints the answer's status, the headers
-that matter and the first lines of its body.
+that matter and the first lines of its body. With -cluster it starts 3 replica processes sharing one
+family through a SQLite file, and shows one refresh serving all of them.
 
 Usage:
   go run ./cmd/demo [flags]
@@ -62,6 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	quiet := fs.Bool("quiet", false, "print only the verdict lines (for CI)")
 	asJSON := fs.Bool("json", false, "print one JSON document with every act's verdict and figures, nothing else")
 	otlp := fs.String("otlp-endpoint", "", "host:port of an OpenTelemetry collector's OTLP/HTTP receiver (e.g. localhost:4318); every act's spans and metrics go there too")
+	cluster := fs.Bool("cluster", false, "instead of the story: 3 replica processes share one family through a SQLite file (cluster mode); one refresh serves them all")
 	var real realFlags
 	real.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -84,12 +87,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return usageErr(err)
 	}
 	if real.baseURL != "" {
-		for _, name := range []string{"requests", "quiet", "json", "otlp-endpoint"} {
+		for _, name := range []string{"requests", "quiet", "json", "otlp-endpoint", "cluster"} {
 			if set[name] {
 				return usageErr(fmt.Errorf("-%s applies to the story, not to -base-url", name))
 			}
 		}
 		return realAPI(real, stdout, stderr)
+	}
+	if *cluster {
+		for _, name := range []string{"requests", "quiet", "json", "otlp-endpoint"} {
+			if set[name] {
+				return usageErr(fmt.Errorf("-%s applies to the story, not to -cluster", name))
+			}
+		}
+		return clusterAct(stdout, stderr)
 	}
 	if *requests < 1 || *requests > 20000 {
 		return usageErr(fmt.Errorf("-requests must be between 1 and 20000, not %d", *requests))

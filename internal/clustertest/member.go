@@ -9,6 +9,7 @@
 //
 //	get N MS     N concurrent GET /me, each with a deadline of MS milliseconds
 //	family KEY   the next get goes through the family KEY ("" for the default family)
+//	set A R      SetTokens with access token A and refresh token R, on that family
 //	cut          cut the member off from its coordinator: every call blocks until its context ends,
 //	             as behind a network partition that drops packets
 //	heal         end the cut
@@ -134,6 +135,15 @@ func Member(open func(ttl time.Duration) (engine.Coordinator, func() error, erro
 			}
 			target, want = fam, key
 			_ = out.Encode(Reply{Ready: true})
+		case len(f) == 3 && f[0] == "set":
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := setTokens(ctx, target, engine.Tokens{Access: f[1], Refresh: f[2]})
+			cancel()
+			if err != nil {
+				_ = out.Encode(Reply{Err: err.Error()})
+				continue
+			}
+			_ = out.Encode(Reply{Ready: true})
 		case len(f) == 1 && (f[0] == "cut" || f[0] == "heal"):
 			coord.cut.Store(f[0] == "cut")
 			_ = out.Encode(Reply{Ready: true})
@@ -158,6 +168,17 @@ func Member(open func(ttl time.Duration) (engine.Coordinator, func() error, erro
 		}
 	}
 	return 0
+}
+
+// setTokens is SetTokens on the default family or on a family.
+func setTokens(ctx context.Context, target engine.Target, t engine.Tokens) error {
+	switch x := target.(type) {
+	case *engine.Engine:
+		return x.SetTokens(ctx, t)
+	case *engine.Family:
+		return x.SetTokens(ctx, t)
+	}
+	return errors.New("unknown target")
 }
 
 // get sends n concurrent GET /me through target, each with deadline d.
