@@ -188,3 +188,48 @@ func TestClusterConfigErrors(t *testing.T) {
 		assert.ErrorAs(t, err, &ce, name)
 	}
 }
+
+// countingCoordinator counts the calls made to it.
+type countingCoordinator struct {
+	engine.MemoryCoordinator
+	calls atomic.Int64
+}
+
+func (c *countingCoordinator) Load(ctx context.Context, family string) (engine.Tokens, uint64, error) {
+	c.calls.Add(1)
+	return c.MemoryCoordinator.Load(ctx, family)
+}
+
+func (c *countingCoordinator) Commit(ctx context.Context, family string, v uint64, t engine.Tokens) (uint64, error) {
+	c.calls.Add(1)
+	return c.MemoryCoordinator.Commit(ctx, family, v, t)
+}
+
+func (c *countingCoordinator) Lock(ctx context.Context, family string) (func(context.Context) error, error) {
+	c.calls.Add(1)
+	return c.MemoryCoordinator.Lock(ctx, family)
+}
+
+// While the token is valid, cluster mode costs the hot path nothing: no call to the coordinator,
+// from the default family or from a family.
+func TestClusterHotPathMakesNoCoordinatorCall(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{})
+	coord := &countingCoordinator{}
+	_, err := coord.Commit(context.Background(), "acme", 0, srv.Login("acme"))
+	require.NoError(t, err)
+	e := replicas(t, 1, srv, coord, srv.Login("ann"))[0]
+	f, err := e.Family("acme")
+	require.NoError(t, err)
+	_, err = engine.GetJSON[whoami](context.Background(), f, "/me") // activates the family: one Load
+	require.NoError(t, err)
+	before := coord.calls.Load()
+	fanOut(500, func(i int) {
+		var target engine.Target = e
+		if i%2 == 1 {
+			target = f
+		}
+		_, err := engine.GetJSON[whoami](context.Background(), target, "/me")
+		assert.NoError(t, err)
+	})
+	assert.Equal(t, before, coord.calls.Load(), "no coordinator call while the tokens are valid")
+}
