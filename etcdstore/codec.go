@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/resilientclient/resilient/engine"
 )
@@ -13,14 +14,23 @@ import (
 type stored struct {
 	Access  string `json:"access"`
 	Refresh string `json:"refresh"`
-	Expiry  string `json:"expiry,omitempty"` // RFC 3339 with nanoseconds; absent for a pair with no expiry
+	Expiry  string `json:"expiry,omitempty"` // RFC 3339 in UTC with nanoseconds; absent for a pair with no expiry
 	Type    string `json:"type,omitempty"`
 }
 
+// encode refuses what would not come back as it went in: encoding/json turns bytes that are not
+// UTF-8 into U+FFFD, and RFC 3339 has only years 0 to 9999. A token stored altered would be
+// refused by the server; better that Commit fails.
 func encode(t engine.Tokens) ([]byte, error) {
+	if !utf8.ValidString(t.Access) || !utf8.ValidString(t.Refresh) || !utf8.ValidString(t.Type) {
+		return nil, errors.New("the pair holds a string that is not UTF-8, which JSON cannot keep")
+	}
 	s := stored{Access: t.Access, Refresh: t.Refresh, Type: t.Type}
 	if !t.Expiry.IsZero() {
-		s.Expiry = t.Expiry.Format(time.RFC3339Nano)
+		s.Expiry = t.Expiry.UTC().Format(time.RFC3339Nano) // UTC: an offset of seconds (old zones) has no RFC 3339 form
+		if back, err := time.Parse(time.RFC3339Nano, s.Expiry); err != nil || !back.Equal(t.Expiry) {
+			return nil, fmt.Errorf("the expiry's year %d is outside RFC 3339's 0 to 9999", t.Expiry.Year())
+		}
 	}
 	return json.Marshal(s)
 }
