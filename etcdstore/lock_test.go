@@ -208,6 +208,25 @@ func TestLockEndsWithTheLease(t *testing.T) {
 	})
 }
 
+// An unlock that fails (here its context has ended) returns the error, and the lock is still
+// released soon after, well within the TTL, for another replica and for the same Coordinator.
+func TestFailedUnlockStillReleases(t *testing.T) {
+	a := newCoordinator(t, newClient(t, etcdEndpoint)) // TTL 10 s
+	b := newCoordinator(t, newClient(t, etcdEndpoint))
+	unlock := mustLock(t, a, "f")
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := unlock(done)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.True(t, strings.HasPrefix(err.Error(), "etcdstore: "), err.Error())
+
+	for name, c := range map[string]*etcdstore.Coordinator{"another replica": b, "the same coordinator": a} {
+		unlock, err := c.Lock(bounded(t, 5*time.Second), "f")
+		require.NoError(t, err, name)
+		require.NoError(t, unlock(bounded(t, 5*time.Second)), name)
+	}
+}
+
 // leaseOf returns the lease of the first lock key under prefix.
 func leaseOf(t *testing.T, client *clientv3.Client, prefix string) clientv3.LeaseID {
 	t.Helper()

@@ -161,7 +161,7 @@ func TestCommitRace(t *testing.T) {
 			}
 			done.Wait()
 			require.Empty(t, others)
-			require.Len(t, wins, 1, "exactly one commit wins")
+			require.Equal(t, 1, len(wins), "exactly one commit wins")
 			assert.Equal(t, n-1, conflicts)
 			got, _, err := coord.Load(ctx, "f")
 			require.NoError(t, err)
