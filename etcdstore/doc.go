@@ -9,8 +9,8 @@
 //   - The lock is a lease. Lock takes a family's lock with etcd's concurrency.Mutex, on a lease
 //     (a concurrency.Session) this Coordinator keeps alive while its process runs and reaches
 //     etcd. Unlock releases it; if the process dies, or loses etcd for longer than the lease's
-//     time to live, etcd deletes the lock with the lease and the next waiter gets it. Waiters get
-//     the lock in the order they asked for it, across processes.
+//     time to live, etcd deletes the lock with the lease and the next waiter gets it. Replicas
+//     waiting for a family get it in the order they asked (etcd's Mutex queues them by revision).
 //   - Commit compares revisions. Load returns the pair and its key's ModRevision, a revision of
 //     the whole etcd cluster that grows with every write; Commit is one transaction that puts the
 //     new pair only if the key's ModRevision is still the one given (0: the key does not exist),

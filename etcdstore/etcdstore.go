@@ -104,7 +104,7 @@ func (c *Coordinator) Close() error {
 }
 
 // Load returns the pair stored under family and its key's ModRevision; zero Tokens and version 0
-// when there is none. The read is linearizable.
+// when there is none. The read is linearizable. Expiry comes back in UTC: compare it with Equal.
 func (c *Coordinator) Load(ctx context.Context, family string) (engine.Tokens, uint64, error) {
 	resp, err := c.client.Get(ctx, c.tokensKey(family))
 	if err != nil {
@@ -125,7 +125,8 @@ func (c *Coordinator) Load(ctx context.Context, family string) (engine.Tokens, u
 // the key does not exist), and returns the new ModRevision. If the key changed since, it stores
 // nothing and returns an error wrapping engine.ErrConflict. Any other error (etcd unreachable,
 // the context ended) leaves the outcome unknown: the transaction may have been applied before
-// the answer was lost, and a Load tells.
+// the answer was lost, and a Load tells. A pair that JSON would alter (a string that is not UTF-8,
+// an expiry beyond year 9999) is refused before anything is sent.
 func (c *Coordinator) Commit(ctx context.Context, family string, version uint64, t engine.Tokens) (uint64, error) {
 	if version > math.MaxInt64 { // no revision is that large: it cannot be the stored one
 		return 0, fmt.Errorf("etcdstore: commit family %q at version %d: %w", family, version, engine.ErrConflict)

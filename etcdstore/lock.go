@@ -11,11 +11,13 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 )
 
-var errClosed = errors.New("etcdstore: the coordinator is closed")
+var errClosed = errors.New("the coordinator is closed") // wrapped by Lock's "etcdstore: lock family ..."
 
 // Lock takes family's lock, waiting until it is free or ctx ends, and returns the function that
 // releases it. The lock is held on this Coordinator's lease (see the package doc), so it also ends
-// if the process dies or loses etcd for the TTL. Calling the unlock function more than once does
+// if the process dies or loses etcd for the TTL. It is not reentrant: a second Lock of the family
+// through the same Coordinator, from any goroutine, waits for the first one's unlock. Calling the
+// unlock function more than once does
 // nothing more. If unlocking fails (etcd unreachable, its ctx ended), the unlock function returns
 // the error and the lock is released in the background, or ends with the lease within the TTL.
 func (c *Coordinator) Lock(ctx context.Context, family string) (func(context.Context) error, error) {

@@ -180,8 +180,10 @@ func TestLockEndsWithTheLease(t *testing.T) {
 		waiting := lockAsync(bounded(t, 30*time.Second), alive, "f")
 		stillWaiting(t, waiting)
 		require.NoError(t, deadClient.Close())
+		closed := time.Now()
 		r := await(t, waiting, ttl+time.Second)
 		require.NoError(t, r.err)
+		t.Logf("the waiter got the lock %v after the holder's client closed", time.Since(closed).Round(time.Millisecond))
 		require.NoError(t, r.unlock(bounded(t, 5*time.Second)))
 	})
 
