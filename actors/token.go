@@ -75,6 +75,12 @@ type TokenConfig struct {
 	Idle   time.Duration
 	OnIdle func()
 
+	// Reload, when set, reads credentials another engine put in force in a shared store (cluster
+	// mode): after the session ended, a request prompts a Reload (at most one per MinInterval), and
+	// a pair it returns (ok) is put in force without a save, ending the expired state. nil: an ended
+	// session lasts until SetTokens.
+	Reload func(ctx context.Context) (t messages.Tokens, ok bool, err error)
+
 	// FirstGen is the generation the actor counts on from: the last of an earlier incarnation of the
 	// same credentials (a passivated family), so generations never repeat. 0 for a new one.
 	FirstGen uint64
@@ -116,6 +122,8 @@ type kept struct {
 	closed    bool               // Shutdown was handled
 	timer     *time.Timer        // the proactive refresh of the current generation
 	idle      *time.Timer        // the next IdleCheck (see TokenConfig.Idle)
+	reloading bool               // a Reload runs
+	reloaded  time.Time          // when the last Reload started
 }
 
 func (k *kept) stopTimer() {
@@ -155,6 +163,9 @@ func (a *tokenActor) Receive(c actor.Context) {
 		return
 	case messages.Passivate:
 		m.Reply <- a.passivate()
+		return
+	case messages.Reloaded:
+		a.reloadedPair(c, m)
 		return
 	case *actor.Stopping:
 		a.shutdown()
@@ -246,16 +257,57 @@ func (a *tokenActor) refreshing(c actor.Context) {
 	}
 }
 
-// expired: the session is over; everything fails fast until the application sets new tokens.
+// expired: the session is over; everything fails fast until the application sets new tokens (here,
+// or, with Reload, in the store another engine shares).
 func (a *tokenActor) expired(c actor.Context) {
 	switch m := c.Message().(type) {
 	case messages.NeedToken:
 		reply(m.Reply, messages.TokenReply{Err: a.k.ended, Refresh: a.k.endedBy})
+		a.reload(c)
 	case messages.TokenRejected:
 		reply(m.Reply, messages.TokenReply{Err: a.k.ended, Refresh: a.k.endedBy})
+		a.reload(c)
 	case messages.SetTokens:
 		a.replace(c, m, nil)
 	}
+}
+
+// reload starts a Reload, unless one runs or the last began less than the minimum interval ago.
+func (a *tokenActor) reload(c actor.Context) {
+	if a.cfg.Reload == nil || a.k.reloading || time.Since(a.k.reloaded) < a.minInterval() {
+		return
+	}
+	a.k.reloading, a.k.reloaded = true, time.Now()
+	f, timeout, self, h := a.cfg.Reload, a.cfg.RefreshTimeout, c.Self(), a.h
+	h.background.Add(1)
+	go func() {
+		defer h.background.Done()
+		ctx, cancel := context.WithTimeout(h.life, timeout)
+		defer cancel()
+		var m messages.Reloaded
+		func() {
+			defer func() { _ = recover() }() // a panicking Reload is a failed one
+			t, ok, err := f(ctx)
+			m = messages.Reloaded{Tokens: t, OK: ok && err == nil && CheckTokens(t) == nil}
+		}()
+		if !h.isGone() {
+			h.root.Send(self, m)
+		}
+	}()
+}
+
+// reloadedPair ends the expired state with the pair a Reload found, if it found one and the session
+// is still ended.
+func (a *tokenActor) reloadedPair(c actor.Context, m messages.Reloaded) {
+	a.k.reloading = false
+	if !m.OK || a.k.ended == nil || a.k.closed {
+		return
+	}
+	a.k.ended, a.k.endedBy = nil, nil
+	a.install(c, m.Tokens, m.Tokens.Expiry)
+	a.behavior.Become(a.valid)
+	gen := a.k.gen
+	a.event(func(e TokenEvents) { e.TokensReplaced(gen) })
 }
 
 // closed: after Shutdown nothing is granted any more.

@@ -174,6 +174,21 @@ func (cf *clusterFamily) commitFailure(ctx context.Context, current Tokens, v ui
 	}
 }
 
+// reload reads the pair in force in the store for a replica whose session ended: ok when another
+// replica has put one there since (a new sign-in), not the empty pair a refused refresh leaves.
+func (cf *clusterFamily) reload(ctx context.Context) (Tokens, bool, error) {
+	_, known := cf.known()
+	t, v, err := cf.c.Load(ctx, cf.key)
+	if err != nil {
+		return Tokens{}, false, err
+	}
+	if v <= known || t.Access == "" && t.Refresh == "" {
+		return Tokens{}, false, nil
+	}
+	cf.note(t, v)
+	return t, true, nil
+}
+
 // seed commits t as the family's first pair, unless the store already holds one (another replica
 // seeded it, or refreshed since): then that one stands.
 func (cf *clusterFamily) seed(ctx context.Context, t Tokens) (Tokens, error) {

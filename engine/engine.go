@@ -155,8 +155,11 @@ func (e *Engine) startTokenActor(c *config, store TokenStore, tel *telemetry.T, 
 	}
 	c.tuneGrant(&tc)
 	raw := tc.Refresh // every family's refresh; in cluster mode, called under the family's lock
-	if cf, ok := store.(*clusterFamily); ok && raw != nil {
-		cf.refresh, tc.Refresh = raw, cf.refreshFunc
+	if cf, ok := store.(*clusterFamily); ok {
+		tc.Reload = cf.reload
+		if raw != nil {
+			cf.refresh, tc.Refresh = raw, cf.refreshFunc
+		}
 	}
 	h, err := actors.SpawnToken(e.system, tc)
 	if err != nil {
@@ -165,6 +168,7 @@ func (e *Engine) startTokenActor(c *config, store TokenStore, tel *telemetry.T, 
 	}
 	e.token, e.requester.Token = h, h
 	e.fam = families{store: c.families, idle: c.familyIdle, template: tc, refresh: raw, cluster: c.cluster}
+	e.fam.template.Reload = nil // each family's is its own (family.go)
 	e.fam.life, e.fam.endLife = context.WithCancel(context.Background())
 	switch c.grant.(type) {
 	case clientCredsGrant:

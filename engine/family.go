@@ -252,7 +252,7 @@ func (f *Family) activate(ctx context.Context) (*actors.TokenHandle, error) {
 	var store TokenStore = familyStore{fs: fs.store, key: f.key}
 	if fs.cluster != nil {
 		cf := newClusterFamily(fs.cluster, f.key, tc.Refresh)
-		store = cf
+		store, tc.Reload = cf, cf.reload
 		if tc.Refresh != nil {
 			tc.Refresh = cf.refreshFunc
 		}

@@ -139,6 +139,13 @@ type RefreshDue struct {
 // refresh runs and every save has succeeded, the actor tells its owner it may be passivated.
 type IdleCheck struct{}
 
+// Reloaded is a Reload's outcome (actors.TokenConfig.Reload), sent by its goroutine to the token
+// actor: OK with the pair another engine put in force.
+type Reloaded struct {
+	Tokens Tokens
+	OK     bool
+}
+
 // Passivate asks the token actor to stop if it is at rest (no refresh under way, every save done):
 // it answers on Reply (buffered) whether it did.
 type Passivate struct {
