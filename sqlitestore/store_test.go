@@ -228,6 +228,7 @@ func TestConflicts(t *testing.T) {
 
 			err := b.Save(ctx, "f", newer)
 			require.ErrorIs(t, err, ErrConflict)
+			require.ErrorIs(t, err, engine.ErrConflict, "the engine's sentinel matches too")
 			tok, version, ok := row(t, a, "f")
 			require.True(t, ok)
 			assert.Equal(t, winner, tok, "the loser wrote nothing")
