@@ -17,13 +17,26 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/resilientclient/resilient/engine"
+	"github.com/resilientclient/resilient/internal/clustertest"
 )
 
 func TestMain(m *testing.M) {
 	if role := os.Getenv(childRoleEnv); role != "" {
 		os.Exit(runChild(role)) // a child process of the multi-process tests (process_test.go)
 	}
-	goleak.VerifyTestMain(m)
+	// The cluster member program, built once for the real-process tests (cluster_test.go).
+	dir, err := os.MkdirTemp("", "sqlitestore-member-")
+	if err == nil {
+		memberBin, err = clustertest.Build(".", "./internal/member", dir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		_ = os.RemoveAll(dir)
+		os.Exit(code)
+	}))
 }
 
 // testTimeout bounds each test's calls.
