@@ -2,6 +2,7 @@ package sqlitestore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -206,31 +207,38 @@ func TestCommitRaceHasOneWinner(t *testing.T) {
 	}
 }
 
+// cancelAtCommit makes the next commit on db's one connection call cancel, and give the driver's
+// watcher goroutine a moment to see it (it cannot be observed from here), before SQLite commits:
+// the driver then reports the context's error although the write was committed (the technique
+// of committedButFailed).
+func cancelAtCommit(t *testing.T, db *sql.DB, cancel context.CancelFunc) {
+	t.Helper()
+	var armed atomic.Pointer[context.CancelFunc]
+	armed.Store(&cancel)
+	conn, err := db.Conn(testContext(t))
+	require.NoError(t, err)
+	require.NoError(t, conn.Raw(func(dc any) error {
+		dc.(interface{ RegisterCommitHook(sqlite.CommitHookFn) }).RegisterCommitHook(func() int32 {
+			if cancel := armed.Swap(nil); cancel != nil {
+				(*cancel)()
+				time.Sleep(20 * time.Millisecond)
+			}
+			return 0 // commit
+		})
+		return nil
+	}))
+	require.NoError(t, conn.Close()) // back to the pool: the next call uses it
+}
+
 // commitReportedFailed commits tok under family with a context that ends while SQLite commits
-// (the technique of committedButFailed): the driver reports the context's error although the row
-// was written. An attempt the driver saw too late succeeds; the next goes over it. It returns the
-// version the reported-failed commit was over.
+// (cancelAtCommit). An attempt the driver saw too late succeeds; the next goes over it. It returns
+// the version the reported-failed commit was over.
 func commitReportedFailed(t *testing.T, c *Coordinator, family string, version uint64, tok engine.Tokens) uint64 {
 	t.Helper()
 	ctx := testContext(t)
 	for range 20 {
-		var armed atomic.Pointer[context.CancelFunc]
-		conn, err := c.db.Conn(ctx)
-		require.NoError(t, err)
-		require.NoError(t, conn.Raw(func(dc any) error {
-			dc.(interface{ RegisterCommitHook(sqlite.CommitHookFn) }).RegisterCommitHook(func() int32 {
-				if cancel := armed.Swap(nil); cancel != nil {
-					(*cancel)()
-					time.Sleep(20 * time.Millisecond)
-				}
-				return 0 // commit
-			})
-			return nil
-		}))
-		require.NoError(t, conn.Close()) // back to the pool: the Coordinator's next call uses it
-
 		commitCtx, cancel := context.WithCancel(ctx)
-		armed.Store(&cancel)
+		cancelAtCommit(t, c.db, cancel)
 		nv, err := c.Commit(commitCtx, family, version, tok)
 		cancel()
 		got, _, ok := clusterRow(t, c, family)

@@ -196,3 +196,30 @@ func TestLockLeavesNoGoroutine(t *testing.T) {
 	require.NoError(t, c.Close())
 	goleak.VerifyNone(t, before)
 }
+
+// A Lock whose taking of the lease the driver reported failed, though SQLite wrote it (its context
+// ended during the commit: cancelAtCommit), leaves no lease behind: the family is free
+// at once, not one TTL later.
+func TestALockReportedFailedLeavesNoLease(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cluster.db")
+	c, other := openCoordinator(t, path, WithLeaseTTL(time.Minute)), openCoordinator(t, path, WithLeaseTTL(time.Minute))
+	ctx := testContext(t)
+	for attempt := 0; ; attempt++ {
+		require.Less(t, attempt, 20, "no lock was written and reported failed in 20 attempts")
+		lockCtx, cancel := context.WithCancel(ctx)
+		cancelAtCommit(t, c.db, cancel)
+		unlock, err := c.Lock(lockCtx, "f")
+		cancel()
+		if err == nil { // the driver saw the cancellation too late: a plain lock
+			require.NoError(t, unlock(ctx))
+			continue
+		}
+		require.ErrorIs(t, err, context.Canceled)
+		break
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	free, err := other.Lock(short, "f")
+	require.NoError(t, err, "no lease left behind by the failed Lock (its TTL is a minute)")
+	require.NoError(t, free(ctx))
+}
