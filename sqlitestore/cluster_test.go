@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/resilientclient/resilient/engine"
 	"github.com/resilientclient/resilient/internal/clustertest"
+	"github.com/resilientclient/resilient/internal/fakeapi"
 )
 
 // memberBin is the cluster member program (internal/member), built by TestMain without -race:
@@ -53,6 +55,41 @@ func TestCluster(t *testing.T) {
 	t.Run("KillLockHolderAfterRotation", s.KillLockHolderAfterRotation)
 	t.Run("CutOff", s.CutOff)
 	t.Run("CloseOneMember", s.CloseOneMember)
+}
+
+// cutAfterFirstLoad is a Coordinator cut off from its file after its first Load, as by a network
+// partition: every later Load waits until its context ends, and fails.
+type cutAfterFirstLoad struct {
+	engine.Coordinator
+	loads atomic.Int32
+}
+
+func (c *cutAfterFirstLoad) Load(ctx context.Context, family string) (engine.Tokens, uint64, error) {
+	if c.loads.Add(1) > 1 {
+		<-ctx.Done()
+		return engine.Tokens{}, 0, context.Cause(ctx)
+	}
+	return c.Coordinator.Load(ctx, family)
+}
+
+// A replica cut off from the file just after New read its pair still serves its valid token: its
+// token actor starts from what New read, rather than reading again (it did, once, after New had
+// returned, and a cut at that moment left it without credentials for good; clustertest's CutOff
+// met that only now and then).
+func TestClusterReplicaCutOffRightAfterStart(t *testing.T) {
+	srv := fakeapi.Start(fakeapi.Options{Opaque: true})
+	defer srv.Close()
+	c := openCoordinator(t, "")
+	ctx := testContext(t)
+	_, err := c.Commit(ctx, "", 0, srv.Login("ann"))
+	require.NoError(t, err)
+	e, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithTokenEndpoint(srv.OAuth2TokenURL(), engine.OAuth2Refresh),
+		engine.WithCluster(&cutAfterFirstLoad{Coordinator: c}), engine.WithRefreshTimeout(time.Second))
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, e.Close(ctx)) }()
+	got, err := engine.GetJSON[map[string]string](ctx, e, "/me")
+	require.NoError(t, err, "a valid token needs no coordinator")
+	assert.Equal(t, "ann", got["user"])
 }
 
 // BenchmarkW6ClusterStorm is the W6 storm (see clustertest.Suite.Storm) on three member processes
