@@ -75,7 +75,7 @@ type Coordinator struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	mu     sync.Mutex        // guards unsure
+	mu     sync.Mutex        // guards unsure; held by Close while it ends life, and by hold around renewers.Add
 	unsure map[string]unsure // per family, commits reported failed that may have been written
 }
 
@@ -116,7 +116,9 @@ func OpenCoordinator(path string, opts ...Option) (*Coordinator, error) {
 // process had died) and closes the file. Calls after Close fail; Close itself may be called again.
 func (c *Coordinator) Close() error {
 	c.closeOnce.Do(func() {
+		c.mu.Lock() // no renewal starts after this (see hold)
 		c.endLife()
+		c.mu.Unlock()
 		c.renewers.Wait()
 		if err := c.db.Close(); err != nil {
 			c.closeErr = fmt.Errorf("sqlitestore: close coordinator: %w", err)

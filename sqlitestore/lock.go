@@ -50,7 +50,11 @@ func (c *Coordinator) Lock(ctx context.Context, family string) (func(context.Con
 			return nil, fmt.Errorf("sqlitestore: lock family %q: %w", family, err)
 		}
 		if taken {
-			return c.hold(family, holder), nil
+			unlock, ok := c.hold(family, holder)
+			if !ok { // closed meanwhile: the lease ends with its TTL, unrenewed
+				return nil, fmt.Errorf("sqlitestore: lock family %q: the coordinator is closed", family)
+			}
+			return unlock, nil
 		}
 		wait := time.NewTimer(pollMin + rand.N(pollJitter))
 		select {
@@ -92,11 +96,18 @@ func (c *Coordinator) remove(ctx context.Context, family, holder string) (remove
 	return n == 1, err
 }
 
-// hold starts the renewal of holder's lease on family and returns its unlock function.
-func (c *Coordinator) hold(family, holder string) func(context.Context) error {
+// hold starts the renewal of holder's lease on family and returns its unlock function; ok is false
+// if the Coordinator is closed.
+func (c *Coordinator) hold(family, holder string) (unlock func(context.Context) error, ok bool) {
+	c.mu.Lock()
+	if c.life.Err() != nil {
+		c.mu.Unlock()
+		return nil, false
+	}
+	c.renewers.Add(1) // before Close's Wait, which comes after c.life ends
+	c.mu.Unlock()
 	renewing, stop := context.WithCancel(c.life)
 	done := make(chan struct{})
-	c.renewers.Add(1)
 	go func() {
 		defer c.renewers.Done()
 		defer close(done)
@@ -120,7 +131,7 @@ func (c *Coordinator) hold(family, holder string) func(context.Context) error {
 			}
 		})
 		return err
-	}
+	}, true
 }
 
 // renew extends holder's lease on family to a TTL from now, every third of the TTL, until ctx
