@@ -25,9 +25,10 @@ import (
 // second), so a long lease costs nothing while every holder lives.
 const DefaultLeaseTTL = 10 * time.Second
 
-// MinLeaseTTL is the shortest lease OpenCoordinator accepts. Below it a renewal comes every few
-// dozen milliseconds, each a durable write (an fsync), and one slow fsync or a short wait for
-// another process's write would end the lease of a holder that is alive and well.
+// MinLeaseTTL is the shortest lease OpenCoordinator accepts. A renewal comes every third of the
+// lease, each a durable write (an fsync), and a renewal held up for two thirds of it (by a slow
+// fsync, or a wait for another process's write) ends the lease of a holder that is alive and well:
+// at half a second, a hitch of a third of a second does it; shorter leases fail on shorter hitches.
 const MinLeaseTTL = 500 * time.Millisecond
 
 // WithLeaseTTL sets how long a Coordinator's lock lasts after its holder's last renewal (see
