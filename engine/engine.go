@@ -160,6 +160,10 @@ func (e *Engine) startTokenActor(c *config, store TokenStore, tel *telemetry.T, 
 		if raw != nil {
 			cf.refresh, tc.Refresh = raw, cf.refreshFunc
 		}
+		// The actor starts from what New just read, as a family's does: a second read, after New
+		// returned, could meet an outage of the coordinator and leave it without credentials.
+		first, _ := cf.known()
+		tc.Store = &primedStore{TokenStore: cf, first: &first}
 	}
 	h, err := actors.SpawnToken(e.system, tc)
 	if err != nil {
@@ -240,10 +244,13 @@ func (c *config) tokenStore() (TokenStore, error) {
 			return nil, configErr("WithTokenStore", "saving the first tokens: %v", err)
 		}
 	}
+	// The token actor starts from this read rather than a second one, which an outage of the store
+	// just after New could fail (later starts, after a panic, read the store).
+	primed := &primedStore{TokenStore: c.store, first: &t}
 	if t.Access == "" && t.Refresh == "" && c.families != nil {
-		return c.store, nil // only families will be used, or SetTokens will come
+		return primed, nil // only families will be used, or SetTokens will come
 	}
-	return c.store, c.checkCredentials(t)
+	return primed, c.checkCredentials(t)
 }
 
 // clusterStore is the default family's store in cluster mode: the Coordinator's key "", seeded with

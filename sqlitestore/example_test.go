@@ -62,6 +62,51 @@ func ExampleOpen() {
 	// after the restart: 200 refreshes: 1
 }
 
+// Replicas of a service (two engines here, each with its own Coordinator as each process would
+// have; processes in production) share a family through one SQLite file in cluster mode: when the
+// access token expires, one replica refreshes under the family's lock, and the other finds the
+// new pair in the file instead of spending the refresh token a second time.
+func ExampleOpenCoordinator() {
+	api := fakeapi.Start(fakeapi.Options{Opaque: true}) // an identity provider and an API on loopback
+	defer api.Close()
+	dir, err := os.MkdirTemp("", "sqlitestore-example")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "cluster.db")
+	first := api.Login("ada")
+
+	var replicas []*engine.Engine
+	for range 2 {
+		coord, err := sqlitestore.OpenCoordinator(path) // one per process
+		if err != nil {
+			panic(err)
+		}
+		defer coord.Close()
+		eng, err := engine.New(
+			engine.WithBaseURL(api.URL()),
+			engine.WithTokenEndpoint(api.OAuth2TokenURL(), engine.OAuth2Refresh),
+			engine.WithTokens(first), // stored only if the file holds no pair yet
+			engine.WithCluster(coord),
+		)
+		if err != nil {
+			panic(err)
+		}
+		defer eng.Close(context.Background())
+		replicas = append(replicas, eng)
+	}
+	api.ExpireAccessTokens() // the API now refuses the token: each replica meets a 401
+	for i, eng := range replicas {
+		fmt.Println("replica", i, "GET /me:", get(eng, api.URL()+"/me"))
+	}
+	fmt.Println("refreshes:", api.Stats().RefreshCalls, "reuse detected:", api.Stats().ReuseDetected)
+	// Output:
+	// replica 0 GET /me: 200
+	// replica 1 GET /me: 200
+	// refreshes: 1 reuse detected: 0
+}
+
 // get is the status of a GET through the engine's client.
 func get(eng *engine.Engine, url string) int {
 	resp, err := eng.Client().Get(url)

@@ -14,8 +14,10 @@ import (
 // ErrConflict: a Save found the family's row changed (or created) by another writer since this
 // Store last loaded or saved it, and stored nothing. The row holds a newer pair (perhaps a refresh
 // token rotated by another process) that must not be overwritten with an older one: Load the family
-// to get it.
-var ErrConflict = errors.New("sqlitestore: the stored pair changed since this store last loaded or saved it")
+// to get it. The Coordinator's Commit wraps it too, for a row changed since the version it was given.
+// It wraps engine.ErrConflict, so errors.Is matches either: the engine's cluster mode reads the
+// Coordinator's conflicts by the engine's sentinel.
+var ErrConflict = fmt.Errorf("sqlitestore: the stored pair changed since it was read: %w", engine.ErrConflict)
 
 // familyState is what a Store knows of one family's row.
 type familyState struct {

@@ -47,11 +47,12 @@ type Store struct {
 
 var _ engine.FamilyStore = (*Store)(nil)
 
-// Option changes a setting of Open.
+// Option changes a setting of Open or OpenCoordinator.
 type Option func(*config)
 
 type config struct {
 	busyTimeout time.Duration
+	leaseTTL    time.Duration // OpenCoordinator's only
 }
 
 // WithBusyTimeout sets how long a write waits for another connection's or process's write to end
@@ -64,6 +65,15 @@ func WithBusyTimeout(d time.Duration) Option {
 // Open opens the SQLite file at path, creating it and its table if they do not exist, in WAL mode
 // with synchronous=FULL. Several processes may open the same file at once.
 func Open(path string, opts ...Option) (*Store, error) {
+	db, err := openDB(path, newConfig(opts), schema)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db, families: map[string]familyState{}}, nil
+}
+
+// newConfig applies opts and fills in the defaults.
+func newConfig(opts []Option) config {
 	c := config{}
 	for _, o := range opts {
 		o(&c)
@@ -71,6 +81,15 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if c.busyTimeout <= 0 {
 		c.busyTimeout = DefaultBusyTimeout
 	}
+	if c.leaseTTL <= 0 {
+		c.leaseTTL = DefaultLeaseTTL
+	}
+	return c
+}
+
+// openDB opens the file at path with c's busy timeout and creates the tables given if they are
+// missing.
+func openDB(path string, c config, tables ...string) (*sql.DB, error) {
 	if path == "" {
 		return nil, errors.New("sqlitestore: open: empty path (an in-memory database would be a different one on each connection)")
 	}
@@ -86,11 +105,11 @@ func Open(path string, opts ...Option) (*Store, error) {
 	// queue (which honours each call's context) orders them instead of SQLite's busy handler,
 	// which polls with sleeps. Other processes still meet the busy handler.
 	db.SetMaxOpenConns(1)
-	if err := setUp(db); err != nil {
+	if err := setUp(db, tables...); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
-	return &Store{db: db, families: map[string]familyState{}}, nil
+	return db, nil
 }
 
 // dsn is the driver's name for the file at the absolute path abs: a SQLite URI, so that a path
@@ -107,13 +126,16 @@ func dsn(abs string, busy time.Duration) string {
 	return "file:" + escape.Replace(filepath.ToSlash(abs)) + "?" + q.Encode()
 }
 
-// setUp creates the table if it is missing and checks that the pragmas took: journal_mode=WAL
-// silently stays what it was on a file system without shared memory, and Open promises WAL.
-func setUp(db *sql.DB) error {
+// setUp creates the tables that are missing (one statement each) and checks that the pragmas
+// took: journal_mode=WAL silently stays what it was on a file system without shared memory, and
+// Open and OpenCoordinator promise WAL.
+func setUp(db *sql.DB, tables ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		return fmt.Errorf("creating the table: %w", err)
+	for _, table := range tables {
+		if _, err := db.ExecContext(ctx, table); err != nil {
+			return fmt.Errorf("creating the tables: %w", err)
+		}
 	}
 	var mode string
 	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {

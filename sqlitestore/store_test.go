@@ -17,13 +17,26 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/resilientclient/resilient/engine"
+	"github.com/resilientclient/resilient/internal/clustertest"
 )
 
 func TestMain(m *testing.M) {
 	if role := os.Getenv(childRoleEnv); role != "" {
 		os.Exit(runChild(role)) // a child process of the multi-process tests (process_test.go)
 	}
-	goleak.VerifyTestMain(m)
+	// The cluster member program, built once for the real-process tests (cluster_test.go).
+	dir, err := os.MkdirTemp("", "sqlitestore-member-")
+	if err == nil {
+		memberBin, err = clustertest.Build(".", "./internal/member", dir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		_ = os.RemoveAll(dir)
+		os.Exit(code)
+	}))
 }
 
 // testTimeout bounds each test's calls.
@@ -228,6 +241,7 @@ func TestConflicts(t *testing.T) {
 
 			err := b.Save(ctx, "f", newer)
 			require.ErrorIs(t, err, ErrConflict)
+			require.ErrorIs(t, err, engine.ErrConflict, "the engine's sentinel matches too")
 			tok, version, ok := row(t, a, "f")
 			require.True(t, ok)
 			assert.Equal(t, winner, tok, "the loser wrote nothing")
