@@ -236,3 +236,15 @@ func TestClusterHotPathMakesNoCoordinatorCall(t *testing.T) {
 	})
 	assert.Equal(t, before, coord.calls.Load(), "no coordinator call while the tokens are valid")
 }
+
+// A coordinator that goes down right after New does not leave the replica without credentials: its
+// token actor starts from what New read.
+func TestCoordinatorDownRightAfterNew(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{Opaque: true})
+	coord := &downCoordinator{}
+	e := replicas(t, 1, srv, coord, srv.Login("ann"))[0]
+	coord.down.Store(true)
+	got, err := engine.GetJSON[whoami](context.Background(), e, "/me")
+	require.NoError(t, err, "a valid token needs no coordinator")
+	assert.Equal(t, "ann", got.User)
+}
