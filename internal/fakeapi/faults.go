@@ -1,7 +1,9 @@
 package fakeapi
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -107,6 +109,11 @@ func (s *Server) SetAPIDelay(d time.Duration) {
 
 // misbehave applies the knobs; it returns false when it has answered (or must not answer) itself.
 func (s *Server) misbehave(w http.ResponseWriter, r *http.Request) bool {
+	// Read the body first: net/http ends r.Context() when the client goes away only once the body
+	// is read, and the waits below must end then (a client killed mid-call spends no token).
+	if body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20)); err == nil {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
 	s.mu.Lock()
 	k := s.knobs
 	fail := false
