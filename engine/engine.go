@@ -155,8 +155,14 @@ func (e *Engine) startTokenActor(c *config, store TokenStore, tel *telemetry.T, 
 	}
 	c.tuneGrant(&tc)
 	raw := tc.Refresh // every family's refresh; in cluster mode, called under the family's lock
-	if cf, ok := store.(*clusterFamily); ok && raw != nil {
-		cf.refresh, tc.Refresh = raw, cf.refreshFunc
+	if cf, ok := store.(*clusterFamily); ok {
+		if raw != nil {
+			cf.refresh, tc.Refresh = raw, cf.refreshFunc
+		}
+		// The actor starts from what New just read, as a family's does: a second read, after New
+		// returned, could meet an outage of the coordinator and leave it without credentials.
+		first, _ := cf.known()
+		tc.Store = &primedStore{TokenStore: cf, first: &first}
 	}
 	h, err := actors.SpawnToken(e.system, tc)
 	if err != nil {
