@@ -10,10 +10,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/resilientclient/resilient/engine"
 	"github.com/resilientclient/resilient/etcdstore"
 	"github.com/resilientclient/resilient/internal/clustertest"
+	"github.com/resilientclient/resilient/internal/fakeapi"
 )
 
 // memberBin is the member program (internal/member), built by TestMain without -race: members
@@ -71,4 +73,55 @@ func TestCluster(t *testing.T) {
 // with -benchtime=1x.
 func BenchmarkW6ClusterStorm(b *testing.B) {
 	clusterSuite().Storm(b, 1000)
+}
+
+// The member program's own wiring, which the suite does not look at: its locks are under the
+// prefix it is given and on a lease of the TTL it is given, and its close revokes that lease.
+func TestMemberLeaseAndPrefix(t *testing.T) {
+	srv := fakeapi.Start(fakeapi.Options{Opaque: true})
+	defer srv.Close()
+	storeEnv, seed := clusterSuite().Store(t)
+	seed("", srv.Login("ann"))
+	var prefix string
+	for _, kv := range storeEnv {
+		if p, ok := strings.CutPrefix(kv, envPrefix+"="); ok {
+			prefix = p
+		}
+	}
+	require.NotEmpty(t, prefix)
+	m, err := clustertest.Start(memberBin, append([]string{clustertest.EnvAPI + "=" + srv.URL(),
+		clustertest.EnvTokenURL + "=" + srv.OAuth2TokenURL(), clustertest.EnvTTL + "=" + clusterTTL.String()}, storeEnv...)...)
+	require.NoError(t, err)
+	t.Cleanup(m.Kill)
+
+	// The member's refresh call is held at the token endpoint: it holds the family's lock.
+	release := srv.HoldTokenCalls()
+	defer release()
+	srv.ExpireAccessTokens()
+	require.NoError(t, m.Send("get 1 20000"))
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Stats().RefreshCalls < 1 {
+		require.True(t, time.Now().Before(deadline), "the member calls the token endpoint within 10 s")
+		time.Sleep(5 * time.Millisecond)
+	}
+	client := newClient(t, etcdEndpoint)
+	resp, err := client.Get(bounded(t, 5*time.Second), prefix+"locks/", clientv3.WithPrefix())
+	require.NoError(t, err)
+	require.Len(t, resp.Kvs, 1, "one lock key under the member's prefix")
+	lease := clientv3.LeaseID(resp.Kvs[0].Lease)
+	ttl, err := client.TimeToLive(bounded(t, 5*time.Second), lease)
+	require.NoError(t, err)
+	assert.Equal(t, int64(clusterTTL/time.Second), ttl.GrantedTTL, "the lease lasts %s", clustertest.EnvTTL)
+
+	release()
+	r, err := m.Wait(20 * time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, 1, r.OK, "%v", r.Failed)
+	r, err = m.Close(30 * time.Second)
+	require.NoError(t, err)
+	assert.True(t, r.Closed)
+	assert.Empty(t, r.Leaks)
+	ttl, err = client.TimeToLive(bounded(t, 5*time.Second), lease)
+	require.NoError(t, err)
+	assert.Equal(t, int64(-1), ttl.TTL, "close revoked the lease")
 }
