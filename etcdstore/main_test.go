@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/resilientclient/resilient/etcdstore"
+	"github.com/resilientclient/resilient/internal/clustertest"
 )
 
 // etcdEndpoint is the client address of the etcd that TestMain starts and every test shares; the
@@ -30,7 +31,8 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(withEtcd{m})
 }
 
-// withEtcd runs the tests with an embedded etcd started before and stopped after them.
+// withEtcd runs the tests with an embedded etcd started before and stopped after them, and builds
+// the cluster member program (cluster_test.go) once for them.
 type withEtcd struct{ m *testing.M }
 
 func (w withEtcd) Run() int {
@@ -41,6 +43,17 @@ func (w withEtcd) Run() int {
 	}
 	defer stopEtcd(e)
 	etcdEndpoint = e.Clients[0].Addr().String()
+
+	dir, err := os.MkdirTemp("", "etcdstore-member-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "member dir:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if memberBin, err = clustertest.Build(".", "./internal/member", dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	return w.m.Run()
 }
 

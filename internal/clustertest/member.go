@@ -79,6 +79,9 @@ func Kind(err error) string {
 // Member runs a member process: open makes the coordinator (and the function that closes it),
 // given the lease time to live from the environment. It returns the process's exit code.
 func Member(open func(ttl time.Duration) (engine.Coordinator, func() error, error)) int {
+	// The goroutines running before the coordinator and the engine exist: the only ones close may
+	// leave. (IgnoreCurrent taken after close would ignore every goroutine left.)
+	before := goleak.IgnoreCurrent()
 	out := json.NewEncoder(os.Stdout)
 	fail := func(err error) int {
 		_ = out.Encode(Reply{Err: err.Error()})
@@ -158,7 +161,7 @@ func Member(open func(ttl time.Duration) (engine.Coordinator, func() error, erro
 			if err != nil {
 				r.Err = err.Error()
 			}
-			if leak := goleak.Find(goleak.IgnoreCurrent()); leak != nil {
+			if leak := goleak.Find(before); leak != nil {
 				r.Leaks = leak.Error()
 			}
 			_ = out.Encode(r)
