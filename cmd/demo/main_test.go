@@ -282,3 +282,22 @@ func TestNotATerminal(t *testing.T) {
 		assert.Nil(t, r.progress("x", 10, false))
 	}
 }
+
+// -cluster: three replica processes share one family through a SQLite file; one refresh serves all.
+// It builds the replica program from ./sqlitestore, so it runs from the repository's root.
+func TestClusterAct(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the SQLite replica program")
+	}
+	t.Chdir("../..")
+	var out, errOut bytes.Buffer
+	code := run([]string{"-cluster"}, &out, &errOut)
+	require.Equal(t, 0, code, out.String()+errOut.String())
+	assert.Contains(t, out.String(), "token endpoint: 1 refresh call(s) for 900 requests on 3 processes; refresh tokens replayed: 0")
+	assert.Contains(t, out.String(), "Cluster: ok: one refresh served every replica")
+
+	errOut.Reset()
+	code = run([]string{"-cluster", "-quiet"}, &out, &errOut)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut.String(), "-quiet applies to the story, not to -cluster")
+}
