@@ -8,6 +8,7 @@
 //	    --callgrind-out-file=/tmp/cg.$n /tmp/instructions -s engine -n $n 2>&1 | grep Collected; done
 //
 // Subjects: raw, oauth2, engine, engine-family (the same engine, through one of its families),
+// engine-cluster (the engine in cluster mode on a MemoryCoordinator),
 // engine-sdk (the OpenTelemetry SDK recording every span, batched to
 // a discarding exporter) and otelhttp-sdk (raw net/http wrapped by otelhttp on the same SDK), and
 // engine-sdk-sampled and otelhttp-sdk-sampled (the same with a ParentBased(TraceIDRatioBased(0.1))
@@ -61,7 +62,7 @@ func sdk(sampled bool) (*sdktrace.TracerProvider, *sdkmetric.MeterProvider) {
 }
 
 func main() {
-	subject := flag.String("s", "raw", "raw, oauth2, engine, engine-family, engine-sdk, otelhttp-sdk, engine-sdk-sampled, otelhttp-sdk-sampled")
+	subject := flag.String("s", "raw", "raw, oauth2, engine, engine-family, engine-cluster, engine-sdk, otelhttp-sdk, engine-sdk-sampled, otelhttp-sdk-sampled")
 	n := flag.Int("n", 20000, "requests")
 	cancellable := flag.Bool("c", false, "requests on a cancellable context")
 	flag.Parse()
@@ -85,10 +86,14 @@ func main() {
 		}
 		defer e.Close(context.Background())
 		c = e.Client()
-	case "engine", "engine-family":
-		e, err := engine.New(engine.WithBaseURL("http://api.test"), engine.WithTransport(memTransport{}),
+	case "engine", "engine-family", "engine-cluster":
+		opts := []engine.Option{engine.WithBaseURL("http://api.test"), engine.WithTransport(memTransport{}),
 			engine.WithTokens(engine.Tokens{Access: "a", Refresh: "r", Expiry: time.Now().Add(time.Hour)}),
-			engine.WithRefreshFunc(func(context.Context, engine.Tokens) (engine.Tokens, error) { return engine.Tokens{}, nil }))
+			engine.WithRefreshFunc(func(context.Context, engine.Tokens) (engine.Tokens, error) { return engine.Tokens{}, nil })}
+		if *subject == "engine-cluster" { // cluster mode on: the hot path must not notice
+			opts = append(opts, engine.WithCluster(&engine.MemoryCoordinator{}))
+		}
+		e, err := engine.New(opts...)
 		if err != nil {
 			panic(err)
 		}
