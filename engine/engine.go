@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -165,15 +166,20 @@ func (e *Engine) startTokenActor(c *config, store TokenStore, tel *telemetry.T, 
 		first, _ := cf.known()
 		tc.Store = &primedStore{TokenStore: cf, first: &first}
 	}
+	life, endLife := context.WithCancel(context.Background())
+	if cf, ok := store.(*clusterFamily); ok {
+		cf.life, cf.bg = life, &e.fam.commits
+	}
 	h, err := actors.SpawnToken(e.system, tc)
 	if err != nil {
+		endLife()
 		_ = e.sup.Stop(context.Background())
 		return err
 	}
 	e.token, e.requester.Token = h, h
-	e.fam = families{store: c.families, idle: c.familyIdle, template: tc, refresh: raw, cluster: c.cluster}
+	e.fam.store, e.fam.idle, e.fam.template, e.fam.refresh, e.fam.cluster = c.families, c.familyIdle, tc, raw, c.cluster
 	e.fam.template.Reload = nil // each family's is its own (family.go)
-	e.fam.life, e.fam.endLife = context.WithCancel(context.Background())
+	e.fam.life, e.fam.endLife = life, endLife
 	switch c.grant.(type) {
 	case clientCredsGrant:
 		e.fam.oneOnly = "WithClientCredentials"
@@ -256,7 +262,7 @@ func (c *config) tokenStore() (TokenStore, error) {
 // clusterStore is the default family's store in cluster mode: the Coordinator's key "", seeded with
 // WithTokens if it holds nothing. It may stay empty (families only, or SetTokens to come).
 func (c *config) clusterStore() (TokenStore, error) {
-	cf := newClusterFamily(c.cluster, "", nil) // its refresh is set once the refresher is built
+	cf := newClusterFamily(c.cluster, "", nil, c.refreshTimeout) // its refresh is set once the refresher is built
 	ctx, cancel := context.WithTimeout(context.Background(), c.refreshTimeout)
 	defer cancel()
 	var t Tokens
@@ -269,8 +275,8 @@ func (c *config) clusterStore() (TokenStore, error) {
 	} else {
 		t, err = cf.Load(ctx)
 	}
-	if err != nil {
-		return nil, configErr("WithCluster", "reading the default family: %v", err)
+	if err != nil { // an outage, not a configuration error: it wraps ErrClusterUnavailable
+		return nil, fmt.Errorf("engine: WithCluster: reading the default family: %w", err)
 	}
 	if t.Access == "" && t.Refresh == "" {
 		return cf, nil

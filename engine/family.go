@@ -63,6 +63,7 @@ type families struct {
 	mu          sync.Mutex         // guards closed, and passivating's Add against close's Wait
 	closed      bool               // close began: no new passivation starts
 	passivating sync.WaitGroup     // passivations under way, waited for by close
+	commits     sync.WaitGroup     // cluster mode's background commits (clusterFamily.commitLater)
 }
 
 // Family is one credential family of an engine: the tokens of one tenant, customer connection or
@@ -251,7 +252,8 @@ func (f *Family) activate(ctx context.Context) (*actors.TokenHandle, error) {
 	}
 	var store TokenStore = familyStore{fs: fs.store, key: f.key}
 	if fs.cluster != nil {
-		cf := newClusterFamily(fs.cluster, f.key, tc.Refresh)
+		cf := newClusterFamily(fs.cluster, f.key, tc.Refresh, fs.template.RefreshTimeout)
+		cf.life, cf.bg = fs.life, &fs.commits
 		store, tc.Reload = cf, cf.reload
 		if tc.Refresh != nil {
 			tc.Refresh = cf.refreshFunc
@@ -407,6 +409,7 @@ func (fs *families) close(ctx context.Context) error {
 	})
 	wg.Wait()
 	fs.passivating.Wait() // they end at once: life ended, and their lock waits watch it
+	fs.commits.Wait()     // so do background commits, unlocking as they go
 	if len(errs) > 0 && ctx.Err() != nil {
 		return context.Cause(ctx) // one deadline, not one per family
 	}

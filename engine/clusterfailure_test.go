@@ -1,0 +1,163 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/resilientclient/resilient/engine"
+	"github.com/resilientclient/resilient/internal/fakeapi"
+)
+
+// commitFailCoordinator fails Commit (writing nothing, not a conflict) while failCommits is set.
+type commitFailCoordinator struct {
+	engine.MemoryCoordinator
+	failCommits atomic.Bool
+	commits     atomic.Int64
+}
+
+var errCommitLost = errors.New("commit: i/o timeout")
+
+func (c *commitFailCoordinator) Commit(ctx context.Context, family string, v uint64, t engine.Tokens) (uint64, error) {
+	c.commits.Add(1)
+	if c.failCommits.Load() {
+		return 0, errCommitLost
+	}
+	return c.MemoryCoordinator.Commit(ctx, family, v, t)
+}
+
+// The refreshing replica's Commit fails (nothing written) for longer than its retries under the lock:
+// it uses the new pair, and keeps the lock while it commits it in the background, so the next replica
+// does not read the old pair and send the spent refresh token; it takes the new pair once committed.
+func TestFailedCommitKeepsTheLockUntilStored(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{Opaque: true})
+	coord := &commitFailCoordinator{}
+	engines := replicas(t, 2, srv, coord, srv.Login("ann"), engine.WithMaxRetries(0), engine.WithRefreshTimeout(time.Second))
+	srv.ExpireAccessTokens()
+	coord.failCommits.Store(true)
+	_, err := engine.GetJSON[whoami](context.Background(), engines[0], "/me")
+	require.NoError(t, err, "replica 0 refreshed and uses its pair")
+	go func() { time.Sleep(300 * time.Millisecond); coord.failCommits.Store(false) }()
+	_, err = engine.GetJSON[whoami](context.Background(), engines[1], "/me")
+	t.Logf("replica 1: %v", err)
+	st := srv.Stats()
+	t.Logf("refresh calls %d reuse %d revocations %d", st.RefreshCalls, st.ReuseDetected, st.Revocations)
+	assert.Zero(t, st.ReuseDetected, "a spent refresh token was sent")
+}
+
+// A SetTokens whose save failed is not reverted by the next refresh once the store answers again:
+// the pair in force (bob's) is committed first, not replaced by the older stored one (ann's).
+func TestUnsavedSignInIsNotRevertedByARefresh(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{Opaque: true})
+	coord := &commitFailCoordinator{}
+	e := replicas(t, 1, srv, coord, srv.Login("ann"), engine.WithRefreshTimeout(300*time.Millisecond))[0]
+	coord.failCommits.Store(true)
+	err := e.SetTokens(context.Background(), srv.Login("bob"))
+	t.Logf("SetTokens: %v", err)
+	got, err := engine.GetJSON[whoami](context.Background(), e, "/me")
+	require.NoError(t, err)
+	assert.Equal(t, "bob", got.User)
+	time.Sleep(600 * time.Millisecond) // the save's retries give up
+	coord.failCommits.Store(false)
+	srv.ExpireAccessTokens()
+	got, err = engine.GetJSON[whoami](context.Background(), e, "/me")
+	t.Logf("after refresh: user %q err %v; refresh calls %d", got.User, err, srv.Stats().RefreshCalls)
+	got, err = engine.GetJSON[whoami](context.Background(), e, "/me")
+	t.Logf("next request: user %q err %v; refresh calls %d", got.User, err, srv.Stats().RefreshCalls)
+	assert.Equal(t, "bob", got.User, "the replica went back to the pair in the store")
+}
+
+// A refused refresh left the empty pair in the store; a new sign-in whose save failed is not ended by
+// the next refresh (the empty pair read as "another replica's refresh was refused"): it is committed.
+func TestUnsavedSignInOutlivesARefusedRefresh(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{Opaque: true})
+	coord := &commitFailCoordinator{}
+	e := replicas(t, 1, srv, coord, srv.Login("ann"), engine.WithMaxRetries(0), engine.WithRefreshTimeout(300*time.Millisecond))[0]
+	srv.ExpireAccessTokens()
+	srv.SetTokenFailure(400, `{"error":"invalid_grant"}`, 1)
+	_, err := engine.GetJSON[whoami](context.Background(), e, "/me")
+	require.ErrorIs(t, err, engine.ErrSessionExpired)
+	coord.failCommits.Store(true)
+	_ = e.SetTokens(context.Background(), srv.Login("ann"))
+	time.Sleep(600 * time.Millisecond)
+	coord.failCommits.Store(false)
+	srv.ExpireAccessTokens()
+	_, err = engine.GetJSON[whoami](context.Background(), e, "/me")
+	t.Logf("after refresh: %v", err)
+	assert.NoError(t, err)
+}
+
+// unsureCoordinator is one replica's view of a shared coordinator whose Commit, while unsure is set,
+// is written but reported failed (an answer lost: etcd's Txn, SQLite's commit under an ended ctx).
+type unsureCoordinator struct {
+	engine.Coordinator
+	unsure atomic.Bool
+}
+
+func (c *unsureCoordinator) Commit(ctx context.Context, family string, v uint64, t engine.Tokens) (uint64, error) {
+	if c.unsure.CompareAndSwap(true, false) { // one answer lost; the next commits are answered
+		_, _ = c.Coordinator.Commit(ctx, family, v, t)
+		return 0, errCommitLost
+	}
+	return c.Coordinator.Commit(ctx, family, v, t)
+}
+
+// A refreshed pair whose commit's answer was lost (written, reported failed) is never committed again
+// over a newer pair: another replica refreshes from it meanwhile, and no spent refresh token is
+// stored or sent.
+func TestLateSaveNeverReplacesANewerPair(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{Opaque: true})
+	shared := &engine.MemoryCoordinator{}
+	ca, cb := &unsureCoordinator{Coordinator: shared}, &unsureCoordinator{Coordinator: shared}
+	a := replicas(t, 1, srv, ca, srv.Login("ann"), engine.WithRefreshTimeout(5*time.Second))[0]
+	b := replicas(t, 1, srv, cb, engine.Tokens{}, engine.WithRefreshTimeout(5*time.Second))[0]
+	srv.ExpireAccessTokens()
+	ca.unsure.Store(true)
+	_, err := engine.GetJSON[whoami](context.Background(), a, "/me") // P0→P1, written, reported failed; Save fails too
+	require.NoError(t, err)
+	_, err = engine.GetJSON[whoami](context.Background(), b, "/me") // B adopts P1
+	require.NoError(t, err)
+	srv.ExpireAccessTokens()
+	_, err = engine.GetJSON[whoami](context.Background(), b, "/me") // P1→P2
+	require.NoError(t, err)
+	t.Logf("after B: refresh calls %d", srv.Stats().RefreshCalls)
+	ca.unsure.Store(false)
+	time.Sleep(1500 * time.Millisecond) // A's background save retries: Save(P1) over P2
+	stored, v, _ := shared.Load(context.Background(), "")
+	t.Logf("stored version %d", v)
+	_ = stored
+	srv.ExpireAccessTokens()
+	_, errA := engine.GetJSON[whoami](context.Background(), a, "/me")
+	_, errB := engine.GetJSON[whoami](context.Background(), b, "/me")
+	st := srv.Stats()
+	t.Logf("A: %v; B: %v; refresh calls %d reuse %d", errA, errB, st.RefreshCalls, st.ReuseDetected)
+	assert.Zero(t, st.ReuseDetected)
+}
+
+// A replica started with fresh WithTokens over the empty pair a refused refresh left starts a new
+// session with them (it used to start with no credentials).
+func TestWithTokensStartsANewSessionOverARefusedOne(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{Opaque: true})
+	coord := &engine.MemoryCoordinator{}
+	_, err := coord.Commit(context.Background(), "", 0, engine.Tokens{}) // what a refused refresh leaves
+	require.NoError(t, err)
+	e := replicas(t, 1, srv, coord, srv.Login("ann"))[0]
+	_, err = engine.GetJSON[whoami](context.Background(), e, "/me")
+	t.Logf("request: %v", err)
+	assert.NoError(t, err)
+}
+
+// New with the coordinator down is an outage, not a configuration error: it wraps
+// ErrClusterUnavailable, so a service can tell "try again" from "fix the options".
+func TestNewWithTheCoordinatorDown(t *testing.T) {
+	coord := &downCoordinator{}
+	coord.down.Store(true)
+	_, err := engine.New(engine.WithBaseURL("http://127.0.0.1:1"), engine.WithCluster(coord))
+	assert.ErrorIs(t, err, engine.ErrClusterUnavailable)
+	assert.NotErrorIs(t, err, engine.ErrInvalidConfig)
+}
