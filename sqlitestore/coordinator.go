@@ -88,6 +88,7 @@ var _ engine.Coordinator = (*Coordinator)(nil)
 // version looks whether the row is one of them.
 type unsure struct {
 	base    uint64            // the version the caller committed over
+	pair    engine.Tokens     // the pair it committed: only the same pair, committed again, may be recognised
 	written map[string]uint64 // commit id → the version that commit would have written
 }
 
@@ -173,7 +174,7 @@ func (c *Coordinator) Commit(ctx context.Context, family string, version uint64,
 	if version >= math.MaxInt64 {
 		return 0, fmt.Errorf("sqlitestore: commit family %q: version %d is beyond what the file holds", family, version)
 	}
-	expect, u, err := c.settle(ctx, family, version)
+	expect, u, err := c.settle(ctx, family, version, t)
 	if err != nil {
 		return 0, fmt.Errorf("sqlitestore: commit family %q: %w", family, err)
 	}
@@ -212,13 +213,20 @@ func (c *Coordinator) Commit(ctx context.Context, family string, version uint64,
 // family (the failed commits that the next one may have to recognise, should this one fail too).
 // That is version itself unless an earlier commit over version, reported failed, was written and
 // is still the row: then the row's version.
-func (c *Coordinator) settle(ctx context.Context, family string, version uint64) (uint64, unsure, error) {
+//
+// Only a Commit of the same pair over the same version is recognised: another caller sharing this
+// Coordinator that commits another pair over that (now stale) version gets its conflict.
+func (c *Coordinator) settle(ctx context.Context, family string, version uint64, t engine.Tokens) (uint64, unsure, error) {
 	c.mu.Lock()
 	u, ok := c.unsure[family]
-	delete(c.unsure, family)
+	if ok && u.base == version && samePair(u.pair, t) {
+		delete(c.unsure, family)
+	} else {
+		ok = false
+	}
 	c.mu.Unlock()
-	if !ok || u.base != version {
-		return version, unsure{base: version, written: map[string]uint64{}}, nil
+	if !ok {
+		return version, unsure{base: version, pair: t, written: map[string]uint64{}}, nil
 	}
 	var (
 		rowVersion int64
@@ -238,6 +246,11 @@ func (c *Coordinator) settle(ctx context.Context, family string, version uint64)
 		return v, u, nil
 	}
 	return version, u, nil
+}
+
+// samePair reports whether a and b are the same pair.
+func samePair(a, b engine.Tokens) bool {
+	return a.Access == b.Access && a.Refresh == b.Refresh && a.Type == b.Type && a.Expiry.Equal(b.Expiry)
 }
 
 func (c *Coordinator) setUnsure(family string, u unsure) {

@@ -253,9 +253,11 @@ func commitReportedFailed(t *testing.T, c *Coordinator, family string, version u
 	return 0
 }
 
-// A commit that the driver reported failed but that was written is the caller's own: its next
-// Commit over the same version goes over it instead of failing with a conflict (the engine would
-// otherwise take its own new pair for another replica's). Also after two such commits in a row.
+// A commit that the driver reported failed but that was written is the caller's own: the same pair
+// committed again over the same version goes over it instead of failing with a conflict (the engine
+// retries its commit so, and would otherwise take its own new pair for another replica's). Also after
+// two such commits in a row. Another pair over that version, though, is a conflict: the caller that
+// commits it never read the row (another engine sharing the Coordinator).
 func TestACommitReportedFailedIsOwn(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
@@ -275,21 +277,23 @@ func TestACommitReportedFailedIsOwn(t *testing.T) {
 				base, err = c.Commit(ctx, "f", 0, engine.Tokens{Access: "a0", Refresh: "r0"})
 				require.NoError(t, err)
 			}
-			base = commitReportedFailed(t, c, "f", base, engine.Tokens{Access: "a1", Refresh: "r1"})
+			mine := engine.Tokens{Access: "a1", Refresh: "r1", Expiry: time.Unix(1_900_000_000, 0), Type: "DPoP"}
+			base = commitReportedFailed(t, c, "f", base, mine)
 			want := base + 2
 			if tt.twice {
 				// The caller still believes the row is at base; so does the second commit.
-				require.Equal(t, base, commitReportedFailed(t, c, "f", base, engine.Tokens{Access: "a1b", Refresh: "r1b"}),
+				require.Equal(t, base, commitReportedFailed(t, c, "f", base, mine),
 					"the second reported-failed commit went over the first, as its own")
 				want++
 			}
 
-			next := engine.Tokens{Access: "a2", Refresh: "r2", Expiry: time.Unix(1_900_000_000, 0), Type: "DPoP"}
-			nv, err := c.Commit(ctx, "f", base, next)
+			_, err := c.Commit(ctx, "f", base, engine.Tokens{Access: "other", Refresh: "other"})
+			require.ErrorIs(t, err, ErrConflict, "another pair over the stale version is a conflict")
+			nv, err := c.Commit(ctx, "f", base, mine)
 			require.NoError(t, err, "the caller's own write is no conflict")
 			assert.Equal(t, want, nv)
 			got, v, _ := clusterRow(t, c, "f")
-			assertSameTokens(t, next, got)
+			assertSameTokens(t, mine, got)
 			assert.Equal(t, int64(want), v)
 		})
 	}

@@ -101,10 +101,6 @@ func processPair(child, i, n int) engine.Tokens {
 	}
 }
 
-func samePair(a, b engine.Tokens) bool {
-	return a.Access == b.Access && a.Refresh == b.Refresh && a.Type == b.Type && a.Expiry.Equal(b.Expiry)
-}
-
 // childFamilies loads and saves twice each of its own families, then reads them all back.
 func childFamilies(ctx context.Context, s *Store, id int, in *bufio.Scanner, out io.Writer) error {
 	fmt.Fprintln(out, "ready")
