@@ -316,3 +316,26 @@ func TestTokenActorConcurrentMix(t *testing.T) {
 	assert.Zero(t, failures.Load())
 	assert.LessOrEqual(t, calls.Load(), int64(400), "refreshes stay far below rejections")
 }
+
+// enterGate: a free slot is taken at once and given back by release; a full gate waits until the
+// window closes (or the context ends) and says why, without a slot to give back; no gate, no wait.
+func TestEnterGate(t *testing.T) {
+	gate := make(chan struct{}, 1)
+	release, err := enterGate(context.Background(), gate, time.Now().Add(time.Second))
+	require.NoError(t, err)
+	assert.Len(t, gate, 1, "the slot is held")
+
+	_, err = enterGate(context.Background(), gate, time.Now().Add(20*time.Millisecond))
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "the window closed while the gate was full")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = enterGate(ctx, gate, time.Now().Add(time.Second))
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Len(t, gate, 1, "a failed wait takes no slot")
+
+	release()
+	assert.Empty(t, gate, "release gives the slot back")
+	r2, err := enterGate(context.Background(), nil, time.Time{})
+	require.NoError(t, err)
+	r2()
+}

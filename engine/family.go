@@ -463,6 +463,7 @@ type FamilyError struct {
 	Err error  // the store's error
 }
 
+// Error says that a family could not be started, and why (without the family's key).
 func (e *FamilyError) Error() string {
 	return "engine: starting a family: " + e.Err.Error()
 }
