@@ -176,6 +176,8 @@ func (c *config) checkPublic() []error {
 		{"WithTokens", c.tokens != nil}, {"WithTokenEndpoint", c.endpointGiven},
 		{"WithRefreshFunc", c.refreshFunc != nil}, {"WithTokenStore", c.store != nil},
 		{"WithFamilyStore", c.families != nil}, {"WithCluster", c.cluster != nil},
+		{"WithMaxConcurrentRefreshes", c.maxRefreshes != DefaultMaxConcurrentRefreshes},
+		{"WithFamilyIdleTimeout", c.familyIdle != DefaultFamilyIdleTimeout},
 		{"WithOrigins", len(c.origins) > 0}, {"WithClientAuth", c.clientID != ""},
 	} {
 		if o.set {

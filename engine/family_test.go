@@ -307,8 +307,11 @@ func TestFamilyErrors(t *testing.T) {
 		_, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithTokens(srv.Login("x")), opt)
 		assert.ErrorAs(t, err, &ce, name)
 	}
-	_, err = engine.NewPublic(engine.WithFamilyStore(&engine.MemoryFamilyStore{}))
-	assert.ErrorAs(t, err, &ce, "a public engine has no families")
+	for _, opt := range []engine.Option{engine.WithFamilyStore(&engine.MemoryFamilyStore{}),
+		engine.WithMaxConcurrentRefreshes(8), engine.WithFamilyIdleTimeout(time.Second)} {
+		_, err = engine.NewPublic(opt)
+		assert.ErrorAs(t, err, &ce, "a public engine has no families")
+	}
 
 	e2, err := engine.New(engine.WithBaseURL(srv.URL()), engine.WithFamilyStore(&engine.MemoryFamilyStore{}))
 	require.NoError(t, err)
