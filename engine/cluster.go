@@ -47,8 +47,7 @@ type clusterFamily struct {
 	key     string
 	refresh actors.RefreshFunc // the family's own refresh (endpoint, grant or function)
 	timeout time.Duration      // the refresh timeout: bounds the retries of a commit under the lock
-	life    context.Context    // ends when the engine closes; nil: never (set before the actor starts)
-	bg      *sync.WaitGroup    // the engine's wait for background commits; nil: none
+	fam     *families          // the engine's: its life and its wait for background commits; nil: none
 
 	mu        sync.Mutex // guards the fields below
 	version   uint64     // of the pair last read or committed; 0: nothing stored
@@ -219,18 +218,18 @@ func (cf *clusterFamily) refreshFunc(ctx context.Context, current Tokens) (Token
 // store's pair turned out newer), or until the engine closes; then it unlocks. It reports whether it
 // took the lock over (false when the engine gave it no background to run in).
 func (cf *clusterFamily) commitLater(unlock func(context.Context) error, v uint64, t Tokens) bool {
-	if cf.life == nil || cf.bg == nil {
+	if cf.fam == nil || !cf.fam.startCommit() {
 		return false
 	}
-	cf.bg.Add(1)
+	life := cf.fam.life
 	go func() {
-		defer cf.bg.Done()
+		defer cf.fam.commits.Done()
 		defer release(context.Background(), unlock)
-		for n := 1; cf.life.Err() == nil; n++ {
-			if sleep(cf.life, retry.Backoff(n, 50*time.Millisecond, 2*time.Second, nil)) != nil {
+		for n := 1; life.Err() == nil; n++ {
+			if sleep(life, retry.Backoff(n, 50*time.Millisecond, 2*time.Second, nil)) != nil {
 				return
 			}
-			ctx, cancel := context.WithTimeout(cf.life, 5*time.Second)
+			ctx, cancel := context.WithTimeout(life, 5*time.Second)
 			nv, err := cf.c.Commit(ctx, cf.key, v, t)
 			cancel()
 			switch {

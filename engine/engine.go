@@ -168,7 +168,7 @@ func (e *Engine) startTokenActor(c *config, store TokenStore, tel *telemetry.T, 
 	}
 	life, endLife := context.WithCancel(context.Background())
 	if cf, ok := store.(*clusterFamily); ok {
-		cf.life, cf.bg = life, &e.fam.commits
+		cf.fam = &e.fam
 	}
 	h, err := actors.SpawnToken(e.system, tc)
 	if err != nil {

@@ -253,7 +253,7 @@ func (f *Family) activate(ctx context.Context) (*actors.TokenHandle, error) {
 	var store TokenStore = familyStore{fs: fs.store, key: f.key}
 	if fs.cluster != nil {
 		cf := newClusterFamily(fs.cluster, f.key, tc.Refresh, fs.template.RefreshTimeout)
-		cf.life, cf.bg = fs.life, &fs.commits
+		cf.fam = fs
 		store, tc.Reload = cf, cf.reload
 		if tc.Refresh != nil {
 			tc.Refresh = cf.refreshFunc
@@ -323,6 +323,18 @@ func (f *Family) idle() {
 		defer fs.passivating.Done()
 		f.passivate()
 	}()
+}
+
+// startCommit counts a background commit of cluster mode (clusterFamily.commitLater) that close will
+// wait for, unless close began: then it reports false and the caller does not start it.
+func (fs *families) startCommit() bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.closed {
+		return false
+	}
+	fs.commits.Add(1)
+	return true
 }
 
 // passivate stops the family's token actor if no call uses it and the actor is at rest. A call
