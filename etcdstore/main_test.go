@@ -7,7 +7,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,8 +151,16 @@ func newCoordinator(t testing.TB, client *clientv3.Client, opts ...etcdstore.Opt
 
 // testPrefix is a key prefix only this test uses, so tests sharing the etcd never see each other.
 func testPrefix(t testing.TB) string {
-	return "/test/" + strings.ReplaceAll(t.Name(), "/", "_") + "/"
+	// A number per test run too: with -count above 1 every run must start on keys of its own, since
+	// the embedded etcd lives for the whole test binary. Within one run the prefix stays the same.
+	p, _ := prefixes.LoadOrStore(t, "/test/"+strconv.FormatInt(runs.Add(1), 10)+"/"+strings.ReplaceAll(t.Name(), "/", "_")+"/")
+	return p.(string)
 }
+
+var (
+	prefixes sync.Map     // testing.TB → its prefix
+	runs     atomic.Int64 // numbers the prefixes
+)
 
 // bounded returns a context that ends after d, cancelled when the test ends.
 func bounded(t testing.TB, d time.Duration) context.Context {
