@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -134,22 +135,40 @@ func TestPassivatedFamilyKeepsItsRotation(t *testing.T) {
 	assert.Zero(t, st.Revocations)
 }
 
-// A family in use is not passivated, however long it stays in use.
+// countingFamilyStore counts the loads of families (not of the default family, key ""): one per
+// activation.
+type countingFamilyStore struct {
+	*engine.MemoryFamilyStore
+	loads atomic.Int64
+}
+
+func (s *countingFamilyStore) Load(ctx context.Context, key string) (engine.Tokens, error) {
+	if key != "" {
+		s.loads.Add(1)
+	}
+	return s.MemoryFamilyStore.Load(ctx, key)
+}
+
+// A family in use is not passivated, however long it stays in use: 50 goroutines, each pausing a few
+// milliseconds between requests (so that there are moments with none under way), keep it busy well
+// past many idle periods, and it is activated (read from the store) once.
 func TestFamilyInUseIsNotPassivated(t *testing.T) {
 	srv := startAPI(t, fakeapi.Options{})
-	store := seedFamilies(t, srv, 1)
-	e := newFamilyEngine(t, srv, store, engine.WithFamilyIdleTimeout(10*time.Millisecond))
+	store := &countingFamilyStore{MemoryFamilyStore: seedFamilies(t, srv, 1)}
+	// 30 ms: a real lull of that long would be idleness, but 50 busy goroutines never leave one.
+	e := newFamilyEngine(t, srv, store, engine.WithFamilyIdleTimeout(30*time.Millisecond))
 	f, err := e.Family("tenant-0")
 	require.NoError(t, err)
-	_, err = engine.GetJSON[whoami](context.Background(), f, "/me")
-	require.NoError(t, err)
-	deadline := time.Now().Add(150 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		_, err := engine.GetJSON[whoami](context.Background(), f, "/me")
-		require.NoError(t, err)
-		assert.Equal(t, 3, engine.ActorCount(e), "the family's token actor stays while it is used")
-		time.Sleep(2 * time.Millisecond)
-	}
+	deadline := time.Now().Add(300 * time.Millisecond)
+	fanOut(50, func(int) {
+		for time.Now().Before(deadline) {
+			_, err := engine.GetJSON[whoami](context.Background(), f, "/me")
+			assert.NoError(t, err)
+			time.Sleep(time.Duration(rand.IntN(5)) * time.Millisecond) // moments with no request at all
+		}
+	})
+	assert.Equal(t, int64(1), store.loads.Load(), "activated once: never passivated while in use")
+	assert.Equal(t, 3, engine.ActorCount(e), "the family's token actor is still there")
 }
 
 // One family's session ending touches no other family: its requests fail fast with
@@ -406,14 +425,20 @@ func TestFamilyEdges(t *testing.T) {
 
 	odd, err := e.Family("\x00")
 	require.NoError(t, err)
-	var heard atomic.Int64
+	var heard, retries atomic.Int64
 	odd.Subscribe(func(engine.Event) { heard.Add(1) })
+	e.Subscribe(func(ev engine.Event) {
+		if _, ok := ev.(*engine.RetryScheduled); ok {
+			retries.Add(1)
+		}
+	})
 	srv.SetAPIFailure(http.StatusServiceUnavailable, "", 1)
 	require.NoError(t, f.SetTokens(context.Background(), srv.Login("acme")))
 	_, err = engine.GetJSON[whoami](context.Background(), f, "/me") // a retry: a RetryScheduled event
 	require.NoError(t, err)
-	time.Sleep(50 * time.Millisecond)
-	assert.Zero(t, heard.Load(), "another family's events and the retry events are not the \\x00 family's")
+	require.Eventually(t, func() bool { return retries.Load() == 1 }, 5*time.Second, time.Millisecond, "the engine heard the retry")
+	time.Sleep(20 * time.Millisecond) // the odd family's subscriber would have had it by now
+	assert.Zero(t, heard.Load(), "another family's events and the retry events are not the \x00 family's")
 }
 
 // blockingStore's Load waits until release is closed, ignoring its context.
