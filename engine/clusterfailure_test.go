@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -107,36 +108,36 @@ func (c *unsureCoordinator) Commit(ctx context.Context, family string, v uint64,
 	return c.Coordinator.Commit(ctx, family, v, t)
 }
 
-// A refreshed pair whose commit's answer was lost (written, reported failed) is never committed again
-// over a newer pair: another replica refreshes from it meanwhile, and no spent refresh token is
-// stored or sent.
-func TestLateSaveNeverReplacesANewerPair(t *testing.T) {
+// A commit whose answer was lost (written, reported failed) is recognised when it is retried under
+// the lock: the retry meets its own write as a conflict, and the replica takes the stored pair, which
+// is its own. The other replica takes it from the store, and the next refresh starts from it: one
+// refresh per expiry, no spent refresh token sent, the store at the version of the last refresh.
+func TestLostCommitAnswerIsRecognised(t *testing.T) {
 	srv := startAPI(t, fakeapi.Options{Opaque: true})
 	shared := &engine.MemoryCoordinator{}
 	ca, cb := &unsureCoordinator{Coordinator: shared}, &unsureCoordinator{Coordinator: shared}
-	a := replicas(t, 1, srv, ca, srv.Login("ann"), engine.WithRefreshTimeout(5*time.Second))[0]
-	b := replicas(t, 1, srv, cb, engine.Tokens{}, engine.WithRefreshTimeout(5*time.Second))[0]
+	a := replicas(t, 1, srv, ca, srv.Login("ann"))[0]
+	b := replicas(t, 1, srv, cb, engine.Tokens{})[0]
+	get := func(e *engine.Engine) error {
+		_, err := engine.GetJSON[whoami](context.Background(), e, "/me")
+		return err
+	}
+
 	srv.ExpireAccessTokens()
 	ca.unsure.Store(true)
-	_, err := engine.GetJSON[whoami](context.Background(), a, "/me") // P0→P1, written, reported failed; Save fails too
-	require.NoError(t, err)
-	_, err = engine.GetJSON[whoami](context.Background(), b, "/me") // B adopts P1
-	require.NoError(t, err)
+	require.NoError(t, get(a), "A refreshes; its commit is written, the answer lost")
+	require.False(t, ca.unsure.Load(), "the lost answer happened")
+	require.NoError(t, get(b), "B (its token expired too) takes A's pair from the store")
+	assert.Equal(t, int64(1), srv.Stats().RefreshCalls)
 	srv.ExpireAccessTokens()
-	_, err = engine.GetJSON[whoami](context.Background(), b, "/me") // P1→P2
-	require.NoError(t, err)
-	t.Logf("after B: refresh calls %d", srv.Stats().RefreshCalls)
-	ca.unsure.Store(false)
-	time.Sleep(1500 * time.Millisecond) // A's background save retries: Save(P1) over P2
-	stored, v, _ := shared.Load(context.Background(), "")
-	t.Logf("stored version %d", v)
-	_ = stored
-	srv.ExpireAccessTokens()
-	_, errA := engine.GetJSON[whoami](context.Background(), a, "/me")
-	_, errB := engine.GetJSON[whoami](context.Background(), b, "/me")
+	require.NoError(t, get(a), "A refreshes from the pair it stored")
+	require.NoError(t, get(b), "and B takes that one")
 	st := srv.Stats()
-	t.Logf("A: %v; B: %v; refresh calls %d reuse %d", errA, errB, st.RefreshCalls, st.ReuseDetected)
+	assert.Equal(t, int64(2), st.RefreshCalls)
 	assert.Zero(t, st.ReuseDetected)
+	_, v, err := shared.Load(context.Background(), "")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), v, "seed, then one commit per refresh")
 }
 
 // A replica started with fresh WithTokens over the empty pair a refused refresh left starts a new
@@ -160,4 +161,24 @@ func TestNewWithTheCoordinatorDown(t *testing.T) {
 	_, err := engine.New(engine.WithBaseURL("http://127.0.0.1:1"), engine.WithCluster(coord))
 	assert.ErrorIs(t, err, engine.ErrClusterUnavailable)
 	assert.NotErrorIs(t, err, engine.ErrInvalidConfig)
+}
+
+// A replica whose session ended while the store could not take the empty pair (it still holds the
+// dead one, at the version this replica knows) does not take that dead pair back when it reads the
+// store again: only a pair committed since (a sign-in) ends the expired state.
+func TestEndedReplicaDoesNotTakeBackTheDeadPair(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{Opaque: true})
+	coord := &commitFailCoordinator{}
+	e := replicas(t, 1, srv, coord, srv.Login("ann"), engine.WithMaxRetries(0), engine.WithRefreshTimeout(300*time.Millisecond))[0]
+	srv.ExpireAccessTokens()
+	srv.SetTokenFailure(http.StatusBadRequest, `{"error":"invalid_grant"}`, -1)
+	coord.failCommits.Store(true)
+	_, err := engine.GetJSON[whoami](context.Background(), e, "/me")
+	require.ErrorIs(t, err, engine.ErrSessionExpired)
+	coord.failCommits.Store(false)
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		_, err := engine.GetJSON[whoami](context.Background(), e, "/me") // prompts reads of the store
+		require.ErrorIs(t, err, engine.ErrSessionExpired)
+	}
+	assert.Equal(t, int64(1), srv.Stats().RefreshCalls, "the dead refresh token is not sent again")
 }
