@@ -150,6 +150,9 @@ func (cf *clusterFamily) Save(ctx context.Context, t Tokens) error {
 // lock, read the store; use what another replica committed, or refresh and commit.
 func (cf *clusterFamily) refreshFunc(ctx context.Context, current Tokens) (Tokens, error) {
 	unlock, err := cf.c.Lock(ctx, cf.key)
+	if err == nil && unlock == nil {
+		err = errors.New("the coordinator's Lock returned no unlock function")
+	}
 	if err != nil {
 		return Tokens{}, fmt.Errorf("%w: locking the family: %w", ErrClusterUnavailable, err)
 	}

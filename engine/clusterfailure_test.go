@@ -182,3 +182,59 @@ func TestEndedReplicaDoesNotTakeBackTheDeadPair(t *testing.T) {
 	}
 	assert.Equal(t, int64(1), srv.Stats().RefreshCalls, "the dead refresh token is not sent again")
 }
+
+// hostileCoordinator panics in Load, or never returns from it (ignoring its context).
+type hostileCoordinator struct {
+	engine.MemoryCoordinator
+	hang  chan struct{} // nil: panic
+	nilUn bool          // Lock returns a nil unlock function and no error
+}
+
+func (h *hostileCoordinator) Load(ctx context.Context, family string) (engine.Tokens, uint64, error) {
+	if h.nilUn {
+		return h.MemoryCoordinator.Load(ctx, family)
+	}
+	if h.hang != nil {
+		<-h.hang
+		return engine.Tokens{}, 0, nil
+	}
+	panic("coordinator bug")
+}
+
+func (h *hostileCoordinator) Lock(ctx context.Context, family string) (func(context.Context) error, error) {
+	if h.nilUn {
+		return nil, nil
+	}
+	return h.MemoryCoordinator.Lock(ctx, family)
+}
+
+// panickySaveStore panics in Save.
+type panickySaveStore struct{ engine.MemoryFamilyStore }
+
+func (*panickySaveStore) Save(context.Context, string, engine.Tokens) error { panic("store bug") }
+
+// A coordinator or store that panics or never answers gives New an error, never a panic or a hang;
+// a zero Family given to a typed helper is an error; a Lock without an unlock function fails the
+// refresh with ErrClusterUnavailable before the token endpoint is called.
+func TestHostileStoresAtNew(t *testing.T) {
+	hang := make(chan struct{})
+	defer close(hang)
+	opts := []engine.Option{engine.WithBaseURL("http://127.0.0.1:1"), engine.WithRefreshTimeout(200 * time.Millisecond)}
+	_, err := engine.New(append(opts, engine.WithCluster(&hostileCoordinator{}))...)
+	assert.ErrorIs(t, err, engine.ErrClusterUnavailable, "a panicking Load")
+	_, err = engine.New(append(opts, engine.WithCluster(&hostileCoordinator{hang: hang}))...)
+	assert.ErrorIs(t, err, engine.ErrClusterUnavailable, "a Load that never returns")
+	_, err = engine.New(append(opts, engine.WithTokens(engine.Tokens{Access: "a"}), engine.WithFamilyStore(&panickySaveStore{}))...)
+	assert.ErrorContains(t, err, "the store panicked", "a panicking Save of the first pair")
+
+	var ce *engine.ConfigError
+	_, err = engine.GetJSON[whoami](context.Background(), &engine.Family{}, "/me")
+	assert.ErrorAs(t, err, &ce)
+
+	srv := startAPI(t, fakeapi.Options{Opaque: true})
+	e := replicas(t, 1, srv, &hostileCoordinator{nilUn: true}, srv.Login("ann"))[0]
+	srv.ExpireAccessTokens()
+	_, err = engine.GetJSON[whoami](context.Background(), e, "/me")
+	assert.ErrorIs(t, err, engine.ErrClusterUnavailable)
+	assert.Zero(t, srv.Stats().RefreshCalls)
+}

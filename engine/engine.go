@@ -246,7 +246,7 @@ func (c *config) tokenStore() (TokenStore, error) {
 		if err := c.checkCredentials(t); err != nil {
 			return nil, err
 		}
-		if err := c.store.Save(ctx, t); err != nil {
+		if err := bounded(ctx, c.refreshTimeout, func(ctx context.Context) error { return c.store.Save(ctx, t) }); err != nil {
 			return nil, configErr("WithTokenStore", "saving the first tokens: %v", err)
 		}
 	}
@@ -271,11 +271,14 @@ func (c *config) clusterStore() (TokenStore, error) {
 		if err = c.checkCredentials(*c.tokens); err != nil {
 			return nil, err
 		}
-		t, err = cf.seed(ctx, *c.tokens)
+		err = bounded(ctx, c.refreshTimeout, func(ctx context.Context) (err error) { t, err = cf.seed(ctx, *c.tokens); return err })
 	} else {
-		t, err = cf.Load(ctx)
+		err = bounded(ctx, c.refreshTimeout, func(ctx context.Context) (err error) { t, err = cf.Load(ctx); return err })
 	}
 	if err != nil { // an outage, not a configuration error: it wraps ErrClusterUnavailable
+		if !errors.Is(err, ErrClusterUnavailable) {
+			err = fmt.Errorf("%w: %w", ErrClusterUnavailable, err) // it panicked or did not answer
+		}
 		return nil, fmt.Errorf("engine: WithCluster: reading the default family: %w", err)
 	}
 	if t.Access == "" && t.Refresh == "" {

@@ -274,35 +274,54 @@ func (f *Family) activate(ctx context.Context) (*actors.TokenHandle, error) {
 	if err != nil {
 		return nil, &FamilyError{Key: f.key, Err: err}
 	}
+	if f.e.inflight.Closed() {
+		// Close began while the store was read, and may have given up waiting for this lock: the
+		// actor is stopped here, so that none outlives Close.
+		sctx, cancel := context.WithTimeout(context.Background(), fs.template.RefreshTimeout)
+		defer cancel()
+		_ = h.Stop(sctx)
+		return nil, ErrClosed
+	}
 	f.live.Store(h)
 	return h, nil
 }
 
-// boundedLoad reads store on a goroutine of its own, waiting at most timeout and until ctx ends: a
-// store that ignores its context holds neither the caller nor the family's lock.
+// boundedLoad reads store with bounded (see there).
 func boundedLoad(ctx context.Context, store TokenStore, timeout time.Duration) (Tokens, error) {
+	var t Tokens
+	err := bounded(ctx, timeout, func(ctx context.Context) (err error) {
+		t, err = store.Load(ctx)
+		return err
+	})
+	if err != nil {
+		return Tokens{}, err // (t is not read: a call that did not return in time may still write it)
+	}
+	return t, nil
+}
+
+// bounded runs a call into the application's store on a goroutine of its own, waiting at most
+// timeout and until ctx ends, and turns a panic into an error: a store that ignores its context or
+// panics holds neither New nor a family's lock, and never crashes the caller. The call's results
+// are read only when it returned in time.
+func bounded(ctx context.Context, timeout time.Duration, call func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	type result struct {
-		t   Tokens
-		err error
-	}
-	done := make(chan result, 1)
+	done := make(chan error, 1)
 	go func() {
-		var r result
+		var err error
 		defer func() {
 			if p := recover(); p != nil {
-				r.err = fmt.Errorf("the store panicked: %v", p)
+				err = fmt.Errorf("the store panicked: %v", p)
 			}
-			done <- r
+			done <- err
 		}()
-		r.t, r.err = store.Load(ctx)
+		err = call(ctx)
 	}()
 	select {
-	case r := <-done:
-		return r.t, r.err
+	case err := <-done:
+		return err
 	case <-ctx.Done():
-		return Tokens{}, fmt.Errorf("the store did not answer: %w", context.Cause(ctx))
+		return fmt.Errorf("the store did not answer: %w", context.Cause(ctx))
 	}
 }
 

@@ -67,6 +67,9 @@ func DoJSON[T any](ctx context.Context, to Target, method, path string, body any
 		return zero, configErr("DoJSON", "nil Engine or Family")
 	}
 	e, fam, client := to.target()
+	if e == nil { // a zero Family{}: not one Engine.Family made
+		return zero, configErr("DoJSON", "a Family not made by Engine.Family")
+	}
 	u, err := e.resolve(path)
 	if err != nil {
 		return zero, err
