@@ -137,24 +137,8 @@ func (c *Coordinator) name() string {
 // Load returns the pair stored under family and its version, or zero Tokens and version 0 when
 // there is none.
 func (c *Coordinator) Load(ctx context.Context, family string) (engine.Tokens, uint64, error) {
-	var (
-		t       engine.Tokens
-		expiry  int64
-		version int64
-	)
-	err := c.db.QueryRowContext(ctx,
-		`SELECT access, refresh, expiry_unix_nano, type, version FROM resilient_cluster_tokens WHERE family = ?`,
-		family).Scan(&t.Access, &t.Refresh, &expiry, &t.Type, &version)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return engine.Tokens{}, 0, nil
-	case err != nil:
-		return engine.Tokens{}, 0, fmt.Errorf("sqlitestore: load family %q: %w", family, err)
-	}
-	if expiry != 0 {
-		t.Expiry = time.Unix(0, expiry)
-	}
-	return t, uint64(version), nil
+	t, version, err := loadRow(ctx, c.db, "resilient_cluster_tokens", family)
+	return t, uint64(version), err
 }
 
 // Commit stores t under family if the row is still at version (0: if there is no row), and

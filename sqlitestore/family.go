@@ -37,26 +37,35 @@ type written struct {
 // Load returns the pair stored under family, or zero Tokens and a nil error when there is none,
 // and remembers the row's version for the next Save of family.
 func (s *Store) Load(ctx context.Context, family string) (engine.Tokens, error) {
+	t, version, err := loadRow(ctx, s.db, "resilient_tokens", family)
+	if err != nil {
+		return engine.Tokens{}, err
+	}
+	s.setState(family, familyState{version: version})
+	return t, nil
+}
+
+// loadRow reads family's row of table (a Store's or a Coordinator's, a constant): its pair and its
+// version, or zero Tokens and version 0 when there is none.
+func loadRow(ctx context.Context, db *sql.DB, table, family string) (engine.Tokens, int64, error) {
 	var (
 		t       engine.Tokens
 		expiry  int64
 		version int64
 	)
-	err := s.db.QueryRowContext(ctx,
-		`SELECT access, refresh, expiry_unix_nano, type, version FROM resilient_tokens WHERE family = ?`,
+	err := db.QueryRowContext(ctx,
+		`SELECT access, refresh, expiry_unix_nano, type, version FROM `+table+` WHERE family = ?`,
 		family).Scan(&t.Access, &t.Refresh, &expiry, &t.Type, &version)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		// version stays 0: no row expected
+		return engine.Tokens{}, 0, nil
 	case err != nil:
-		return engine.Tokens{}, fmt.Errorf("sqlitestore: load family %q: %w", family, err)
-	default:
-		if expiry != 0 {
-			t.Expiry = time.Unix(0, expiry)
-		}
+		return engine.Tokens{}, 0, fmt.Errorf("sqlitestore: load family %q: %w", family, err)
 	}
-	s.setState(family, familyState{version: version})
-	return t, nil
+	if expiry != 0 {
+		t.Expiry = time.Unix(0, expiry)
+	}
+	return t, version, nil
 }
 
 // Save stores t under family if the row is still at the version this Store last loaded or saved
