@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"modernc.org/sqlite"
 
 	"github.com/resilientclient/resilient/engine"
 )
@@ -19,31 +17,15 @@ import (
 // driver then reports the context's error although the row was written, which is the case the
 // Store must not mistake for another writer's row. It returns the version the row now has.
 //
-// A commit hook on the Store's one connection cancels the save's context and gives the driver's
-// watcher goroutine a moment to see it (it cannot be observed from here); an attempt where the
-// driver saw it too late (the save returns nil) is made again, up to a bound.
+// A commit hook on the Store's one connection (cancelAtCommit) cancels the save's context; an attempt
+// where the driver saw it too late (the save returns nil) is made again, up to a bound.
 func committedButFailed(t *testing.T, s *Store, family string, tok engine.Tokens) int64 {
 	t.Helper()
 	ctx := testContext(t)
 	for range 20 {
-		var armed atomic.Pointer[context.CancelFunc]
-		conn, err := s.db.Conn(ctx)
-		require.NoError(t, err)
-		require.NoError(t, conn.Raw(func(dc any) error {
-			dc.(interface{ RegisterCommitHook(sqlite.CommitHookFn) }).RegisterCommitHook(func() int32 {
-				if cancel := armed.Swap(nil); cancel != nil {
-					(*cancel)()
-					time.Sleep(20 * time.Millisecond)
-				}
-				return 0 // commit
-			})
-			return nil
-		}))
-		require.NoError(t, conn.Close()) // back to the pool: the Store's next call uses it
-
 		saveCtx, cancel := context.WithCancel(ctx)
-		armed.Store(&cancel)
-		err = s.Save(saveCtx, family, tok)
+		cancelAtCommit(t, s.db, cancel)
+		err := s.Save(saveCtx, family, tok)
 		cancel()
 		got, version, ok := row(t, s, family)
 		if err != nil && ok && got == tok {
