@@ -138,9 +138,6 @@ func (p *Process) Kill() {
 	<-p.exited
 }
 
-// Stderr is what the member wrote on stderr so far.
-func (p *Process) Stderr() string { return p.stderr.String() }
-
 // lockedBuffer is a bytes.Buffer that the process writes and the test reads at once.
 type lockedBuffer struct {
 	mu sync.Mutex
