@@ -248,3 +248,33 @@ func TestCoordinatorDownRightAfterNew(t *testing.T) {
 	require.NoError(t, err, "a valid token needs no coordinator")
 	assert.Equal(t, "ann", got.User)
 }
+
+// Sign-ins racing refreshes: 3 replicas, five rounds of an expiry under 300 concurrent requests
+// while replica 0 signs the user in again. Under -race this runs SetTokens' commit, refreshes under
+// the lock and Reload against each other; no spent refresh token is sent, and afterwards every
+// replica serves the session. (The lock's own test is TestReplicasRefreshOncePerExpiry: with
+// sign-ins this frequent, refreshes rarely overlap here.)
+func TestSignInsRacingRefreshes(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{Opaque: true})
+	engines := replicas(t, 3, srv, &engine.MemoryCoordinator{}, srv.Login("ann"))
+	for range 5 {
+		srv.ExpireAccessTokens()
+		fanOut(301, func(i int) {
+			if i == 300 {
+				assert.NoError(t, engines[0].SetTokens(context.Background(), srv.Login("ann")))
+				return
+			}
+			_, _ = engine.GetJSON[whoami](context.Background(), engines[i%3], "/me") // a 401 is allowed while racing
+		})
+	}
+	assert.Zero(t, srv.Stats().ReuseDetected, "a spent refresh token was sent")
+	assert.Zero(t, srv.Stats().Revocations)
+	srv.ExpireAccessTokens()
+	for i, e := range engines {
+		require.Eventually(t, func() bool {
+			got, err := engine.GetJSON[whoami](context.Background(), e, "/me")
+			return err == nil && got.User == "ann"
+		}, 10*time.Second, 20*time.Millisecond, "replica %d serves the session", i)
+	}
+	assert.Zero(t, srv.Stats().ReuseDetected)
+}
