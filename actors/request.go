@@ -118,10 +118,21 @@ type attemptState struct {
 	auth      *[1]string     // the first send's Authorization value slice, until used (authValues)
 
 	start   time.Time         // when the logical request began
+	waited  bool              // the first attempt waited out a cool-down: start is no longer now
 	lastEnd time.Time         // when the last send's answer (or error) came back, if metrics need it
 	sent    *http.Request     // the request as sent (with the engine's Idempotency-Key), if not req
 	release func()            // ends the context of the send whose answer may be the caller's
 	tel     telemetry.Logical // the logical request's span and measurements
+}
+
+// now is the time for a decision about to be made: the request's start while it has neither sent
+// nor waited (a few microseconds ago: one clock reading serves the whole common case), else a new
+// reading.
+func (st *attemptState) now() time.Time {
+	if st.sends == 0 && !st.waited {
+		return st.start
+	}
+	return time.Now()
 }
 
 // keyed is the request as its attempts were sent: with the Idempotency-Key the engine added.

@@ -33,6 +33,7 @@ func (r *Requester) withRetries(ctx context.Context, req *http.Request, st *atte
 	for retries := 0; ; retries++ {
 		waited, err := s.waitCoolDown(ctx, host)
 		if waited > 0 {
+			st.waited = true
 			st.tel.CoolDown(ctx, host, waited)
 		}
 		if err != nil {

@@ -21,7 +21,7 @@ import (
 func (r *Requester) send(ctx context.Context, req *http.Request, st *attemptState) (*http.Response, error) {
 	st.sends++
 	var sp telemetry.Send
-	ctx = st.tel.StartSend(ctx, req, st.sends-1, time.Now(), &sp)
+	ctx = st.tel.StartSend(ctx, req, st.sends-1, &sp)
 	if sp.Rebind() {
 		req = req.WithContext(ctx)
 	}

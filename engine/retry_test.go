@@ -573,3 +573,24 @@ func TestRetryDoesNotWaitForAStalledErrorBody(t *testing.T) {
 	assert.Equal(t, "1", got.ID)
 	assert.Equal(t, int64(2), calls.Load())
 }
+
+// A request held by a host's cool-down chooses its token when the wait is over, not when it began:
+// the token that expired meanwhile is refreshed first, and the API never sees it. (The first attempt
+// of a request that did not wait uses the clock reading its start took.)
+func TestTokenExpiringDuringCoolDownIsNotSent(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{AccessTTL: 1500 * time.Millisecond})
+	// Skew 0: no proactive refresh, so only the request's own clock reading can notice the expiry.
+	e := newEngine(t, srv, srv.Login("ada"), engine.WithRefreshSkew(0))
+	events := subscribe(e)
+	srv.SetAPIFailure(http.StatusTooManyRequests, "2", 1)
+	first := make(chan error, 1)
+	go func() { _, err := engine.GetJSON[item](context.Background(), e, "/items/0"); first <- err }()
+	require.Eventually(t, func() bool { return events.count(isRetry) == 1 }, 5*time.Second, time.Millisecond)
+	// Begins with a valid token and waits out the cool-down, past the token's expiry.
+	_, err := engine.GetJSON[item](context.Background(), e, "/items/1")
+	require.NoError(t, err)
+	require.NoError(t, <-first)
+	st := srv.Stats()
+	assert.Zero(t, st.Unauthorized, "an expired token reached the API")
+	assert.Equal(t, int64(1), st.RefreshCalls)
+}

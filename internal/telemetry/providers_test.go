@@ -33,7 +33,7 @@ func TestGlobalStandInsAreOff(t *testing.T) {
 	assert.True(t, ctx == parent, "no logical span is started for the stand-in tracer")
 	assert.False(t, l.Clocked(), "no measurement is taken for the stand-in meter")
 	var s Send
-	assert.True(t, l.StartSend(ctx, req, 0, time.Now(), &s) == ctx, "no send span either")
+	assert.True(t, l.StartSend(ctx, req, 0, &s) == ctx, "no send span either")
 	assert.True(t, l.Injects(), "the caller's trace context is still passed on")
 	s.End(ctx, req, nil, context.Canceled, time.Now())
 	l.End(ctx, req, nil, context.Canceled, 1, time.Now())

@@ -26,15 +26,15 @@ type Send struct {
 }
 
 // StartSend starts the CLIENT span of a send of req (the resend-th of the logical request, counting
-// from 0) at now, as a child of the span in ctx, into sp (filled in place). The returned context
+// from 0) now, as a child of the span in ctx, into sp (filled in place). The returned context
 // carries the span; it is ctx itself when there is no span of the send's own, so that nothing has
-// to be rebound to it. With neither traces nor metrics, it does nothing.
-func (l *Logical) StartSend(ctx context.Context, req *http.Request, resend int, now time.Time, sp *Send) context.Context {
+// to be rebound to it. With neither traces nor metrics, it does nothing, not even read the clock.
+func (l *Logical) StartSend(ctx context.Context, req *http.Request, resend int, sp *Send) context.Context {
 	if l.t == nil || (l.a.tracesOff && l.a.metricsOff) {
 		*sp = Send{}
 		return ctx
 	}
-	return l.t.startSend(l.a, ctx, l.span.IsRecording(), req, resend, now, sp)
+	return l.t.startSend(l.a, ctx, l.span.IsRecording(), req, resend, time.Now(), sp)
 }
 
 // startSend starts the send's span unless its parent records nothing: the sampler dropped the

@@ -55,7 +55,7 @@ func TestSendSpanOnlyUnderARecordingParent(t *testing.T) {
 			ctx := tel.StartLogical(context.Background(), req, time.Now(), &l)
 			require.True(t, l.Injects(), "every request passes its trace context on, sampled or not")
 			var s Send
-			sctx := l.StartSend(ctx, req, 0, time.Now(), &s)
+			sctx := l.StartSend(ctx, req, 0, &s)
 			h := http.Header{}
 			l.Inject(sctx, h)
 			s.End(sctx, req, &http.Response{StatusCode: http.StatusOK, Proto: "HTTP/1.1"}, nil, time.Now())

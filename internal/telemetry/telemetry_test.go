@@ -122,7 +122,7 @@ func TestNilIsOff(t *testing.T) {
 	l.CoolDown(ctx, "a.test", time.Second)
 	l.Parked(time.Now(), time.Now(), "token", trace.SpanContext{})
 	var s Send
-	sctx := l.StartSend(ctx, req, 0, time.Now(), &s)
+	sctx := l.StartSend(ctx, req, 0, &s)
 	assert.Equal(t, ctx, sctx)
 	assert.False(t, s.Rebind())
 	s.End(ctx, req, nil, errors.New("x"), time.Now())
