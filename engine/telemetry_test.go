@@ -521,6 +521,29 @@ func TestGlobalSDKWithCompositePropagator(t *testing.T) {
 	}
 }
 
+// With no SDK installed, the global propagator is followed as it changes: while the application has
+// set none, nothing is written (and the caller's context is not searched for a span to write);
+// once it sets one, the same engine passes the caller's trace context on at once.
+func TestGlobalPropagatorSetAfterNew(t *testing.T) {
+	r := newRig(t)
+	srv := startAPI(t, fakeapi.Options{Observe: r.observe})
+	e := newEngine(t, srv, srv.Login("ann"))
+	caller := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{7}, SpanID: trace.SpanID{7}, TraceFlags: trace.FlagsSampled, Remote: true}))
+
+	_, err := engine.GetJSON[item](caller, e, "/items/1")
+	require.NoError(t, err)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator()) })
+	_, err = engine.GetJSON[item](caller, e, "/items/2")
+	require.NoError(t, err)
+
+	require.Len(t, r.seenAt("/items/1"), 1)
+	assert.Empty(t, r.seenAt("/items/1")[0].traceparent, "no propagator set: nothing written")
+	require.Len(t, r.seenAt("/items/2"), 1)
+	assert.Equal(t, "00-07000000000000000000000000000000-0700000000000000-01", r.seenAt("/items/2")[0].traceparent)
+}
+
 // A span processor (or sampler) that panics when the refresh's span starts must not leave the
 // requests parked behind that refresh waiting: the refresh runs untraced and releases them.
 func TestPanickingSamplerDoesNotStrandParkedRequests(t *testing.T) {

@@ -67,8 +67,8 @@ func (t *T) StartLogical(ctx context.Context, req *http.Request, start time.Time
 		}
 		ctx, l.span = a.tracer.Start(ctx, name, internalKind...)
 	}
-	if injects(ctx) {
-		l.inject, l.prop = true, t.propagator()
+	if p, writes := t.injector(); writes && injects(ctx) {
+		l.inject, l.prop = true, p
 	}
 	return ctx
 }

@@ -51,13 +51,48 @@ func (t *T) now() *active {
 }
 
 // propagator returns the propagator in force: the configured one, else the global one as it is
-// now. The global stand-in writes nothing until the application sets a propagator; it is not told
-// apart, because a send only injects when it has a span context or baggage to write.
+// now (the global stand-in writes nothing until the application sets a propagator: see injector).
 func (t *T) propagator() propagation.TextMapPropagator {
 	if t.cfg.Propagator != nil {
 		return t.cfg.Propagator
 	}
 	return otel.GetTextMapPropagator()
+}
+
+// propagatorState is a propagator and whether it writes anything.
+type propagatorState struct {
+	p      propagation.TextMapPropagator
+	writes bool
+}
+
+// injector returns the propagator in force and whether it may write anything. One that names no
+// fields writes nothing (Fields lists the keys Inject sets): the global stand-in until the
+// application sets a propagator, or an empty composite. A request then need not search its context
+// for a span context or baggage to write. The answer is kept while the propagator stays the same
+// (the global one changes identity when the application sets it); one that cannot be compared with
+// == (a composite) is taken to write, since asking it on every request costs more than the search.
+func (t *T) injector() (propagation.TextMapPropagator, bool) {
+	p := t.propagator()
+	if s := t.prop.Load(); s != nil && s.p == p { // s.p is comparable: only such are kept
+		return p, s.writes
+	}
+	if !reflect.TypeOf(p).Comparable() {
+		return p, true
+	}
+	s := &propagatorState{p: p, writes: namesFields(p)}
+	t.prop.Store(s)
+	return p, s.writes
+}
+
+// namesFields reports whether p names any field it writes. One whose Fields panics is taken to
+// write: its Inject, which runs under the request path's recovery, then says what it does.
+func namesFields(p propagation.TextMapPropagator) (names bool) {
+	defer func() {
+		if recover() != nil {
+			names = true
+		}
+	}()
+	return len(p.Fields()) > 0
 }
 
 // isGlobalStandIn reports whether v is the otel package's global stand-in of the given type, which

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -18,7 +19,8 @@ import (
 
 // With no provider configured and no SDK installed, the otel package's global stand-ins are in
 // force and record nothing, so the engine does no work for them: no span is started (the caller's
-// context comes back as it went in), no clock is read for a metric. Once an SDK is installed
+// context comes back as it went in), no clock is read for a metric, and the stand-in propagator
+// (which names no fields) is not given the caller's trace context to write. Once an SDK is installed
 // globally, the same T records at once. (Run before any other test of this package sets a global
 // provider: none does.)
 func TestGlobalStandInsAreOff(t *testing.T) {
@@ -34,8 +36,18 @@ func TestGlobalStandInsAreOff(t *testing.T) {
 	assert.False(t, l.Clocked(), "no measurement is taken for the stand-in meter")
 	var s Send
 	assert.True(t, l.StartSend(ctx, req, 0, &s) == ctx, "no send span either")
-	assert.True(t, l.Injects(), "the caller's trace context is still passed on")
+	assert.False(t, l.Injects(), "the stand-in propagator names no fields: it would write nothing")
 	s.End(ctx, req, nil, context.Canceled, time.Now())
+	l.End(ctx, req, nil, context.Canceled, 1, time.Now())
+
+	// A propagator set globally after New is used at once: the caller's trace context is passed on.
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator()) })
+	ctx = tel.StartLogical(parent, req, time.Now(), &l)
+	require.True(t, l.Injects(), "the caller's trace context is passed on")
+	h := http.Header{}
+	l.Inject(ctx, h)
+	assert.Equal(t, "00-01000000000000000000000000000000-0100000000000000-01", h.Get("Traceparent"))
 	l.End(ctx, req, nil, context.Canceled, 1, time.Now())
 
 	spans := tracetest.NewSpanRecorder()
