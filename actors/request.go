@@ -69,6 +69,7 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 	now := time.Now()
 	st := attemptState{start: now, auth: &c.auth}
 	ctx := r.Tel.StartLogical(c.ctx(), req, now, &st.tel)
+	r.telemetryFault(ctx, req, &st)
 	resp, err := r.logical(ctx, req, &st)
 	c.release = st.release // the caller's answer is read under it: released when the call ends
 	if err == nil {
@@ -91,6 +92,7 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		c.end()
 		st.tel.End(ctx, st.keyed(req), nil, err, st.sends, time.Now())
+		r.telemetryFault(ctx, req, &st)
 		return nil, err
 	}
 	end := st.lastEnd // an answer that went through no hook ends when its send did
@@ -98,12 +100,22 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 		end = time.Now()
 	}
 	st.tel.End(ctx, st.keyed(req), resp, nil, st.sends, end)
+	r.telemetryFault(ctx, req, &st)
 	if resp.Body == nil {
 		c.end()
 		return resp, nil
 	}
 	resp.Body = c.wrap(resp)
 	return resp, nil
+}
+
+// telemetryFault reports a panic of the application's telemetry code (a sampler or span processor)
+// that the logical request's span recovered, as any panic of the request path is reported. It does
+// not fail the request: the request goes on untraced, or its answer is returned.
+func (r *Requester) telemetryFault(ctx context.Context, req *http.Request, st *attemptState) {
+	if p := st.tel.Fault(); p != nil {
+		_ = r.panicked(ctx, req, st, p)
+	}
 }
 
 // attemptState is what one logical request remembers across its attempts.

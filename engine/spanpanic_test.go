@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,4 +54,76 @@ func TestPanickingSpanProcessorStrandsNobody(t *testing.T) {
 	srv.ExpireAccessTokens()
 	_, err = engine.GetJSON[item](ctx, e, "/items/1")
 	require.NoError(t, err, "a refresh whose span end panics still installs its tokens")
+}
+
+// panicOnStart is a span processor that panics when a span of one name starts, or ends.
+type panicOnStart struct {
+	name  string
+	atEnd bool
+}
+
+func (p panicOnStart) OnStart(_ context.Context, s sdktrace.ReadWriteSpan) {
+	if !p.atEnd && s.Name() == p.name {
+		panic("processor bug")
+	}
+}
+
+func (p panicOnStart) OnEnd(s sdktrace.ReadOnlySpan) {
+	if p.atEnd && s.Name() == p.name {
+		panic("processor bug")
+	}
+}
+
+func (panicOnStart) Shutdown(context.Context) error   { return nil }
+func (panicOnStart) ForceFlush(context.Context) error { return nil }
+
+// A sampler or span processor of the application's that panics on the logical request's span,
+// when it starts or when it ends, never crashes the caller or fails the request: the request is
+// answered (untraced, if the start failed) and the panic goes to the engine's log.
+func TestPanickingTelemetryOnTheLogicalSpan(t *testing.T) {
+	cases := []struct {
+		name string
+		tp   func() *sdktrace.TracerProvider
+	}{
+		{"sampler", func() *sdktrace.TracerProvider {
+			return sdktrace.NewTracerProvider(sdktrace.WithSampler(panicOn{"resilient GET"}))
+		}},
+		{"processor at start", func() *sdktrace.TracerProvider {
+			return sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(panicOnStart{name: "resilient GET"}))
+		}},
+		{"processor at end", func() *sdktrace.TracerProvider {
+			return sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(panicOnStart{name: "resilient GET", atEnd: true}))
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startAPI(t, fakeapi.Options{AccessTTL: time.Hour})
+			tp := tc.tp()
+			t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+			logged := &lockedBuffer{}
+			e := newEngine(t, srv, srv.Login("ada"), engine.WithTracerProvider(tp),
+				engine.WithLogger(slog.New(slog.NewTextHandler(logged, nil))))
+			for _, path := range []string{"/items/1", "/items/2"} {
+				v, err := engine.GetJSON[item](context.Background(), e, path)
+				require.NoError(t, err)
+				assert.NotEmpty(t, v.ID)
+			}
+			require.Eventually(t, func() bool {
+				return strings.Contains(logged.String(), "processor bug") ||
+					strings.Contains(logged.String(), "sampler bug")
+			}, 5*time.Second, 10*time.Millisecond, "the panic is logged")
+		})
+	}
+}
+
+// A sampler that panics on a send's span is a panic below the logical request: that request fails
+// with ErrRequestPanicked, whose text carries the panic's value, and nothing crashes.
+func TestPanickingSamplerOnTheSendSpan(t *testing.T) {
+	srv := startAPI(t, fakeapi.Options{AccessTTL: time.Hour})
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(panicOn{"GET"}))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	e := newEngine(t, srv, srv.Login("ada"), engine.WithTracerProvider(tp))
+	_, err := engine.GetJSON[item](context.Background(), e, "/items/1")
+	require.ErrorIs(t, err, engine.ErrRequestPanicked)
+	assert.Contains(t, err.Error(), "sampler bug")
 }

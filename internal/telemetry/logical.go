@@ -30,6 +30,7 @@ type Logical struct {
 	refresh trace.SpanContext // the last refresh linked, so a request links each refresh once
 	prop    propagation.TextMapPropagator
 	inject  bool // sends carry trace context: their headers must be the engine's own
+	fault   any  // a panic of the application's telemetry code, recovered (see Fault)
 }
 
 // noSpan stands for the spans a tracer that makes none does not start: it records nothing and its
@@ -65,12 +66,35 @@ func (t *T) StartLogical(ctx context.Context, req *http.Request, start time.Time
 		if !ok {
 			name = "resilient " + sendName(req.Method)
 		}
-		ctx, l.span = a.tracer.Start(ctx, name, internalKind...)
+		ctx = l.startSpan(ctx, name)
 	}
 	if p, writes := t.injector(); writes && injects(ctx) {
 		l.inject, l.prop = true, p
 	}
 	return ctx
+}
+
+// startSpan starts the logical span. The tracer runs the application's sampler and span processors:
+// a panic in them is kept in l.fault for the request path to report, and the request goes on
+// without a span of its own.
+func (l *Logical) startSpan(ctx context.Context, name string) (out context.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			l.fault, l.span, out = p, noSpan, ctx
+		}
+	}()
+	ctx, l.span = l.a.tracer.Start(ctx, name, internalKind...)
+	return ctx
+}
+
+// Fault returns, once, a panic of the application's telemetry code (a sampler, a span processor, a
+// meter) that the logical request's span or measurement recovered, or nil. The logical span never
+// fails its request: the request path only reports the panic. (One in a send's span is a panic
+// below the logical request, which fails it with ErrRequestPanicked as any other does.)
+func (l *Logical) Fault() any {
+	p := l.fault
+	l.fault = nil
+	return p
 }
 
 // injects reports whether a send from ctx would carry trace context: a valid span context or
@@ -184,11 +208,26 @@ func (l *Logical) CoolDown(ctx context.Context, host string, d time.Duration) {
 }
 
 // End ends the logical request at now with its outcome (a response, or err), the number of
-// physical sends it made, and whether it carried an Idempotency-Key.
+// physical sends it made, and whether it carried an Idempotency-Key. With neither a span nor
+// metrics it does nothing; else a panic of the application's telemetry code is recovered into Fault.
 func (l *Logical) End(ctx context.Context, req *http.Request, resp *http.Response, err error, sends int, now time.Time) {
-	if l.t == nil {
+	if l.t == nil || (l.a.metricsOff && (l.a.tracesOff || l.span == noSpan)) {
 		return
 	}
+	l.endRecovering(ctx, req, resp, err, sends, now)
+}
+
+// endRecovering is End's work, with a panic of the application's telemetry code kept in l.fault.
+func (l *Logical) endRecovering(ctx context.Context, req *http.Request, resp *http.Response, err error, sends int, now time.Time) {
+	defer func() {
+		if p := recover(); p != nil {
+			l.fault = p
+		}
+	}()
+	l.end(ctx, req, resp, err, sends, now)
+}
+
+func (l *Logical) end(ctx context.Context, req *http.Request, resp *http.Response, err error, sends int, now time.Time) {
 	status := 0
 	if err == nil && resp != nil {
 		status = resp.StatusCode
