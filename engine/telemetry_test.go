@@ -539,10 +539,91 @@ func TestGlobalPropagatorSetAfterNew(t *testing.T) {
 	require.NoError(t, err)
 
 	require.Len(t, r.seenAt("/items/1"), 1)
-	assert.Empty(t, r.seenAt("/items/1")[0].traceparent, "no propagator set: nothing written")
+	assert.Empty(t, r.seenAt("/items/1")[0].traceparent, "no propagator set (or an empty composite): nothing written")
 	require.Len(t, r.seenAt("/items/2"), 1)
 	assert.Equal(t, "00-07000000000000000000000000000000-0700000000000000-01", r.seenAt("/items/2")[0].traceparent)
 }
+
+// Unusual propagators and providers a stranger may give the engine: each request is answered, and
+// trace context goes out whenever the propagator would write it.
+func TestUnusualPropagatorsAndProviders(t *testing.T) {
+	const want = "00-07000000000000000000000000000000-0700000000000000-01"
+	cases := []struct {
+		name        string
+		opts        func() []engine.Option
+		after       func(t *testing.T) // runs between the two requests
+		traceparent bool               // the second request carries the caller's traceparent
+	}{
+		{"a struct wrapping a composite propagator", func() []engine.Option {
+			return []engine.Option{engine.WithPropagator(wrappedPropagator{propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})})}
+		}, nil, true},
+		{"the global stand-in captured in WithPropagator, set afterwards", func() []engine.Option {
+			return []engine.Option{engine.WithPropagator(globalStandIn)}
+		}, func(t *testing.T) { setGlobalPropagator(t, propagation.TraceContext{}) }, true},
+		{"a propagator that names no fields but writes", func() []engine.Option {
+			return []engine.Option{engine.WithPropagator(fieldlessPropagator{})}
+		}, nil, true},
+		{"a global propagator that names no fields but writes", func() []engine.Option { return nil },
+			func(t *testing.T) { setGlobalPropagator(t, fieldlessPropagator{}) }, true},
+		{"a nil global propagator", func() []engine.Option { return nil }, func(t *testing.T) {
+			setGlobalPropagator(t, propagation.NewCompositeTextMapPropagator()) // (the stand-in forwards to the first one set)
+			setGlobalPropagator(t, nil)
+		}, false},
+		{"a struct wrapping a tracer provider that cannot be compared", func() []engine.Option {
+			return []engine.Option{engine.WithTracerProvider(wrappedTracerProvider{uncomparableTracerProvider{}}),
+				engine.WithPropagator(propagation.TraceContext{})}
+		}, nil, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			srv := startAPI(t, fakeapi.Options{Observe: r.observe})
+			e := newEngine(t, srv, srv.Login("ann"), tc.opts()...)
+			caller := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+				TraceID: trace.TraceID{7}, SpanID: trace.SpanID{7}, TraceFlags: trace.FlagsSampled, Remote: true}))
+			_, err := engine.GetJSON[item](caller, e, "/items/1")
+			require.NoError(t, err)
+			if tc.after != nil {
+				tc.after(t)
+			}
+			_, err = engine.GetJSON[item](caller, e, "/items/2")
+			require.NoError(t, err)
+			require.Len(t, r.seenAt("/items/2"), 1)
+			if tc.traceparent {
+				assert.Equal(t, want, r.seenAt("/items/2")[0].traceparent)
+			} else {
+				assert.Empty(t, r.seenAt("/items/2")[0].traceparent)
+			}
+		})
+	}
+}
+
+// globalStandIn is what otel.GetTextMapPropagator returns before any test sets a propagator: the
+// otel package's stand-in, which forwards to the first propagator set, whenever that happens.
+var globalStandIn = otel.GetTextMapPropagator()
+
+// setGlobalPropagator sets the global propagator for the rest of the test.
+func setGlobalPropagator(t *testing.T, p propagation.TextMapPropagator) {
+	otel.SetTextMapPropagator(p)
+	t.Cleanup(func() { otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator()) })
+}
+
+// wrappedPropagator is a comparable struct type whose value may not be (a composite is a slice).
+type wrappedPropagator struct{ propagation.TextMapPropagator }
+
+// fieldlessPropagator writes W3C trace context but, against the API's contract, names no fields.
+type fieldlessPropagator struct{ propagation.TraceContext }
+
+func (fieldlessPropagator) Fields() []string { return nil }
+
+// uncomparableTracerProvider makes no spans and cannot be compared (a func field).
+type uncomparableTracerProvider struct {
+	tracenoop.TracerProvider
+	_ func()
+}
+
+// wrappedTracerProvider is a comparable struct type holding an uncomparable value.
+type wrappedTracerProvider struct{ trace.TracerProvider }
 
 // A span processor (or sampler) that panics when the refresh's span starts must not leave the
 // requests parked behind that refresh waiting: the refresh runs untraced and releases them.

@@ -43,7 +43,9 @@ func (t *T) now() *active {
 		return a
 	}
 	a := &active{tp: tp, mp: mp, tracer: tp.Tracer(ScopeName)}
-	a.same = reflect.TypeOf(tp).Comparable() && reflect.TypeOf(mp).Comparable()
+	// Values, not types: a struct wrapping a provider is a comparable type that == still panics on
+	// when its field holds something that cannot be compared.
+	a.same = reflect.ValueOf(tp).Comparable() && reflect.ValueOf(mp).Comparable()
 	a.tracesOff = noTracer(tp, t.cfg.TracerProvider == nil)
 	a.metricsOff = noMeter(mp, t.cfg.MeterProvider == nil)
 	t.cur.Store(a)
@@ -51,7 +53,7 @@ func (t *T) now() *active {
 }
 
 // propagator returns the propagator in force: the configured one, else the global one as it is
-// now (the global stand-in writes nothing until the application sets a propagator: see injector).
+// now.
 func (t *T) propagator() propagation.TextMapPropagator {
 	if t.cfg.Propagator != nil {
 		return t.cfg.Propagator
@@ -59,40 +61,30 @@ func (t *T) propagator() propagation.TextMapPropagator {
 	return otel.GetTextMapPropagator()
 }
 
-// propagatorState is a propagator and whether it writes anything.
+// propagatorState remembers the global stand-in propagator once recognised.
 type propagatorState struct {
-	p      propagation.TextMapPropagator
-	writes bool
+	standIn propagation.TextMapPropagator // a pointer: comparing it with any propagator is safe
 }
 
-// injector returns the propagator in force and whether it may write anything. One that names no
-// fields writes nothing (Fields lists the keys Inject sets): the global stand-in until the
-// application sets a propagator, or an empty composite. A request then need not search its context
-// for a span context or baggage to write. The answer is kept while the propagator stays the same
-// (the global one changes identity when the application sets it); one that cannot be compared with
-// == (a composite) is taken to write, since asking it on every request costs more than the search.
+// injector returns the propagator in force and whether it may write anything. When following the
+// global propagator, the otel package's stand-in (in force until the application sets one:
+// otel.GetTextMapPropagator then returns the new one) writes nothing, and so does a nil one; a
+// request then need not search its context for a span context or baggage to write. Any other
+// propagator, and every propagator given in Config (which may get a delegate behind it later
+// without changing identity), is taken to write.
 func (t *T) injector() (propagation.TextMapPropagator, bool) {
-	p := t.propagator()
-	if s := t.prop.Load(); s != nil && s.p == p { // s.p is comparable: only such are kept
-		return p, s.writes
+	if t.cfg.Propagator != nil {
+		return t.cfg.Propagator, true
 	}
-	if !reflect.TypeOf(p).Comparable() {
+	p := otel.GetTextMapPropagator()
+	if s := t.prop.Load(); (s != nil && s.standIn == p) || p == nil {
+		return p, false
+	}
+	if !isGlobalStandIn(p, "*global.textMapPropagator") {
 		return p, true
 	}
-	s := &propagatorState{p: p, writes: namesFields(p)}
-	t.prop.Store(s)
-	return p, s.writes
-}
-
-// namesFields reports whether p names any field it writes. One whose Fields panics is taken to
-// write: its Inject, which runs under the request path's recovery, then says what it does.
-func namesFields(p propagation.TextMapPropagator) (names bool) {
-	defer func() {
-		if recover() != nil {
-			names = true
-		}
-	}()
-	return len(p.Fields()) > 0
+	t.prop.Store(&propagatorState{standIn: p})
+	return p, false
 }
 
 // isGlobalStandIn reports whether v is the otel package's global stand-in of the given type, which

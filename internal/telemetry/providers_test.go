@@ -20,7 +20,7 @@ import (
 // With no provider configured and no SDK installed, the otel package's global stand-ins are in
 // force and record nothing, so the engine does no work for them: no span is started (the caller's
 // context comes back as it went in), no clock is read for a metric, and the stand-in propagator
-// (which names no fields) is not given the caller's trace context to write. Once an SDK is installed
+// (which writes nothing) is not given the caller's trace context to write. Once an SDK is installed
 // globally, the same T records at once. (Run before any other test of this package sets a global
 // provider: none does.)
 func TestGlobalStandInsAreOff(t *testing.T) {
@@ -36,7 +36,7 @@ func TestGlobalStandInsAreOff(t *testing.T) {
 	assert.False(t, l.Clocked(), "no measurement is taken for the stand-in meter")
 	var s Send
 	assert.True(t, l.StartSend(ctx, req, 0, &s) == ctx, "no send span either")
-	assert.False(t, l.Injects(), "the stand-in propagator names no fields: it would write nothing")
+	assert.False(t, l.Injects(), "the stand-in propagator writes nothing")
 	s.End(ctx, req, nil, context.Canceled, time.Now())
 	l.End(ctx, req, nil, context.Canceled, 1, time.Now())
 
