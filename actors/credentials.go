@@ -31,7 +31,7 @@ func (r *Requester) attempt(ctx context.Context, req *http.Request, body io.Read
 	if r.Token == nil || !r.forAPI(req.URL) {
 		return r.exchange(ctx, r.prepare(req, ctx, body, nil, own), st)
 	}
-	g, err := r.Token.AcquireAt(ctx, st.now())
+	g, err := r.Token.AcquireAt(ctx, st.clock())
 	st.granted(ctx, &g, err)
 	if g.Header != "" {
 		st.token = g.Header

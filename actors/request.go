@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/resilientclient/resilient/internal/telemetry"
 	"github.com/resilientclient/resilient/messages"
 )
@@ -109,12 +111,13 @@ func (r *Requester) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// telemetryFault reports a panic of the application's telemetry code (a sampler or span processor)
-// that the logical request's span recovered, as any panic of the request path is reported. It does
-// not fail the request: the request goes on untraced, or its answer is returned.
+// telemetryFault reports to the supervisor's log a panic of the application's telemetry code (a
+// sampler or span processor) that the logical request's span recovered. It does not fail the
+// request, which goes on untraced, or gets its answer.
 func (r *Requester) telemetryFault(ctx context.Context, req *http.Request, st *attemptState) {
-	if p := st.tel.Fault(); p != nil {
-		_ = r.panicked(ctx, req, st, p)
+	if f := st.tel.Fault(); f != nil && r.Supervisor != nil {
+		r.Supervisor.reportTelemetryFault(messages.RequestPanicked{Method: req.Method, Host: req.URL.Host, Telemetry: true,
+			Value: scrubPanic(fmt.Sprint(f.Value), r.sentSecrets(req, st)), Stack: f.Stack, Trace: trace.SpanContextFromContext(ctx)})
 	}
 }
 
@@ -130,17 +133,17 @@ type attemptState struct {
 	auth      *[1]string     // the first send's Authorization value slice, until used (authValues)
 
 	start   time.Time         // when the logical request began
-	waited  bool              // the first attempt waited out a cool-down: start is no longer now
+	waited  bool              // the request waited out a cool-down: start is no longer now
 	lastEnd time.Time         // when the last send's answer (or error) came back, if metrics need it
 	sent    *http.Request     // the request as sent (with the engine's Idempotency-Key), if not req
 	release func()            // ends the context of the send whose answer may be the caller's
 	tel     telemetry.Logical // the logical request's span and measurements
 }
 
-// now is the time for a decision about to be made: the request's start while it has neither sent
+// clock is the time for a decision about to be made: the request's start while it has neither sent
 // nor waited (a few microseconds ago: one clock reading serves the whole common case), else a new
 // reading.
-func (st *attemptState) now() time.Time {
+func (st *attemptState) clock() time.Time {
 	if st.sends == 0 && !st.waited {
 		return st.start
 	}

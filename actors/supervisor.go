@@ -55,6 +55,7 @@ type Supervisor struct {
 	budgets  sync.Map                            // host → *retry.Budget
 	hosts    atomic.Int32                        // entries in budgets
 	overflow *retry.Budget                       // shared by hosts past maxBudgetHosts
+	faultAt  atomic.Int64                        // when a telemetry fault was last logged (Unix ns)
 
 	background sync.WaitGroup // the prune timer, waited for by Stop
 	stopOnce   sync.Once
@@ -178,9 +179,24 @@ func (s *Supervisor) reportPanic(m messages.RequestPanicked) {
 	}
 }
 
+// reportTelemetryFault logs a panic of the application's telemetry code, at most once a minute:
+// such code tends to panic on every request.
+func (s *Supervisor) reportTelemetryFault(m messages.RequestPanicked) {
+	now := time.Now().UnixNano()
+	last := s.faultAt.Load()
+	if (last != 0 && now-last < int64(time.Minute)) || !s.faultAt.CompareAndSwap(last, now) {
+		return
+	}
+	s.reportPanic(m)
+}
+
 func logPanic(l *slog.Logger, m messages.RequestPanicked) {
+	msg := "request panicked; its caller got ErrRequestPanicked"
+	if m.Telemetry {
+		msg = "the application's telemetry panicked on a request's span; the request went on (logged at most once a minute)"
+	}
 	safely(func() {
-		l.ErrorContext(trace.ContextWithSpanContext(context.Background(), m.Trace), "request panicked; its caller got ErrRequestPanicked",
+		l.ErrorContext(trace.ContextWithSpanContext(context.Background(), m.Trace), msg,
 			"method", m.Method, "host", m.Host, "panic", m.Value, "stack", string(m.Stack))
 	})
 }

@@ -228,9 +228,13 @@ func (t *familyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 type familyToken Family
 
 func (t *familyToken) AcquireAt(ctx context.Context, now time.Time) (actors.Grant, error) {
-	h, err := (*Family)(t).handle(ctx)
-	if err != nil {
-		return actors.Grant{}, err
+	h := t.live.Load()
+	if h == nil { // not running: start it, which reads the store and may take a while
+		var err error
+		if h, err = (*Family)(t).activate(ctx); err != nil {
+			return actors.Grant{}, err
+		}
+		now = time.Now()
 	}
 	return h.AcquireAt(ctx, now)
 }

@@ -37,11 +37,13 @@ type CoolDown struct {
 type PruneCoolDowns struct{}
 
 // RequestPanicked reports that a request actor panicked and was stopped; its caller got
-// ErrRequestPanicked. The supervisor logs it.
+// ErrRequestPanicked. Or, when Telemetry is set, that the application's telemetry code (a sampler,
+// a span processor) panicked on a request's span, and the request went on. The supervisor logs it.
 type RequestPanicked struct {
-	Method string
-	Host   string
-	Value  string // the panic value, printed
-	Stack  []byte
-	Trace  trace.SpanContext // the request's span, so the log record names its trace; may be invalid
+	Method    string
+	Host      string
+	Value     string            // the panic value, printed
+	Stack     []byte            // where it panicked
+	Trace     trace.SpanContext // the request's span, so the log record names its trace; may be invalid
+	Telemetry bool
 }

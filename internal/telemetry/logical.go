@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -29,8 +30,8 @@ type Logical struct {
 	gen     uint64
 	refresh trace.SpanContext // the last refresh linked, so a request links each refresh once
 	prop    propagation.TextMapPropagator
-	inject  bool // sends carry trace context: their headers must be the engine's own
-	fault   any  // a panic of the application's telemetry code, recovered (see Fault)
+	inject  bool   // sends carry trace context: their headers must be the engine's own
+	fault   *Fault // a panic of the application's telemetry code, recovered
 }
 
 // noSpan stands for the spans a tracer that makes none does not start: it records nothing and its
@@ -74,27 +75,34 @@ func (t *T) StartLogical(ctx context.Context, req *http.Request, start time.Time
 	return ctx
 }
 
-// startSpan starts the logical span. The tracer runs the application's sampler and span processors:
-// a panic in them is kept in l.fault for the request path to report, and the request goes on
-// without a span of its own.
-func (l *Logical) startSpan(ctx context.Context, name string) (out context.Context) {
+// startSpan starts the logical span as a child of parent. The tracer runs the application's sampler
+// and span processors: a panic in them is kept for the request path to report (see Fault), and the
+// request goes on from parent, without a span of its own.
+func (l *Logical) startSpan(parent context.Context, name string) (ctx context.Context) {
 	defer func() {
 		if p := recover(); p != nil {
-			l.fault, l.span, out = p, noSpan, ctx
+			l.fault, l.span, ctx = &Fault{Value: p, Stack: debug.Stack()}, noSpan, parent
 		}
 	}()
-	ctx, l.span = l.a.tracer.Start(ctx, name, internalKind...)
+	ctx, l.span = l.a.tracer.Start(parent, name, internalKind...)
 	return ctx
 }
 
-// Fault returns, once, a panic of the application's telemetry code (a sampler, a span processor, a
-// meter) that the logical request's span or measurement recovered, or nil. The logical span never
-// fails its request: the request path only reports the panic. (One in a send's span is a panic
-// below the logical request, which fails it with ErrRequestPanicked as any other does.)
-func (l *Logical) Fault() any {
-	p := l.fault
+// Fault is a panic of the application's telemetry code (a sampler, a span processor, a meter)
+// that a logical request's span or measurement recovered: its value, and the stack where it
+// happened.
+type Fault struct {
+	Value any
+	Stack []byte
+}
+
+// Fault returns, once, the panic this logical request's telemetry recovered, or nil. The logical
+// span never fails its request: the request path only reports the panic. (One in a send's span is
+// a panic below the logical request, which fails it with ErrRequestPanicked as any other does.)
+func (l *Logical) Fault() *Fault {
+	f := l.fault
 	l.fault = nil
-	return p
+	return f
 }
 
 // injects reports whether a send from ctx would carry trace context: a valid span context or
@@ -221,7 +229,7 @@ func (l *Logical) End(ctx context.Context, req *http.Request, resp *http.Respons
 func (l *Logical) endRecovering(ctx context.Context, req *http.Request, resp *http.Response, err error, sends int, now time.Time) {
 	defer func() {
 		if p := recover(); p != nil {
-			l.fault = p
+			l.fault = &Fault{Value: p, Stack: debug.Stack()}
 		}
 	}()
 	l.end(ctx, req, resp, err, sends, now)
