@@ -198,17 +198,10 @@ func (s *Supervisor) waitCoolDown(ctx context.Context, host string) (time.Durati
 
 // sleep waits d, or returns early with why ctx ended.
 func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
+	if !retry.Sleep(ctx, d) {
 		return ctxErr(ctx)
 	}
+	return nil
 }
 
 // withIdempotencyKey gives a POST or PATCH without an Idempotency-Key one, in a copy of req with its

@@ -229,7 +229,7 @@ func (cf *clusterFamily) commitLater(unlock func(context.Context) error, v uint6
 		defer cf.fam.commits.Done()
 		defer release(context.Background(), unlock)
 		for n := 1; life.Err() == nil; n++ {
-			if sleep(life, retry.Backoff(n, 50*time.Millisecond, 2*time.Second, nil)) != nil {
+			if !retry.Sleep(life, retry.Backoff(n, 50*time.Millisecond, 2*time.Second, nil)) {
 				return
 			}
 			ctx, cancel := context.WithTimeout(life, 5*time.Second)
@@ -254,18 +254,6 @@ func release(ctx context.Context, unlock func(context.Context) error) {
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	_ = unlock(uctx)
-}
-
-// sleep waits d, or until ctx ends (its error then).
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // adopt returns the pair the store holds for use here: an empty one says a replica's refresh was

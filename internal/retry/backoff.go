@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"time"
@@ -35,4 +36,20 @@ func Backoff(retry int, base, max time.Duration, randN func(n int64) int64) time
 		d = 0
 	}
 	return min(d, ceiling)
+}
+
+// Sleep waits d, or until ctx ends, and reports whether it waited the whole of d (false when ctx
+// ended first; a d of zero or less waits nothing and reports whether ctx is still live).
+func Sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

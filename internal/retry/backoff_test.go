@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"context"
 	"math"
 	"testing"
 	"time"
@@ -80,4 +81,29 @@ func TestBackoffJitter(t *testing.T) {
 	assert.InDelta(t, float64(ceiling/2), float64(mean), float64(12*time.Millisecond), "mean %v", mean)
 	assert.Less(t, lo, ceiling/10, "draws reach near zero")
 	assert.Greater(t, hi, ceiling*9/10, "draws reach near the ceiling")
+}
+
+func TestSleep(t *testing.T) {
+	live := context.Background()
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	cases := []struct {
+		name string
+		ctx  context.Context
+		d    time.Duration
+		want bool
+	}{
+		{"no wait, live", live, 0, true},
+		{"negative wait, live", live, -time.Second, true},
+		{"no wait, ended", ended, 0, false},
+		{"a wait, live", live, time.Millisecond, true},
+		{"a long wait, ended", ended, time.Hour, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			assert.Equal(t, tc.want, Sleep(tc.ctx, tc.d))
+			assert.Less(t, time.Since(start), time.Minute, "an ended context ends the wait")
+		})
+	}
 }
