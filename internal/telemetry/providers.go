@@ -61,30 +61,29 @@ func (t *T) propagator() propagation.TextMapPropagator {
 	return otel.GetTextMapPropagator()
 }
 
-// propagatorState remembers the global stand-in propagator once recognised.
-type propagatorState struct {
-	standIn propagation.TextMapPropagator // a pointer: comparing it with any propagator is safe
-}
+// globalStandIn is the otel package's global stand-in propagator, which otel.GetTextMapPropagator
+// returns until the application sets a propagator (it then returns the new one). It is read when
+// this package starts, before an application's main can set one; nil if it is not recognised (a
+// propagator set in an init before this one ran, or a renamed type), which costs only the search
+// injector would have spared. A pointer: comparing any propagator with it cannot panic.
+var globalStandIn = func() propagation.TextMapPropagator {
+	if p := otel.GetTextMapPropagator(); p != nil && isGlobalStandIn(p, "*global.textMapPropagator") {
+		return p
+	}
+	return nil
+}()
 
 // injector returns the propagator in force and whether it may write anything. When following the
-// global propagator, the otel package's stand-in (in force until the application sets one:
-// otel.GetTextMapPropagator then returns the new one) writes nothing, and so does a nil one; a
-// request then need not search its context for a span context or baggage to write. Any other
-// propagator, and every propagator given in Config (which may get a delegate behind it later
-// without changing identity), is taken to write.
+// global propagator, the stand-in writes nothing (it has no propagator to forward to while it is the
+// one returned), and neither does a nil one; a request then need not search its context for a span
+// context or baggage to write. Any other propagator, and every propagator given in Config (which
+// may get a delegate behind it later without changing identity), is taken to write.
 func (t *T) injector() (propagation.TextMapPropagator, bool) {
 	if t.cfg.Propagator != nil {
 		return t.cfg.Propagator, true
 	}
 	p := otel.GetTextMapPropagator()
-	if s := t.prop.Load(); (s != nil && s.standIn == p) || p == nil {
-		return p, false
-	}
-	if !isGlobalStandIn(p, "*global.textMapPropagator") {
-		return p, true
-	}
-	t.prop.Store(&propagatorState{standIn: p})
-	return p, false
+	return p, p != nil && p != globalStandIn
 }
 
 // isGlobalStandIn reports whether v is the otel package's global stand-in of the given type, which

@@ -43,8 +43,6 @@ type Config struct {
 type T struct {
 	cfg Config                 // as given: nil fields follow the global providers
 	cur atomic.Pointer[active] // what the providers are now, rebuilt when a global one changes
-	// prop is the propagator last seen and whether it writes anything (see injector).
-	prop atomic.Pointer[propagatorState]
 
 	sendDur    metric.Float64Histogram // http.client.request.duration, per physical send
 	logicalDur metric.Float64Histogram
