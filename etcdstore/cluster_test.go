@@ -60,12 +60,7 @@ func clusterSuite() clustertest.Suite {
 // expiry, a member SIGKILLed while it refreshes, the lock holder SIGKILLed after the server rotated
 // (with and without a reuse grace), a member cut off from etcd, and Close of one member.
 func TestCluster(t *testing.T) {
-	s := clusterSuite()
-	t.Run("RefreshOncePerExpiry", s.RefreshOncePerExpiry)
-	t.Run("KillRefreshingReplica", s.KillRefreshingReplica)
-	t.Run("KillLockHolderAfterRotation", s.KillLockHolderAfterRotation)
-	t.Run("CutOff", s.CutOff)
-	t.Run("CloseOneMember", s.CloseOneMember)
+	clusterSuite().Run(t)
 }
 
 // BenchmarkW6ClusterStorm is the W6 storm (clustertest.Suite.Storm): three member processes on the

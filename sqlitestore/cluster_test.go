@@ -49,12 +49,7 @@ func clusterSuite() clustertest.Suite {
 // while refreshing and while holding the lock after the server rotated, a member cut off from the
 // file, and Close of one member.
 func TestCluster(t *testing.T) {
-	s := clusterSuite()
-	t.Run("RefreshOncePerExpiry", s.RefreshOncePerExpiry)
-	t.Run("KillRefreshingReplica", s.KillRefreshingReplica)
-	t.Run("KillLockHolderAfterRotation", s.KillLockHolderAfterRotation)
-	t.Run("CutOff", s.CutOff)
-	t.Run("CloseOneMember", s.CloseOneMember)
+	clusterSuite().Run(t)
 }
 
 // cutAfterFirstLoad is a Coordinator cut off from its file after its first Load, as by a network

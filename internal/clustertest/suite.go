@@ -79,6 +79,16 @@ func eventually(t testing.TB, d time.Duration, cond func() bool, what string) {
 	}
 }
 
+// Run runs every scenario as a subtest, so that each store's TestCluster runs the same list and a
+// new scenario reaches every store.
+func (s Suite) Run(t *testing.T) {
+	t.Run("RefreshOncePerExpiry", s.RefreshOncePerExpiry)
+	t.Run("KillRefreshingReplica", s.KillRefreshingReplica)
+	t.Run("KillLockHolderAfterRotation", s.KillLockHolderAfterRotation)
+	t.Run("CutOff", s.CutOff)
+	t.Run("CloseOneMember", s.CloseOneMember)
+}
+
 // RefreshOncePerExpiry: 3 members, each with 300 concurrent requests, across 3 expiries of the
 // access token: exactly 3 refresh calls, 0 reuse, every request answered 200. Once with a known
 // expiry, once with opaque tokens (the 401 storm on every member at once: one refresh).
