@@ -67,7 +67,10 @@ func New(client *clientv3.Client, opts ...Option) (*Coordinator, error) {
 		return nil, errors.New("etcdstore: nil client")
 	}
 	cfg := config{prefix: DefaultPrefix, ttl: DefaultTTL}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("etcdstore: option %d is nil", i+1)
+		}
 		o(&cfg)
 	}
 	if cfg.ttl < time.Second {

@@ -25,6 +25,7 @@ func TestNewRejects(t *testing.T) {
 		"TTL below 1s":  {client: true, opts: []etcdstore.Option{etcdstore.WithTTL(999 * time.Millisecond)}},
 		"TTL zero":      {client: true, opts: []etcdstore.Option{etcdstore.WithTTL(0)}},
 		"TTL negative ": {client: true, opts: []etcdstore.Option{etcdstore.WithTTL(-time.Second)}},
+		"a nil option":  {client: true, opts: []etcdstore.Option{etcdstore.WithPrefix("/x/"), nil}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := client

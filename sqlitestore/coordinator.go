@@ -97,7 +97,10 @@ type unsure struct {
 // file may be the one a Store uses: their tables differ. Its options are WithLeaseTTL and
 // WithBusyTimeout.
 func OpenCoordinator(path string, opts ...Option) (*Coordinator, error) {
-	c := newConfig(opts)
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: open coordinator: %w", err)
+	}
 	if c.leaseTTL < MinLeaseTTL {
 		return nil, fmt.Errorf("sqlitestore: open coordinator: lease TTL %v is below the minimum %v", c.leaseTTL, MinLeaseTTL)
 	}

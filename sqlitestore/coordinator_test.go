@@ -78,6 +78,12 @@ func TestOpenCoordinatorSettings(t *testing.T) {
 		require.Error(t, err)
 		assert.Nil(t, c)
 	})
+	t.Run("a nil option", func(t *testing.T) {
+		c, err := OpenCoordinator(filepath.Join(t.TempDir(), "cluster.db"), nil)
+		require.Error(t, err)
+		assert.Nil(t, c)
+		assert.True(t, strings.HasPrefix(err.Error(), "sqlitestore: open coordinator"), err.Error())
+	})
 }
 
 // Load and Commit, one after the other, and from a second Coordinator on the file (another

@@ -65,17 +65,24 @@ func WithBusyTimeout(d time.Duration) Option {
 // Open opens the SQLite file at path, creating it and its table if they do not exist, in WAL mode
 // with synchronous=FULL. Several processes may open the same file at once.
 func Open(path string, opts ...Option) (*Store, error) {
-	db, err := openDB(path, newConfig(opts), schema)
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: open: %w", err)
+	}
+	db, err := openDB(path, c, schema)
 	if err != nil {
 		return nil, err
 	}
 	return &Store{db: db, families: map[string]familyState{}}, nil
 }
 
-// newConfig applies opts and fills in the defaults.
-func newConfig(opts []Option) config {
+// newConfig applies opts and fills in the defaults. A nil Option is an error, not a panic.
+func newConfig(opts []Option) (config, error) {
 	c := config{}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			return c, fmt.Errorf("option %d is nil", i+1)
+		}
 		o(&c)
 	}
 	if c.busyTimeout <= 0 {
@@ -84,7 +91,7 @@ func newConfig(opts []Option) config {
 	if c.leaseTTL <= 0 {
 		c.leaseTTL = DefaultLeaseTTL
 	}
-	return c
+	return c, nil
 }
 
 // openDB opens the file at path with c's busy timeout and creates the tables given if they are

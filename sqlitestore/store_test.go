@@ -132,14 +132,16 @@ func TestOpenFails(t *testing.T) {
 	tests := []struct {
 		name string
 		path string
+		opts []Option
 	}{
-		{"empty path", ""},
-		{"no such directory", filepath.Join(t.TempDir(), "missing", "tokens.db")},
-		{"a directory", t.TempDir()},
+		{"empty path", "", nil},
+		{"no such directory", filepath.Join(t.TempDir(), "missing", "tokens.db"), nil},
+		{"a directory", t.TempDir(), nil},
+		{"a nil option", filepath.Join(t.TempDir(), "tokens.db"), []Option{WithBusyTimeout(time.Second), nil}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := Open(tt.path)
+			s, err := Open(tt.path, tt.opts...)
 			require.Error(t, err)
 			assert.Nil(t, s)
 			assert.True(t, strings.HasPrefix(err.Error(), "sqlitestore: open"), err.Error())
